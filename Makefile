@@ -1,0 +1,59 @@
+# Marquee — the two commands are `make run` and `make test`; `make help` lists the rest.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := .tools/bin/uv
+PROTO_OUT := packages/marquee-protos/src
+
+.PHONY: help env lock run test lint typecheck pytest proto check-proto buf-lint bench soak security clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+env: ## bootstrap uv and sync the locked environment (.venv)
+	@scripts/bootstrap.sh
+
+lock: ## re-resolve dependencies into requirements.lock (names, versions, hashes only)
+	@$(UV) lock -q
+	@$(UV) export -q --frozen --all-packages --no-emit-workspace --all-groups \
+	  --format requirements-txt --no-header -o requirements.lock
+	@rm -f uv.lock
+
+run: env ## start the whole suite locally with embedded defaults (Ctrl-C stops it)
+	@$(VENV)/bin/marquee up $(RUN_ARGS)
+
+test: env lint typecheck pytest ## ruff, mypy and the test suite against real servers
+
+lint: env ## ruff (lint + format check) and buf lint
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(MAKE) --no-print-directory buf-lint
+
+typecheck: env ## mypy --strict over every package and service
+	@$(VENV)/bin/mypy packages/*/src services/*/src tests bench
+
+pytest: env ## the test suite (servers are started by the harness)
+	@$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+buf-lint:
+	@cd protos && ../$(VENV)/bin/buf lint
+
+proto: env ## regenerate Python code and .pyi stubs from protos/
+	@scripts/gen_protos.sh
+
+check-proto: env ## fail if generated code differs from protos/
+	@scripts/gen_protos.sh --check
+
+bench: env ## run every benchmark under bench/
+	@for b in bench/*/run.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+soak: env ## long fault runs and soaks
+	@$(VENV)/bin/pytest -m soak --timeout=3600 $(PYTEST_ARGS)
+
+security: env ## bandit and pip-audit
+	@$(VENV)/bin/bandit -q -r packages/*/src services/*/src -x '*/marquee/*' -c pyproject.toml
+	@$(VENV)/bin/pip-audit --strict --disable-pip --no-deps -r requirements.lock --progress-spinner off
+
+clean: ## remove environments and caches
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
