@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 UV := .tools/bin/uv
 PROTO_OUT := packages/marquee-protos/src
 
-.PHONY: help env lock run test lint typecheck pytest proto check-proto buf-lint bench soak security clean
+.PHONY: help env lock run test lint typecheck pytest proto check-proto buf-lint bench soak security audit clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -51,8 +51,10 @@ bench: env ## run every benchmark under bench/
 soak: env ## long fault runs and soaks
 	@$(VENV)/bin/pytest -m soak --timeout=3600 $(PYTEST_ARGS)
 
-security: env ## bandit and pip-audit
-	@$(VENV)/bin/bandit -q -r packages/*/src services/*/src -x '*/marquee/*' -c pyproject.toml
+security: env ## bandit over all first-party code (generated code excluded)
+	@$(VENV)/bin/bandit -q -r packages/*/src services/*/src -x packages/marquee-protos -c pyproject.toml
+
+audit: env ## pip-audit of requirements.lock (needs the PyPI JSON API or OSV; not reachable here)
 	@$(VENV)/bin/pip-audit --strict --disable-pip --no-deps -r requirements.lock --progress-spinner off
 
 clean: ## remove environments and caches

@@ -1,0 +1,52 @@
+"""Settings of one coordinator node, read from MARQUEE_COORDINATOR_* variables."""
+
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from marquee_platform import ServiceSettings
+
+
+def _check_address(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not a host:port address")
+    return value
+
+
+class CoordinatorSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="MARQUEE_COORDINATOR_")
+
+    node_id: int = Field(default=1, ge=1)
+    raft_address: str = "127.0.0.1:50250"
+    # Raft addresses of the other members, comma-separated in the environment.
+    peers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    data_dir: Path = Path(".data/coordinator")
+    # Authenticates the Raft transport (K-9): without it pysyncobj unpickles
+    # whatever reaches its port.
+    cluster_secret: SecretStr | None = None
+
+    @field_validator("raft_address")
+    @classmethod
+    def _raft_address(cls, value: str) -> str:
+        return _check_address(value)
+
+    @field_validator("peers", mode="before")
+    @classmethod
+    def _split_peers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("peers")
+    @classmethod
+    def _peer_addresses(cls, value: list[str]) -> list[str]:
+        return [_check_address(p) for p in value]
+
+    @model_validator(mode="after")
+    def _secret_outside_dev(self) -> Self:
+        if self.profile != "dev" and self.cluster_secret is None:
+            raise ValueError("cluster_secret is required outside the dev profile")
+        return self
