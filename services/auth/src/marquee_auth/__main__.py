@@ -1,0 +1,9 @@
+"""Entry point: `python -m marquee_auth`."""
+
+from marquee_platform import run_service
+
+from marquee_auth.app import register
+from marquee_auth.settings import AuthSettings
+
+if __name__ == "__main__":
+    run_service("auth", AuthSettings, register)

@@ -1,0 +1,28 @@
+"""gRPC wiring of the auth service."""
+
+import grpc
+from marquee.auth.v1 import auth_pb2, auth_pb2_grpc, policy_pb2, policy_pb2_grpc
+
+from marquee_platform import ServiceContext
+from marquee_platform.placeholders import add_pending
+
+MISSING = "passwords, sessions, MFA, OIDC and RBAC arrive with the auth issue"
+
+
+async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
+    return [
+        add_pending(
+            server,
+            auth_pb2_grpc.add_AuthServiceServicer_to_server,
+            auth_pb2_grpc.AuthServiceServicer,
+            auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
+            MISSING,
+        ),
+        add_pending(
+            server,
+            policy_pb2_grpc.add_PolicyServiceServicer_to_server,
+            policy_pb2_grpc.PolicyServiceServicer,
+            policy_pb2.DESCRIPTOR.services_by_name["PolicyService"],
+            MISSING,
+        ),
+    ]

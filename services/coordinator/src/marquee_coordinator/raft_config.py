@@ -1,0 +1,134 @@
+"""What a Raft node needs to start, derived from CoordinatorSettings, and its pysyncobj options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pysyncobj import SyncObjConf
+
+from marquee_coordinator.errors import InsecureConfiguration
+from marquee_coordinator.settings import CoordinatorSettings
+
+
+@dataclass(frozen=True, slots=True)
+class RaftTiming:
+    """Raft timeouts in seconds. Defaults are pysyncobj's, except as noted."""
+
+    heartbeat: float = 0.1  # appendEntriesPeriod
+    election_min: float = 0.4  # raftMinTimeout; must exceed 3 heartbeats
+    election_max: float = 1.4  # raftMaxTimeout
+    connection_timeout: float = 3.5  # >= election_max
+    connection_retry: float = 1.0  # pysyncobj's 5 s makes a restarted peer wait for nothing
+    # pysyncobj's 30 s lets an isolated old leader keep calling itself leader (and
+    # keep failing every call instead of redirecting) far longer than needed.
+    leader_fallback: float = 3.0
+    tick: float = 0.05  # autoTickPeriod: also the granularity of expiry decisions
+    # A tick later than this means the process was paused (SIGSTOP, swap, VM
+    # freeze): the leader restarts its deadlines instead of trusting its clock.
+    pause_threshold: float = 0.4
+    compaction_min_entries: int = 5000
+    compaction_min_time: float = 300.0
+
+    @property
+    def min_lease_ttl(self) -> float:
+        """A shorter lease would expire during an ordinary failover."""
+        return 2 * self.election_max
+
+
+# Short timeouts for tests and local clusters on loopback.
+FAST_TIMING = RaftTiming(
+    heartbeat=0.05,
+    election_min=0.3,
+    election_max=0.6,
+    connection_timeout=0.6,
+    connection_retry=0.2,
+    leader_fallback=1.0,
+    tick=0.02,
+    pause_threshold=0.25,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    node_id: int
+    raft_address: str
+    peers: tuple[str, ...]
+    data_dir: Path
+    cluster_secret: str | None
+    # Only the dev profile may run the Raft port unauthenticated (K-9).
+    allow_insecure: bool = False
+    # Advertised to followers' callers as the leader's address (the gRPC one).
+    client_address: str | None = None
+    timing: RaftTiming = field(default_factory=RaftTiming)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: CoordinatorSettings,
+        *,
+        client_address: str | None = None,
+        timing: RaftTiming | None = None,
+    ) -> NodeConfig:
+        secret = settings.cluster_secret
+        return cls(
+            node_id=settings.node_id,
+            raft_address=settings.raft_address,
+            peers=tuple(p for p in settings.peers if p != settings.raft_address),
+            data_dir=settings.data_dir,
+            cluster_secret=secret.get_secret_value() if secret is not None else None,
+            allow_insecure=settings.profile == "dev",
+            client_address=client_address,
+            timing=timing or RaftTiming(),
+        )
+
+    @property
+    def node_dir(self) -> Path:
+        # Per node id, so several local nodes may share one data dir.
+        return self.data_dir / f"node-{self.node_id}"
+
+    @property
+    def journal_file(self) -> Path:
+        return self.node_dir / "raft.journal"
+
+    @property
+    def dump_file(self) -> Path:
+        return self.node_dir / "raft.dump"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.node_dir / "LOCK"
+
+    def check_secure(self) -> None:
+        if not self.cluster_secret and not self.allow_insecure:
+            raise InsecureConfiguration(
+                "a cluster secret is required outside the dev profile: without it "
+                "anyone who reaches the Raft port can run code on this node"
+            )
+
+    def syncobj_conf(self, **callbacks: Any) -> SyncObjConf:
+        t = self.timing
+        return SyncObjConf(
+            password=self.cluster_secret or None,
+            journalFile=str(self.journal_file),
+            fullDumpFile=str(self.dump_file),
+            # Without batching a blocking commit costs ~1 ms instead of ~100 ms.
+            appendEntriesUseBatch=False,
+            # Serialising in-process: fork() under a gRPC server is not safe,
+            # and the lease state is small.
+            useFork=False,
+            appendEntriesPeriod=t.heartbeat,
+            raftMinTimeout=t.election_min,
+            raftMaxTimeout=t.election_max,
+            connectionTimeout=t.connection_timeout,
+            connectionRetryTime=t.connection_retry,
+            leaderFallbackTimeout=t.leader_fallback,
+            autoTickPeriod=t.tick,
+            logCompactionMinEntries=t.compaction_min_entries,
+            logCompactionMinTime=t.compaction_min_time,
+            # A port we cannot bind fails the start instead of retrying forever.
+            maxBindRetries=20,
+            bindRetryTime=0.25,
+            **callbacks,
+        )

@@ -1,0 +1,283 @@
+"""The replicated lease state machine: pure, deterministic, no clocks, no I/O.
+
+Every replica applies the same commands in log order and must reach the same
+state, so nothing here may read a clock, a random source or the node's role.
+Time enters only through commands: the leader decides that a lease has run out
+on its own monotonic clock and commits `Expire`, which this machine re-validates
+(K-2, K-7). A lease stores its TTL ("remaining TTL at commit"), never a wall-
+clock deadline, so no two machines ever have to agree on the time.
+
+`apply` never raises for a well-formed command: an exception inside pysyncobj's
+apply loop would be retried forever and wedge the node. Refusals are returned
+as `Outcome.rejection`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from enum import StrEnum
+
+DEDUPE_CAPACITY = 10_000
+HISTORY_CAPACITY = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    name: str
+    holder: str
+    # Fencing token: strictly increases per name, across release, expiry,
+    # failover and full restarts (the counter lives in the replicated state).
+    token: int
+    ttl: float
+    # Revision of the last acquire or renew: an Expire decided before a renew
+    # names an older revision and is refused.
+    revision: int
+
+
+class EventKind(StrEnum):
+    ACQUIRED = "acquired"
+    RENEWED = "renewed"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseEvent:
+    revision: int
+    kind: EventKind
+    lease: Lease
+
+
+@dataclass(frozen=True, slots=True)
+class Epoch:
+    """The leadership a command was decided under: the Raft term and its leader."""
+
+    term: int
+    leader: str
+    # Where the leader's clients should go (its gRPC address), told to followers.
+    client_address: str | None = None
+
+
+class Rejection(StrEnum):
+    HELD = "held"  # acquire: someone holds the name (see Outcome.lease)
+    NOT_HELD = "not_held"  # renew/release/expire: no such lease, or holder/token/revision differ
+    STALE_EPOCH = "stale_epoch"  # decided under a leadership that has since been replaced
+    REQUEST_ID_REUSED = "request_id_reused"  # the request id was seen with another command
+    INVALID = "invalid"  # malformed arguments
+
+
+# --- commands: what the log carries -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StartEpoch:
+    """Committed by each new leader before it serves anything (see docs/coordinator-timing.md)."""
+
+    epoch: Epoch
+
+
+@dataclass(frozen=True, slots=True)
+class Acquire:
+    name: str
+    holder: str
+    ttl: float
+    request_id: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Renew:
+    name: str
+    holder: str
+    token: int
+    request_id: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    name: str
+    holder: str
+    token: int
+    request_id: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Expire:
+    """The leader's decision that `name` ran out; only applies to the exact lease it saw."""
+
+    name: str
+    token: int
+    revision: int
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetLease:
+    """A read through the log: its answer is linearizable, unlike a replica's local state."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListLeases:
+    prefix: str = ""
+
+
+ClientCommand = Acquire | Renew | Release
+Command = StartEpoch | Acquire | Renew | Release | Expire | GetLease | ListLeases
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    revision: int  # the state's revision after the command
+    lease: Lease | None = None  # the lease produced, found, or standing in the way
+    leases: tuple[Lease, ...] = ()  # ListLeases only
+    rejection: Rejection | None = None
+    replayed: bool = False  # answered from the dedupe table: nothing was applied again
+
+    @property
+    def ok(self) -> bool:
+        return self.rejection is None
+
+
+class LeaseState:
+    """All replicated coordinator state; pickled whole into pysyncobj's full dump."""
+
+    def __init__(
+        self, *, dedupe_capacity: int = DEDUPE_CAPACITY, history_capacity: int = HISTORY_CAPACITY
+    ) -> None:
+        self.epoch = Epoch(term=0, leader="")
+        self.revision = 0
+        self.leases: dict[str, Lease] = {}
+        # Last token issued per name. Never pruned: it is what makes tokens grow
+        # across release and expiry; one int per distinct name ever used.
+        self.tokens: dict[str, int] = {}
+        # request id -> (the command without its epoch, its outcome), oldest first.
+        self.requests: OrderedDict[str, tuple[ClientCommand, Outcome]] = OrderedDict()
+        self.dedupe_capacity = dedupe_capacity
+        self.history: deque[LeaseEvent] = deque(maxlen=history_capacity)
+
+    def apply(self, command: Command) -> tuple[Outcome, tuple[LeaseEvent, ...]]:
+        """Apply one committed command; returns its outcome and the events it caused."""
+        match command:
+            case StartEpoch():
+                return self._start_epoch(command), ()
+            case Acquire() | Renew() | Release():
+                return self._client_command(command)
+            case Expire():
+                return self._expire(command)
+            case GetLease(name=name):
+                return Outcome(self.revision, lease=self.leases.get(name)), ()
+            case ListLeases(prefix=prefix):
+                found = tuple(v for k, v in sorted(self.leases.items()) if k.startswith(prefix))
+                return Outcome(self.revision, leases=found), ()
+
+    def events_since(self, revision: int) -> tuple[LeaseEvent, ...] | None:
+        """Retained events after `revision`, or None if some were already dropped."""
+        if self.history and self.history[0].revision > revision + 1:
+            return None
+        if not self.history and self.revision > revision:
+            return None
+        return tuple(e for e in self.history if e.revision > revision)
+
+    # --- internals -------------------------------------------------------------
+
+    def _start_epoch(self, command: StartEpoch) -> Outcome:
+        # A leader of an older term can only get here if its entry was replicated
+        # before the newer leader's; refusing it keeps the epoch monotonic.
+        if command.epoch.term <= self.epoch.term:
+            return self._reject(Rejection.STALE_EPOCH)
+        self.epoch = command.epoch
+        return Outcome(self.revision)
+
+    def _client_command(self, command: ClientCommand) -> tuple[Outcome, tuple[LeaseEvent, ...]]:
+        fingerprint = dataclasses.replace(command, epoch=0)
+        if command.request_id and command.request_id in self.requests:
+            seen, outcome = self.requests[command.request_id]
+            if seen != fingerprint:
+                return self._reject(Rejection.REQUEST_ID_REUSED), ()
+            return dataclasses.replace(outcome, replayed=True), ()
+        if command.epoch != self.epoch.term:
+            # Not recorded for dedupe: nothing was decided, the retry must be able to succeed.
+            return self._reject(Rejection.STALE_EPOCH), ()
+        match command:
+            case Acquire():
+                outcome, events = self._acquire(command)
+            case Renew():
+                outcome, events = self._renew(command)
+            case Release():
+                outcome, events = self._release(command)
+        if command.request_id:
+            self._remember(command.request_id, fingerprint, outcome)
+        return outcome, events
+
+    def _acquire(self, command: Acquire) -> tuple[Outcome, tuple[LeaseEvent, ...]]:
+        if not _valid_ttl(command.ttl) or not command.name or not command.holder:
+            return self._reject(Rejection.INVALID), ()
+        current = self.leases.get(command.name)
+        if current is not None:
+            return self._reject(Rejection.HELD, current), ()
+        token = self.tokens.get(command.name, 0) + 1
+        self.tokens[command.name] = token
+        lease = Lease(command.name, command.holder, token, command.ttl, self.revision + 1)
+        return self._record(EventKind.ACQUIRED, lease)
+
+    def _renew(self, command: Renew) -> tuple[Outcome, tuple[LeaseEvent, ...]]:
+        current = self._held_by(command.name, command.holder, command.token)
+        if current is None:
+            return self._reject(Rejection.NOT_HELD, self.leases.get(command.name)), ()
+        lease = dataclasses.replace(current, revision=self.revision + 1)
+        return self._record(EventKind.RENEWED, lease)
+
+    def _release(self, command: Release) -> tuple[Outcome, tuple[LeaseEvent, ...]]:
+        current = self._held_by(command.name, command.holder, command.token)
+        if current is None:
+            return self._reject(Rejection.NOT_HELD, self.leases.get(command.name)), ()
+        return self._record(EventKind.RELEASED, current)
+
+    def _expire(self, command: Expire) -> tuple[Outcome, tuple[LeaseEvent, ...]]:
+        if command.epoch != self.epoch.term:
+            # Decided on a clock whose deadlines a newer leader has since restarted.
+            return self._reject(Rejection.STALE_EPOCH), ()
+        current = self.leases.get(command.name)
+        if current is None or (current.token, current.revision) != (
+            command.token,
+            command.revision,
+        ):
+            # Released, re-acquired or renewed after the leader decided: not expired.
+            return self._reject(Rejection.NOT_HELD, current), ()
+        return self._record(EventKind.EXPIRED, current)
+
+    def _held_by(self, name: str, holder: str, token: int) -> Lease | None:
+        current = self.leases.get(name)
+        if current is None or current.holder != holder or current.token != token:
+            return None
+        return current
+
+    def _record(self, kind: EventKind, lease: Lease) -> tuple[Outcome, tuple[LeaseEvent, ...]]:
+        self.revision += 1
+        if kind in (EventKind.ACQUIRED, EventKind.RENEWED):
+            self.leases[lease.name] = lease
+        else:
+            del self.leases[lease.name]
+        event = LeaseEvent(self.revision, kind, lease)
+        self.history.append(event)
+        return Outcome(self.revision, lease=lease), (event,)
+
+    def _reject(self, rejection: Rejection, lease: Lease | None = None) -> Outcome:
+        return Outcome(self.revision, lease=lease, rejection=rejection)
+
+    def _remember(self, request_id: str, command: ClientCommand, outcome: Outcome) -> None:
+        # Evicted in log order, so every replica forgets the same ids at the same point.
+        self.requests[request_id] = (command, outcome)
+        while len(self.requests) > self.dedupe_capacity:
+            self.requests.popitem(last=False)
+
+
+def _valid_ttl(ttl: float) -> bool:
+    return math.isfinite(ttl) and ttl > 0

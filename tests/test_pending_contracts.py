@@ -1,0 +1,74 @@
+"""Every RPC not built yet answers UNIMPLEMENTED and says what is missing.
+
+This is the one placeholder the suite allows, so the test walks every method
+of every service each registrar exposes, with the method's streaming shape.
+"""
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import MethodDescriptor
+
+from marquee_auth.app import register as register_auth
+from marquee_auth.settings import AuthSettings
+from marquee_cache_gateway.app import register as register_cache
+from marquee_cache_gateway.settings import CacheSettings
+from marquee_coordinator.app import register as register_coordinator
+from marquee_coordinator.settings import CoordinatorSettings
+from marquee_media.app import register as register_media
+from marquee_media.settings import MediaSettings
+from marquee_platform import Registrar, ServiceSettings
+from marquee_search.app import register as register_search
+from marquee_search.settings import SearchSettings
+from marquee_testing.inprocess import serving
+
+SERVICES: list[tuple[str, type[ServiceSettings], Registrar]] = [
+    ("cache-gateway", CacheSettings, register_cache),
+    ("coordinator", CoordinatorSettings, register_coordinator),
+    ("auth", AuthSettings, register_auth),
+    ("media", MediaSettings, register_media),
+    ("search", SearchSettings, register_search),
+]
+
+
+async def _one_empty_message() -> AsyncIterator[bytes]:
+    yield b""
+
+
+async def _call(channel: grpc.aio.Channel, method: MethodDescriptor) -> grpc.aio.AioRpcError:
+    path = f"/{method.containing_service.full_name}/{method.name}"
+    try:
+        if method.client_streaming and method.server_streaming:
+            async for _ in channel.stream_stream(path)(_one_empty_message()):
+                pass
+        elif method.client_streaming:
+            await channel.stream_unary(path)(_one_empty_message())
+        elif method.server_streaming:
+            async for _ in channel.unary_stream(path)(b""):
+                pass
+        else:
+            await channel.unary_unary(path)(b"")
+    except grpc.aio.AioRpcError as error:
+        return error
+    raise AssertionError(f"{path} answered without an error")
+
+
+@pytest.mark.parametrize(("name", "settings_cls", "register"), SERVICES, ids=[s[0] for s in SERVICES])
+async def test_every_pending_rpc_answers_unimplemented_naming_what_is_missing(
+    name: str, settings_cls: type[ServiceSettings], register: Registrar
+) -> None:
+    settings = settings_cls(grpc_port=0, metrics_port=-1)
+    async with serving(name, settings, register) as server:
+        assert server.services, f"{name} registered no service"
+        pool = descriptor_pool.Default()
+        for service_name in server.services:
+            service = pool.FindServiceByName(service_name)
+            assert len(service.methods) > 0
+            for method in service.methods:
+                error = await _call(server.channel, method)
+                assert error.code() == grpc.StatusCode.UNIMPLEMENTED, (method.full_name, error)
+                details = error.details() or ""
+                assert f"{service_name}/{method.name} is not implemented yet" in details
+                assert "arrive with" in details
