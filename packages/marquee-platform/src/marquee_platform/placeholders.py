@@ -8,38 +8,48 @@ so a caller (or an engineer with grpcurl) learns more than gRPC's generic
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+import grpc
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
-from marquee_platform.errors import unimplemented
+from marquee_platform.errors import Unimplemented
 
 T = TypeVar("T")
 
 
-def pending_servicer(base: type[T], service: ServiceDescriptor, missing: str) -> T:
-    """An instance of `base` whose every RPC of `service` answers UNIMPLEMENTED."""
+# `base` is typed as a callable rather than type[T] because mypy refuses abstract
+# classes for type[T], and generated servicer bases are abstract.
+def pending_servicer(base: Callable[[], T], service: ServiceDescriptor, missing: str) -> T:
+    """An instance of the servicer class `base` whose every RPC of `service` is UNIMPLEMENTED."""
+    if not isinstance(base, type):
+        raise TypeError(f"expected a servicer class, got {base!r}")
     methods = {m.name: _pending_method(service, m, missing) for m in service.methods}
-    return type(f"Pending{base.__name__}", (base,), methods)()
+    servicer: T = type(f"Pending{base.__name__}", (base,), methods)()
+    return servicer
+
+
+def add_pending(
+    server: grpc.aio.Server,
+    add_to_server: Callable[[T, grpc.aio.Server], None],
+    base: Callable[[], T],
+    service: ServiceDescriptor,
+    missing: str,
+) -> str:
+    """Register a pending servicer for `service`; returns its full name for health."""
+    add_to_server(pending_servicer(base, service, missing), server)
+    return service.full_name
 
 
 def _pending_method(
     service: ServiceDescriptor, method: MethodDescriptor, missing: str
-) -> Callable[..., Any]:
-    what = f"{service.full_name}/{method.name} is not implemented yet: {missing}"
+) -> Callable[..., Awaitable[None]]:
+    message = f"{service.full_name}/{method.name} is not implemented yet: {missing}"
 
-    # Response-streaming handlers must be async generators for grpc.aio to
-    # treat them as streams, so the placeholder keeps the method's shape.
-    if method.server_streaming:
+    # A plain coroutine suits every method shape: grpc.aio runs a coroutine
+    # response-streaming handler through its reader/writer API.
+    async def pending(self: object, request: object, context: object) -> None:
+        raise Unimplemented(message)
 
-        async def stream(self: object, request: object, context: object) -> AsyncIterator[Any]:
-            unimplemented(what)
-            yield  # pragma: no cover - makes this an async generator
-
-        return stream
-
-    async def unary(self: object, request: object, context: object) -> Any:
-        unimplemented(what)
-
-    return unary
+    return pending

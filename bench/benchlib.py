@@ -1,0 +1,77 @@
+"""The benchmark convention: a readable table, then one JSON line of figures.
+
+Every bench under bench/ measures Marquee next to a peer in the same run and
+ends with `print_results`, so `make bench` output can be tracked over time by
+reading the last line of each bench.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Row:
+    figure: str
+    marquee: float
+    peer: float
+    unit: str
+
+    @property
+    def ratio(self) -> float:
+        return self.marquee / self.peer if self.peer else float("nan")
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+@dataclass(frozen=True)
+class Throughput:
+    per_second: float
+    p50_ms: float
+    p99_ms: float
+
+
+async def measure_calls(
+    call: Callable[[], Awaitable[object]], *, concurrency: int, seconds: float
+) -> Throughput:
+    """Run `call` from `concurrency` tasks for about `seconds`; latency per call."""
+    import asyncio
+
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline:
+            began = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - began)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - began
+    return Throughput(
+        per_second=len(latencies) / elapsed,
+        p50_ms=statistics.median(latencies) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
+    )
+
+
+def print_results(bench: str, peer: str, rows: Sequence[Row]) -> None:
+    width = max(len(r.figure) for r in rows)
+    print(f"{'figure':<{width}}  {'marquee':>12}  {peer:>12}  {'ratio':>7}  unit")
+    for r in rows:
+        print(
+            f"{r.figure:<{width}}  {r.marquee:>12,.2f}  {r.peer:>12,.2f}  {r.ratio:>7.2f}  {r.unit}"
+        )
+    figures = {
+        r.figure: {"marquee": r.marquee, "peer": r.peer, "ratio": r.ratio, "unit": r.unit}
+        for r in rows
+    }
+    print(json.dumps({"bench": bench, "peer": peer, "figures": figures}, sort_keys=True))

@@ -1,0 +1,87 @@
+"""The cost of the platform's server stack on a no-op unary RPC.
+
+Marquee: a service started by `python -m marquee_search` (tracing, metrics and
+error-mapping interceptors), called on grpc.health.v1 Check. Peer: a bare
+grpc.aio server with the same health servicer and no interceptors. Both run
+as their own process; the client is this process, on uvloop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import uvloop
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchlib import Row, measure_calls, print_results  # noqa: E402
+
+from marquee_localservers import free_port  # noqa: E402
+
+SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
+
+
+async def wait_serving(address: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.1)
+
+
+async def measure(address: str, concurrency: int) -> tuple[float, float]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest()
+        await measure_calls(lambda: stub.Check(request), concurrency=concurrency, seconds=0.5)
+        result = await measure_calls(
+            lambda: stub.Check(request), concurrency=concurrency, seconds=SECONDS
+        )
+        return result.per_second, result.p99_ms
+
+
+async def main() -> None:
+    marquee_port, peer_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "MARQUEE_SEARCH_GRPC_PORT": str(marquee_port),
+        "MARQUEE_SEARCH_METRICS_PORT": "-1",
+        "MARQUEE_SEARCH_LOG_LEVEL": "WARNING",
+    }
+    here = Path(__file__).resolve().parent
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "marquee_search"], env=env),
+        subprocess.Popen([sys.executable, str(here / "plain_server.py"), str(peer_port)]),
+    ]
+    try:
+        marquee, peer = f"127.0.0.1:{marquee_port}", f"127.0.0.1:{peer_port}"
+        await asyncio.gather(wait_serving(marquee), wait_serving(peer))
+        rows: list[Row] = []
+        for concurrency in (1, 64):
+            m_rate, m_p99 = await measure(marquee, concurrency)
+            p_rate, p_p99 = await measure(peer, concurrency)
+            rows.append(Row(f"no-op unary calls/s @{concurrency}", m_rate, p_rate, "calls/s"))
+            rows.append(Row(f"no-op unary p99 @{concurrency}", m_p99, p_p99, "ms"))
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=15)
+    print_results("platform", "bare grpc.aio", rows)
+
+
+if __name__ == "__main__":
+    uvloop.run(main())

@@ -1,0 +1,64 @@
+"""Prometheus /metrics on its own port, scraped over HTTP like Prometheus would."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+
+import grpc.aio
+import pytest
+from conftest import Running, serving
+from platform_echo_service import SERVICE, EchoService, EchoSettings
+from prometheus_client.parser import text_string_to_metric_families
+
+
+async def scrape(running: Running) -> str:
+    url = f"http://127.0.0.1:{running.info.metrics_port}/metrics"
+
+    def get() -> str:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body: bytes = response.read()
+            return body.decode()
+
+    return await asyncio.to_thread(get)
+
+
+def handled(text: str, grpc_method: str, grpc_code: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "marquee_grpc_server_handled_total" and sample.labels == {
+                "grpc_service": SERVICE,
+                "grpc_method": grpc_method,
+                "grpc_code": grpc_code,
+            }:
+                return sample.value
+    return 0.0
+
+
+async def test_handled_counter_has_the_status_code(echo: tuple[EchoService, Running]) -> None:
+    _, running = echo
+    before = await scrape(running)
+    await running.unary("Echo")(b"x", timeout=5)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await running.unary("Invalid")(b"", timeout=5)
+    stream = running.unary_stream("Stream")
+    assert len([r async for r in stream(b"2", timeout=5)]) == 2
+
+    after = await scrape(running)
+    assert handled(after, "Echo", "OK") == handled(before, "Echo", "OK") + 1
+    assert handled(after, "Invalid", "INVALID_ARGUMENT") == (
+        handled(before, "Invalid", "INVALID_ARGUMENT") + 1
+    )
+    assert handled(after, "Stream", "OK") == handled(before, "Stream", "OK") + 1
+    assert "marquee_grpc_server_handling_seconds_bucket" in after
+
+
+async def test_each_metric_is_exported_under_one_name(echo: tuple[EchoService, Running]) -> None:
+    text = await scrape(echo[1])
+    assert "marquee_grpc_server_handled_created" not in text
+    assert "marquee_grpc_server_handling_seconds_created" not in text
+
+
+async def test_metrics_can_be_disabled() -> None:
+    async with serving(EchoService().register, EchoSettings(metrics_port=-1)) as running:
+        assert running.info.metrics_port is None
