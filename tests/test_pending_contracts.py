@@ -37,25 +37,31 @@ async def _one_empty_message() -> AsyncIterator[bytes]:
     yield b""
 
 
+def _raw(message: bytes) -> bytes:
+    return message
+
+
 async def _call(channel: grpc.aio.Channel, method: MethodDescriptor) -> grpc.aio.AioRpcError:
     path = f"/{method.containing_service.full_name}/{method.name}"
     try:
         if method.client_streaming and method.server_streaming:
-            async for _ in channel.stream_stream(path)(_one_empty_message()):
+            async for _ in channel.stream_stream(path, _raw, _raw)(_one_empty_message()):
                 pass
         elif method.client_streaming:
-            await channel.stream_unary(path)(_one_empty_message())
+            await channel.stream_unary(path, _raw, _raw)(_one_empty_message())
         elif method.server_streaming:
-            async for _ in channel.unary_stream(path)(b""):
+            async for _ in channel.unary_stream(path, _raw, _raw)(b""):
                 pass
         else:
-            await channel.unary_unary(path)(b"")
+            await channel.unary_unary(path, _raw, _raw)(b"")
     except grpc.aio.AioRpcError as error:
         return error
     raise AssertionError(f"{path} answered without an error")
 
 
-@pytest.mark.parametrize(("name", "settings_cls", "register"), SERVICES, ids=[s[0] for s in SERVICES])
+@pytest.mark.parametrize(
+    ("name", "settings_cls", "register"), SERVICES, ids=[s[0] for s in SERVICES]
+)
 async def test_every_pending_rpc_answers_unimplemented_naming_what_is_missing(
     name: str, settings_cls: type[ServiceSettings], register: Registrar
 ) -> None:

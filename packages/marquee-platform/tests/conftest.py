@@ -8,8 +8,9 @@ from typing import Any
 
 import grpc.aio
 import pytest
-from marquee_platform import Registrar, ServerInfo, serve
 from platform_echo_service import SERVICE, EchoService, EchoSettings
+
+from marquee_platform import Registrar, ServerInfo, serve
 
 
 @dataclass

@@ -14,8 +14,9 @@ from typing import Any
 import grpc
 import grpc.aio
 import pydantic
-from marquee_platform import ServiceContext, ServiceSettings, errors, run_service
 from pydantic_settings import SettingsConfigDict
+
+from marquee_platform import ServiceContext, ServiceSettings, errors, run_service
 
 SERVICE = "test.v1.EchoService"
 LEADER = "10.0.0.7:50051"

@@ -9,8 +9,9 @@ import pytest
 from conftest import Running
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from marquee_platform import errors
 from platform_echo_service import LEADER, EchoService, Greeting
+
+from marquee_platform import errors
 
 
 async def call_error(running: Running, name: str, request: bytes = b"") -> grpc.aio.AioRpcError:

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 import structlog
-from marquee_platform.logging import configure_logging
 from opentelemetry.sdk.trace import TracerProvider
+
+from marquee_platform.logging import configure_logging
 
 
 @pytest.fixture

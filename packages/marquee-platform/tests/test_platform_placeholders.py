@@ -8,6 +8,7 @@ import grpc
 import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from marquee_platform.error_mapping import ErrorMappingInterceptor
 from marquee_platform.placeholders import pending_servicer
 

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from marquee_platform.settings import InvalidSettings, load_settings
 from platform_echo_service import EchoSettings
+
+from marquee_platform.settings import InvalidSettings, load_settings
 
 
 def test_settings_come_from_prefixed_variables(monkeypatch: pytest.MonkeyPatch) -> None:

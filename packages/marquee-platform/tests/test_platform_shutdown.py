@@ -10,8 +10,9 @@ import grpc
 import grpc.aio
 import pytest
 from conftest import serving
-from marquee_platform import ServiceContext, serve
 from platform_echo_service import EchoService, EchoSettings
+
+from marquee_platform import ServiceContext, serve
 
 
 async def test_an_in_flight_call_completes_within_the_grace_period() -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+
 from marquee_platform import Registrar, ServerInfo, ServiceContext, ServiceSettings, serve
 
 
@@ -27,7 +28,7 @@ class RunningService:
 
 @contextlib.asynccontextmanager
 async def serving(
-    name: str, settings: ServiceSettings, register: Registrar, *, timeout: float = 10.0
+    name: str, settings: ServiceSettings, register: Registrar, *, startup_timeout: float = 10.0
 ) -> AsyncIterator[RunningService]:
     """Serve until the block exits, then drain as on SIGTERM and re-raise any server error."""
     registered: list[str] = []
@@ -44,13 +45,13 @@ async def serving(
         serve(name, settings, recording_register, started=started.set_result, stop=stop)
     )
     first: list[asyncio.Future[Any]] = [task, started]
-    done, _ = await asyncio.wait(first, timeout=timeout, return_when="FIRST_COMPLETED")
+    done, _ = await asyncio.wait(first, timeout=startup_timeout, return_when="FIRST_COMPLETED")
     if task in done:
         task.result()  # raises why the server could not start
         raise RuntimeError(f"{name} stopped before it started serving")
     if not done:
         task.cancel()
-        raise TimeoutError(f"{name} did not start serving within {timeout} s")
+        raise TimeoutError(f"{name} did not start serving within {startup_timeout} s")
     info = started.result()
     address = f"{settings.grpc_host}:{info.grpc_port}"
     channel = grpc.aio.insecure_channel(address)

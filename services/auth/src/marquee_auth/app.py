@@ -1,8 +1,8 @@
 """gRPC wiring of the auth service."""
 
 import grpc
-from marquee.auth.v1 import auth_pb2, auth_pb2_grpc, policy_pb2, policy_pb2_grpc
 
+from marquee.auth.v1 import auth_pb2, auth_pb2_grpc, policy_pb2, policy_pb2_grpc
 from marquee_platform import ServiceContext
 from marquee_platform.placeholders import add_pending
 

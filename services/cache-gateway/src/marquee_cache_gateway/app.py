@@ -1,8 +1,8 @@
 """gRPC wiring of the cache gateway."""
 
 import grpc
-from marquee.cache.v1 import cache_pb2, cache_pb2_grpc
 
+from marquee.cache.v1 import cache_pb2, cache_pb2_grpc
 from marquee_platform import ServiceContext
 from marquee_platform.placeholders import add_pending
 

@@ -1,6 +1,7 @@
 """gRPC wiring of a coordinator node."""
 
 import grpc
+
 from marquee.coordinator.v1 import (
     cluster_pb2,
     cluster_pb2_grpc,
@@ -9,7 +10,6 @@ from marquee.coordinator.v1 import (
     lease_pb2,
     lease_pb2_grpc,
 )
-
 from marquee_platform import ServiceContext
 from marquee_platform.placeholders import add_pending
 

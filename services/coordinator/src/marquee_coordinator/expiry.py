@@ -63,7 +63,7 @@ class Deadlines:
         return found
 
     def resolved(self, due: Due) -> None:
-        """The Expire for `due` was applied, refused or lost: it may be proposed again if still due."""
+        """The Expire for `due` was applied, refused or lost: propose again if still due."""
         self._proposed.discard(due)
 
     def deadline(self, name: str) -> float | None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pysyncobj import SyncObjConf
 
 from marquee_coordinator.errors import InsecureConfiguration
-from marquee_coordinator.settings import CoordinatorSettings
+
+if TYPE_CHECKING:
+    # Only for the annotation: importing settings pulls in the whole platform
+    # (gRPC, OpenTelemetry), which bare test nodes should not pay for at start.
+    from marquee_coordinator.settings import CoordinatorSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +111,7 @@ class NodeConfig:
                 "anyone who reaches the Raft port can run code on this node"
             )
 
-    def syncobj_conf(self, **callbacks: Any) -> SyncObjConf:
+    def syncobj_conf(self, **extra: Any) -> SyncObjConf:
         t = self.timing
         return SyncObjConf(
             password=self.cluster_secret or None,
@@ -130,5 +134,5 @@ class NodeConfig:
             # A port we cannot bind fails the start instead of retrying forever.
             maxBindRetries=20,
             bindRetryTime=0.25,
-            **callbacks,
+            **extra,
         )

@@ -1,8 +1,8 @@
 """gRPC wiring of the media service."""
 
 import grpc
-from marquee.media.v1 import media_pb2, media_pb2_grpc
 
+from marquee.media.v1 import media_pb2, media_pb2_grpc
 from marquee_platform import ServiceContext
 from marquee_platform.placeholders import add_pending
 

@@ -1,7 +1,6 @@
 """Entry point: `python -m marquee_search`."""
 
 from marquee_platform import run_service
-
 from marquee_search.app import register
 from marquee_search.settings import SearchSettings
 

@@ -1,8 +1,8 @@
 """gRPC wiring of the search service."""
 
 import grpc
-from marquee.search.v1 import search_pb2, search_pb2_grpc
 
+from marquee.search.v1 import search_pb2, search_pb2_grpc
 from marquee_platform import ServiceContext
 from marquee_platform.placeholders import add_pending
 

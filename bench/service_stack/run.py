@@ -20,9 +20,8 @@ import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchlib import Row, measure_calls, print_results  # noqa: E402
-
-from marquee_localservers import free_port  # noqa: E402
+from benchlib import Row, measure_calls, print_results
+from marquee_localservers import free_port
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
 
@@ -80,7 +79,7 @@ async def main() -> None:
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=15)
-    print_results("platform", "bare grpc.aio", rows)
+    print_results("service_stack", "bare grpc.aio", rows)
 
 
 if __name__ == "__main__":

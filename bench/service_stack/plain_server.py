@@ -1,6 +1,5 @@
 """The peer: a bare grpc.aio server with only the health service, no interceptors."""
 
-import asyncio
 import sys
 
 import grpc
