@@ -30,8 +30,13 @@ lint: env ## ruff (lint + format check) and buf lint
 	@$(VENV)/bin/ruff format --check .
 	@$(MAKE) --no-print-directory buf-lint
 
-typecheck: env ## mypy --strict over every package and service
+typecheck: env ## mypy --strict over every package, service, test and bench
 	@$(VENV)/bin/mypy packages/*/src services/*/src tests bench
+	@# Each tests/ folder is its own module root (their helper modules import by bare name).
+	@for d in packages/*/tests services/*/tests; do \
+	  ls $$d/*.py >/dev/null 2>&1 || continue; \
+	  MYPYPATH=$$d $(VENV)/bin/mypy $$d || exit 1; \
+	done
 
 pytest: env ## the test suite (servers are started by the harness)
 	@$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -1,0 +1,17 @@
+"""Real Redis and PostgreSQL server processes on free ports, for tests and `marquee up`."""
+
+from marquee_localservers.errors import BackendUnavailable, ServerStartError
+from marquee_localservers.postgres import PostgresServer, find_postgres_bindir
+from marquee_localservers.process import ServerProcess, free_port
+from marquee_localservers.redis import RedisServer, find_redis_server
+
+__all__ = [
+    "BackendUnavailable",
+    "PostgresServer",
+    "RedisServer",
+    "ServerProcess",
+    "ServerStartError",
+    "find_postgres_bindir",
+    "find_redis_server",
+    "free_port",
+]

@@ -1,0 +1,151 @@
+"""What a local suite is made of: the service processes and the settings each one gets.
+
+Pure data, no processes: the launcher turns this into running children.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from marquee_cli.ports import PortPlan
+
+# Services drain for this long on SIGTERM; the launcher waits a little longer
+# before it SIGKILLs, so a whole `marquee up` stops within a few seconds.
+SHUTDOWN_GRACE_SECONDS = 3.0
+
+# Defaults a developer may override from the environment (e.g. MARQUEE_AUTH_LOG_LEVEL=DEBUG).
+TUNABLE_DEFAULTS = {"LOG_LEVEL": "INFO", "LOG_FORMAT": "json", "PROFILE": "dev"}
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    role: str
+    module: str
+    env_prefix: str
+    # Fully qualified gRPC services the process serves (health reports each one).
+    grpc_services: tuple[str, ...]
+    node_id: int | None = None
+
+
+COORDINATOR_SERVICES = (
+    "marquee.coordinator.v1.LeaseService",
+    "marquee.coordinator.v1.ElectionService",
+    "marquee.coordinator.v1.ClusterService",
+)
+
+
+def suite_services(coordinators: int = 3) -> list[ServiceSpec]:
+    """Every service process in start order; coordinators last as their count varies."""
+    if coordinators < 1:
+        raise ValueError("the suite needs at least one coordinator node")
+    singles = [
+        ServiceSpec(
+            "cache-gateway",
+            "service",
+            "marquee_cache_gateway",
+            "MARQUEE_CACHE_",
+            ("marquee.cache.v1.CacheService",),
+        ),
+        ServiceSpec(
+            "auth",
+            "service",
+            "marquee_auth",
+            "MARQUEE_AUTH_",
+            ("marquee.auth.v1.AuthService", "marquee.auth.v1.PolicyService"),
+        ),
+        ServiceSpec(
+            "media",
+            "service",
+            "marquee_media",
+            "MARQUEE_MEDIA_",
+            ("marquee.media.v1.MediaService",),
+        ),
+        ServiceSpec(
+            "search",
+            "service",
+            "marquee_search",
+            "MARQUEE_SEARCH_",
+            ("marquee.search.v1.SearchService",),
+        ),
+    ]
+    nodes = [
+        ServiceSpec(
+            f"coordinator-{node}",
+            "raft node",
+            "marquee_coordinator",
+            "MARQUEE_COORDINATOR_",
+            COORDINATOR_SERVICES,
+            node_id=node,
+        )
+        for node in range(1, coordinators + 1)
+    ]
+    return singles + nodes
+
+
+@dataclass(frozen=True)
+class SuiteContext:
+    """Everything a service's settings depend on besides its own spec."""
+
+    data_dir: Path
+    host: str
+    ports: PortPlan
+    redis_url: str
+    postgres_url: str
+    cluster_secret: str
+
+
+def service_env(
+    spec: ServiceSpec, ctx: SuiteContext, inherited: Mapping[str, str] = os.environ
+) -> dict[str, str]:
+    """The child's full environment: inherited, plus its settings under its prefix."""
+    ports = ctx.ports.services[spec.name]
+    settings = {
+        "GRPC_HOST": ctx.host,
+        "GRPC_PORT": str(ports.grpc),
+        "METRICS_HOST": ctx.host,
+        "METRICS_PORT": str(ports.metrics),
+        "SHUTDOWN_GRACE_SECONDS": str(SHUTDOWN_GRACE_SECONDS),
+        **_specific_settings(spec, ctx),
+    }
+    env = dict(inherited)
+    for key, default in TUNABLE_DEFAULTS.items():
+        env.setdefault(spec.env_prefix + key, default)
+    env |= {spec.env_prefix + key: value for key, value in settings.items()}
+    # Log lines reach the log file as they happen, not when a buffer fills.
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _specific_settings(spec: ServiceSpec, ctx: SuiteContext) -> dict[str, str]:
+    match spec.module:
+        case "marquee_cache_gateway":
+            return {"REDIS_URL": ctx.redis_url}
+        case "marquee_auth":
+            return {"DATABASE_URL": ctx.postgres_url}
+        case "marquee_media":
+            return {"STORAGE_DIR": str(ctx.data_dir / "media")}
+        case "marquee_search":
+            return {"DATA_DIR": str(ctx.data_dir / "search")}
+        case "marquee_coordinator":
+            return _coordinator_settings(spec, ctx)
+    return {}
+
+
+def _coordinator_settings(spec: ServiceSpec, ctx: SuiteContext) -> dict[str, str]:
+    assert spec.node_id is not None
+    raft = {
+        name: f"{ctx.host}:{ports.raft}"
+        for name, ports in ctx.ports.services.items()
+        if ports.raft is not None
+    }
+    return {
+        "NODE_ID": str(spec.node_id),
+        "RAFT_ADDRESS": raft[spec.name],
+        "PEERS": ",".join(address for name, address in raft.items() if name != spec.name),
+        "DATA_DIR": str(ctx.data_dir / "coordinator" / f"node-{spec.node_id}"),
+        "CLUSTER_SECRET": ctx.cluster_secret,
+    }

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from cli_health_server import health_server
+
+from marquee_cli.health import SERVING, UNREACHABLE, check_health
+from marquee_localservers import free_port
+
+
+@pytest.fixture
+async def address() -> AsyncIterator[str]:
+    async with health_server() as address:
+        yield address
+
+
+async def test_overall_and_named_services(address: str) -> None:
+    assert await check_health(address) == SERVING
+    assert await check_health(address, "demo.v1.Up") == SERVING
+    assert await check_health(address, "demo.v1.Down") == "NOT_SERVING"
+
+
+async def test_unknown_service(address: str) -> None:
+    assert await check_health(address, "demo.v1.Nope") == "SERVICE_UNKNOWN"
+
+
+async def test_nothing_listening_is_unreachable() -> None:
+    assert await check_health(f"127.0.0.1:{free_port()}", deadline=1.0) == UNREACHABLE

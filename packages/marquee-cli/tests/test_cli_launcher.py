@@ -1,0 +1,35 @@
+"""The launcher's failure path, with real Redis and PostgreSQL but services that cannot start."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+from marquee_cli import launcher
+from marquee_cli.launcher import Launcher, LaunchOptions
+
+FAILING_SERVICE = "import sys; print('invalid setting MARQUEE_X_PORT: boom'); sys.exit(3)"
+
+
+def test_a_service_that_exits_stops_everything_and_shows_its_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(
+        launcher, "python_module_argv", lambda module: [sys.executable, "-c", FAILING_SERVICE]
+    )
+    suite = Launcher(LaunchOptions(data_dir=tmp_path, base_port=0, coordinators=1))
+
+    assert asyncio.run(suite.run()) == 1
+
+    stderr = capsys.readouterr().err
+    assert "failed to start: exited with code 3" in stderr
+    assert "invalid setting MARQUEE_X_PORT: boom" in stderr
+    assert all(service.exited() for service in suite.services)
+    assert suite.redis is not None
+    assert not suite.redis.is_running()
+    assert suite.postgres is not None
+    assert not suite.postgres.is_running()
+    assert not (tmp_path / "endpoints.json").exists()

@@ -1,0 +1,264 @@
+"""The common life cycle of a locally spawned server process: spawn, probe, stop, kill."""
+
+from __future__ import annotations
+
+import abc
+import atexit
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, ClassVar, Self
+
+import psutil
+
+from marquee_localservers.errors import ServerStartError
+
+_PR_SET_PDEATHSIG = 1
+_LOG_TAIL_LINES = 30
+
+# Servers still running when the interpreter exits normally are stopped cleanly;
+# PR_SET_PDEATHSIG only covers the abrupt cases.
+_running: set[ServerProcess] = set()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free right now on `host`, picked by the kernel from the ephemeral range."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _death_signal_preexec(sig: signal.Signals) -> Callable[[], None] | None:
+    """A preexec_fn that makes the child receive `sig` when its parent dies.
+
+    Linux delivers the signal when the *thread* that forked the child exits, not the
+    process: a server started from a worker thread (asyncio.to_thread, an executor)
+    would be stopped as soon as that thread ends. So it is only armed from the main
+    thread; other callers rely on the atexit hook and on calling stop().
+    """
+    if (
+        not sys.platform.startswith("linux")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def arm() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig))
+        # The parent may have died between fork and prctl; then no signal would ever come.
+        if os.getppid() != parent:
+            os.kill(os.getpid(), sig)
+
+    return arm
+
+
+class ServerProcess(abc.ABC):
+    """A server binary run in the foreground as our child, logging to a file in `data_dir`."""
+
+    # Signal for a clean, data-preserving shutdown; also sent if our process dies.
+    stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
+    log_name: ClassVar[str]
+
+    def __init__(self, name: str, data_dir: Path, port: int | None, host: str) -> None:
+        self.name = name
+        self.data_dir = Path(data_dir).absolute()
+        self.host = host
+        self.port = port if port is not None else free_port(host)
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    @abc.abstractmethod
+    def url(self) -> str: ...
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self.is_running() and self._proc else None
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / self.log_name
+
+    @abc.abstractmethod
+    def _command(self) -> list[str]:
+        """The argv that runs the server in the foreground."""
+
+    @abc.abstractmethod
+    def _ping(self) -> bool:
+        """True once the server answers requests."""
+
+    def _prepare(self, deadline: float) -> None:  # noqa: B027 (optional hook)
+        """Hook run before spawning (e.g. initdb)."""
+
+    def _after_ready(self, deadline: float) -> None:  # noqa: B027 (optional hook)
+        """Hook run once the server answers (e.g. create the database)."""
+
+    def _spawn_options(self) -> dict[str, Any]:
+        """Extra subprocess.Popen keyword arguments (e.g. user= to drop root)."""
+        return {}
+
+    def _listening(self) -> bool:
+        # Without this, another process already on the port would answer our probe
+        # while our server is failing to bind.
+        assert self._proc is not None
+        try:
+            sockets = psutil.Process(self._proc.pid).net_connections(kind="inet")
+        except psutil.Error:
+            return False
+        return any(
+            s.status == psutil.CONN_LISTEN and s.laddr and s.laddr.port == self.port
+            for s in sockets
+        )
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Spawn the server and wait until it answers; ServerStartError with its log tail if not."""
+        if self.is_running():
+            return
+        deadline = time.monotonic() + timeout
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare(deadline)
+        with self.log_path.open("ab") as log:
+            log_offset = log.tell()
+            self._proc = self._spawn(log)
+        _running.add(self)
+        while not (self._listening() and self._ping()):
+            code = self._proc.poll()
+            if code is not None:
+                self._forget()
+                raise ServerStartError(self._failure(f"exited with code {code}", log_offset))
+            if time.monotonic() > deadline:
+                self.kill()
+                raise ServerStartError(
+                    self._failure(f"did not answer within {timeout}s", log_offset)
+                )
+            time.sleep(0.05)
+        try:
+            self._after_ready(deadline)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self, log: IO[bytes]) -> subprocess.Popen[bytes]:
+        command = self._command()
+        try:
+            return subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir,
+                # Own session: a Ctrl-C meant for the launcher must not reach the server
+                # before the launcher has stopped the services that use it.
+                start_new_session=True,
+                preexec_fn=_death_signal_preexec(self.stop_signal),
+                **self._spawn_options(),
+            )
+        except OSError as exc:
+            raise ServerStartError(f"{self.name}: cannot run {command[0]!r}: {exc}") from exc
+
+    def _failure(self, what: str, log_offset: int) -> str:
+        tail = self.log_tail(log_offset)
+        return f"{self.name} on port {self.port} {what}; log {self.log_path}:\n{tail}"
+
+    def log_tail(self, offset: int = 0, lines: int = _LOG_TAIL_LINES) -> str:
+        """The last `lines` lines of the log written after byte `offset`."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(offset)
+                text = log.read().decode(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Clean shutdown via `stop_signal`; SIGKILL only if it takes longer than `timeout`."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.send_signal(self.stop_signal)
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return
+        self._forget()
+
+    def kill(self) -> None:
+        """SIGKILL the server and any children it forked (fault tests); no process is left."""
+        if self._proc is None:
+            return
+        try:
+            root = psutil.Process(self._proc.pid)
+            victims = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            victims = []
+        for victim in victims:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                victim.kill()
+        self._proc.wait()
+        psutil.wait_procs(victims, timeout=5)
+        self._forget()
+
+    def restart(self, timeout: float = 30.0) -> None:
+        """Stop cleanly and start again on the same port."""
+        self.stop()
+        self.start(timeout)
+
+    def _forget(self) -> None:
+        if self._proc is not None:
+            self._proc.wait()
+        self._proc = None
+        _running.discard(self)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url} pid={self.pid} dir={self.data_dir}>"
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_running):
+        server.stop()
+
+
+def run_quiet(
+    command: Sequence[str], timeout: float, **options: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run a helper command capturing its output (for error messages)."""
+    return subprocess.run(
+        list(command),
+        capture_output=True,
+        text=True,
+        timeout=max(timeout, 1.0),
+        check=False,
+        **options,
+    )

@@ -1,0 +1,27 @@
+"""The `marquee` pytest plugin (pytest11 entry point): session fixtures backed by real servers.
+
+Each backend lives in its own module under fixtures/; importing the fixtures here
+is what registers them with pytest.
+"""
+
+from marquee_testing.backends import require_backend
+from marquee_testing.fixtures.dragonfly import dragonfly_server, dragonfly_url
+from marquee_testing.fixtures.postgres import database_url, postgres_server
+from marquee_testing.fixtures.redis import (
+    redis_flushed,
+    redis_server,
+    redis_server_factory,
+    redis_url,
+)
+
+__all__ = [
+    "database_url",
+    "dragonfly_server",
+    "dragonfly_url",
+    "postgres_server",
+    "redis_flushed",
+    "redis_server",
+    "redis_server_factory",
+    "redis_url",
+    "require_backend",
+]

@@ -1,0 +1,192 @@
+"""The whole suite through `marquee up`, as a developer runs it with `make run`.
+
+One launcher for the module: every process must answer health checks and list
+its services through reflection, a pending RPC per service must say what is
+missing, and a SIGTERM must stop everything cleanly (the last test).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psutil
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+MARQUEE = Path(sys.executable).parent / "marquee"
+STARTUP_SECONDS = 180.0
+STOP_SECONDS = 15.0
+RPC_SECONDS = 5.0
+
+COORDINATOR = {
+    "marquee.coordinator.v1.LeaseService",
+    "marquee.coordinator.v1.ElectionService",
+    "marquee.coordinator.v1.ClusterService",
+}
+# The gRPC services each process of the suite must serve.
+EXPECTED_SERVICES = {
+    "cache-gateway": {"marquee.cache.v1.CacheService"},
+    "auth": {"marquee.auth.v1.AuthService", "marquee.auth.v1.PolicyService"},
+    "media": {"marquee.media.v1.MediaService"},
+    "search": {"marquee.search.v1.SearchService"},
+    "coordinator-1": COORDINATOR,
+    "coordinator-2": COORDINATOR,
+    "coordinator-3": COORDINATOR,
+}
+# One RPC per service that has not been built yet. When one lands, pick another
+# pending RPC of that service (or drop the service once it has none left).
+PENDING_RPCS = {
+    "marquee.cache.v1.CacheService": "DeleteByPrefix",
+    "marquee.coordinator.v1.LeaseService": "List",
+    "marquee.coordinator.v1.ElectionService": "Proclaim",
+    "marquee.coordinator.v1.ClusterService": "TransferLeadership",
+    "marquee.auth.v1.AuthService": "CompleteOidcLogin",
+    "marquee.auth.v1.PolicyService": "ListUserRoles",
+    "marquee.media.v1.MediaService": "StopTranscode",
+    "marquee.search.v1.SearchService": "DeleteCollection",
+}
+
+
+@dataclass
+class Suite:
+    launcher: subprocess.Popen[bytes]
+    data_dir: Path
+    stdout: Path
+    stderr: Path
+    endpoints: dict[str, Any]
+
+    def services(self) -> list[dict[str, Any]]:
+        return [p for p in self.endpoints["processes"] if "grpc" in p]
+
+
+def _diagnostics(data_dir: Path, stderr: Path) -> str:
+    logs = sorted((data_dir / "logs").glob("*.log"))
+    tails = "\n".join(
+        f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-15:]) for log in logs
+    )
+    return f"launcher stderr:\n{stderr.read_text()}\n{tails}"
+
+
+def _wait_for_endpoints(launcher: subprocess.Popen[bytes], data_dir: Path, stderr: Path) -> Any:
+    path = data_dir / "endpoints.json"
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not path.exists():
+        if launcher.poll() is not None:
+            pytest.fail(
+                f"marquee up exited with {launcher.returncode}\n" + _diagnostics(data_dir, stderr)
+            )
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"no endpoints.json after {STARTUP_SECONDS}s\n" + _diagnostics(data_dir, stderr)
+            )
+        time.sleep(0.2)
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
+    # Not under pytest's basetemp: PostgreSQL runs unprivileged when we are root and
+    # needs search rights on every parent, which a new pytest session takes away.
+    data_dir = Path(tempfile.mkdtemp(prefix="marquee-e2e-"))
+    output_dir = tmp_path_factory.mktemp("launcher")
+    stdout, stderr = output_dir / "stdout", output_dir / "stderr"
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        launcher = subprocess.Popen(
+            [str(MARQUEE), "up", "--data-dir", str(data_dir), "--base-port", "0", "--json"],
+            stdout=out,
+            stderr=err,
+        )
+    try:
+        endpoints = _wait_for_endpoints(launcher, data_dir, stderr)
+        yield Suite(launcher, data_dir, stdout, stderr, endpoints)
+    finally:
+        # Normally the last test has stopped it already.
+        if launcher.poll() is None:
+            launcher.send_signal(signal.SIGTERM)
+            try:
+                launcher.wait(30)
+            except subprocess.TimeoutExpired:
+                launcher.kill()
+                launcher.wait()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_every_process_is_listed(suite: Suite) -> None:
+    names = [p["name"] for p in suite.endpoints["processes"]]
+    assert sorted(names) == sorted([*EXPECTED_SERVICES, "redis", "postgres"])
+    assert suite.endpoints["launcher_pid"] == suite.launcher.pid
+
+
+def test_json_output_matches_endpoints_file(suite: Suite) -> None:
+    # The launcher prints right after writing the file; give the line a moment.
+    deadline = time.monotonic() + 5
+    while not suite.stdout.read_text().endswith("\n") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert json.loads(suite.stdout.read_text()) == suite.endpoints
+
+
+def test_every_service_is_serving(suite: Suite) -> None:
+    for process in suite.services():
+        with grpc.insecure_channel(process["grpc"]) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            for service in ["", *EXPECTED_SERVICES[process["name"]]]:
+                reply = stub.Check(
+                    health_pb2.HealthCheckRequest(service=service), timeout=RPC_SECONDS
+                )
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING, (
+                    process["name"],
+                    service,
+                )
+
+
+def test_reflection_lists_every_service(suite: Suite) -> None:
+    for process in suite.services():
+        with grpc.insecure_channel(process["grpc"]) as channel:
+            listed = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+        assert EXPECTED_SERVICES[process["name"]] <= listed, process["name"]
+        assert "grpc.health.v1.Health" in listed
+
+
+def test_pending_rpcs_say_what_is_missing(suite: Suite) -> None:
+    for process in suite.services():
+        with grpc.insecure_channel(process["grpc"]) as channel:
+            for service in sorted(EXPECTED_SERVICES[process["name"]]):
+                method = f"{service}/{PENDING_RPCS[service]}"
+                # An empty message serializes to no bytes, so no stub is needed.
+                call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(f"/{method}")
+                with pytest.raises(grpc.RpcError) as raised:
+                    call(b"", timeout=RPC_SECONDS)
+                error: Any = raised.value
+                assert error.code() == grpc.StatusCode.UNIMPLEMENTED, (process["name"], method)
+                assert f"{method} is not implemented yet" in error.details()
+
+
+def test_sigterm_stops_everything(suite: Suite) -> None:
+    launcher = psutil.Process(suite.launcher.pid)
+    children = launcher.children(recursive=True)
+    listed = [psutil.Process(p["pid"]) for p in suite.endpoints["processes"]]
+    assert {p.pid for p in listed} <= {c.pid for c in children}
+
+    suite.launcher.send_signal(signal.SIGTERM)
+    assert suite.launcher.wait(STOP_SECONDS) == 0, _diagnostics(suite.data_dir, suite.stderr)
+
+    _, alive = psutil.wait_procs(children, timeout=2)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    assert not [p for p in listed if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not (suite.data_dir / "endpoints.json").exists()
