@@ -1,0 +1,146 @@
+"""A single in-process node: the async API, watch, close, configuration and logging (K-5, K-9)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from coordinator_cluster import free_port
+from lease_history import check_events
+from raft_attacker import send_unauthenticated_frames
+
+from marquee_coordinator import raft_logging
+from marquee_coordinator.errors import (
+    CoordinatorError,
+    EventsCompacted,
+    InsecureConfiguration,
+    InvalidLeaseRequest,
+    LeaseHeld,
+)
+from marquee_coordinator.raft_config import FAST_TIMING, NodeConfig
+from marquee_coordinator.raft_node import LeaseNode
+from marquee_coordinator.settings import CoordinatorSettings
+from marquee_coordinator.state import EventKind, LeaseEvent
+
+
+def config(data_dir: Path, secret: str | None = "s3cret", insecure: bool = False) -> NodeConfig:
+    return NodeConfig(
+        node_id=1,
+        raft_address=f"127.0.0.1:{free_port()}",
+        peers=(),
+        data_dir=data_dir,
+        cluster_secret=secret,
+        allow_insecure=insecure,
+        timing=FAST_TIMING,
+    )
+
+
+async def until_serving(node: LeaseNode, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not node.status().serving:
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[LeaseNode]:
+    node = LeaseNode(config(tmp_path))
+    try:
+        await until_serving(node)
+        yield node
+    finally:
+        node.close()
+
+
+async def test_leases_and_watch_on_a_single_node(node: LeaseNode) -> None:
+    events: list[LeaseEvent] = []
+
+    async def watch() -> None:
+        try:
+            async for event in node.watch(since=0):
+                events.append(event)
+        except EventsCompacted:
+            pass  # the node closed
+
+    watcher = asyncio.create_task(watch())
+    held = await node.acquire("job", "a", 2.0, request_id="r1")
+    with pytest.raises(LeaseHeld):
+        await node.acquire("job", "b", 2.0)
+    with pytest.raises(InvalidLeaseRequest):
+        await node.acquire("job", "b", 0.01)  # shorter than a failover
+    assert (await node.renew("job", "a", held.token)).token == held.token
+    assert await node.list() == (await node.get("job"),)
+    await node.release("job", "a", held.token)
+    assert (await node.acquire("job", "b", 2.0)).token == held.token + 1
+    await asyncio.sleep(0.1)
+    node.close()
+    await asyncio.wait_for(watcher, 5)
+    check_events(events)
+    assert [e.kind for e in events] == [
+        EventKind.ACQUIRED,
+        EventKind.RENEWED,
+        EventKind.RELEASED,
+        EventKind.ACQUIRED,
+    ]
+
+
+async def test_a_data_dir_serves_one_node_at_a_time(node: LeaseNode) -> None:
+    with pytest.raises(CoordinatorError, match="locked"):
+        LeaseNode(config(node.config.data_dir))
+
+
+def test_no_secret_is_refused_outside_dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InsecureConfiguration):
+        LeaseNode(config(tmp_path, secret=None))
+    monkeypatch.setenv("MARQUEE_COORDINATOR_PEERS", "127.0.0.1:7001,127.0.0.1:7002")
+    monkeypatch.setenv("MARQUEE_COORDINATOR_RAFT_ADDRESS", "127.0.0.1:7001")
+    dev = NodeConfig.from_settings(CoordinatorSettings(data_dir=tmp_path))
+    assert dev.allow_insecure
+    assert dev.cluster_secret is None
+    assert dev.peers == ("127.0.0.1:7002",)  # a node does not list itself
+    monkeypatch.setenv("MARQUEE_COORDINATOR_PROFILE", "prod")
+    monkeypatch.setenv("MARQUEE_COORDINATOR_CLUSTER_SECRET", "s3cret")
+    prod = NodeConfig.from_settings(CoordinatorSettings(data_dir=tmp_path))
+    assert not prod.allow_insecure
+    assert prod.cluster_secret == "s3cret"
+
+
+async def test_without_a_secret_the_raft_port_runs_network_pickles(tmp_path: Path) -> None:
+    """The control for K-9: what the secret protects against is real."""
+    insecure = LeaseNode(config(tmp_path / "data", secret=None, insecure=True))
+    try:
+        marker = tmp_path / "pwned"
+        await asyncio.to_thread(
+            send_unauthenticated_frames, insecure.address, member="nobody", marker=marker
+        )
+        deadline = time.monotonic() + 5
+        while not marker.exists():
+            assert time.monotonic() < deadline, "the frames did not reach the node"
+            await asyncio.sleep(0.05)
+    finally:
+        insecure.close()
+
+
+def test_pysyncobj_logs_keep_their_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    from marquee_platform.logging import configure_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    fields = raft_logging.install("127.0.0.1:7001")
+    try:
+        configure_logging("coordinator")
+        logging.getLogger("pysyncobj.syncobj").warning("commit index %d beyond %d", 7, 5)
+    finally:
+        raft_logging.uninstall(fields)
+        root.handlers, root.level = saved[0], saved[1]
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["event"] == "commit index 7 beyond 5"
+    assert line["logger"] == "pysyncobj.syncobj"
+    assert line["raft_template"] == "commit index %d beyond %d"
+    assert line["raft_args"] == [7, 5]
+    assert line["raft_node"] == "127.0.0.1:7001"
+    assert line["service"] == "coordinator"
