@@ -1,0 +1,424 @@
+"""`Cache`: the two-level cache (L1 in process, L2 Redis kept coherent by tracking).
+
+Invariants, each relied on by the hit path, which checks nothing but the entry:
+- L1 holds only values read on the tracking connection while it was up (C-1);
+  untracked reads (tracking down) are answered but never cached.
+- Losing tracking flushes L1 synchronously, before any other task runs (C-3).
+- A fill is refused when its key was invalidated, or L1 reset, after the read
+  was sent (fill_guard, C-11).
+- An entry expires no later than the key does in Redis (PTTL read in the same
+  pipeline, measured from when the read was sent: C-12).
+- This process's own writes and deletes drop the local entry before and after the
+  write, so a caller reads its own write without waiting for the push.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from time import monotonic
+from types import TracebackType
+from typing import Any
+
+import hiredis
+import redis.asyncio as aioredis
+
+from marquee_cache import metrics
+from marquee_cache.breaker import BreakerState, CircuitBreaker
+from marquee_cache.config import CacheConfig
+from marquee_cache.errors import CacheCommandError, CacheUnavailable
+from marquee_cache.events import Invalidation, InvalidationHub, InvalidationStream
+from marquee_cache.fill_guard import FillGuard
+from marquee_cache.guarded import GuardedRedis
+from marquee_cache.l1 import L1
+from marquee_cache.tracking import Tracker, TrackingUnavailable
+
+log = logging.getLogger(__name__)
+
+_METRICS_FOLD_INTERVAL = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    value: bytes | None
+    """None: the key does not exist (a miss is not an error, C-4)."""
+    ttl: float | None
+    """Seconds a caller keeping its own L1 may cache this answer, provided it also
+    follows the invalidation stream; None: not read under tracking, do not cache."""
+
+    @property
+    def found(self) -> bool:
+        return self.value is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    status: str
+    """ok: tracking up, L1 in use; degraded: Redis answers but L1 is bypassed
+    (tracking down); unavailable: the breaker is not closed, reads fail fast."""
+    tracking: bool
+    breaker: BreakerState
+    l1_entries: int
+    tracking_connects: int
+    last_error: str | None
+
+
+class Cache:
+    def __init__(self, config: CacheConfig) -> None:
+        self.config = config
+        self._l1 = L1(config.l1_max_entries)
+        self._entries = self._l1.entries  # the hit path reads the dict directly
+        self._guard = FillGuard()
+        self._breaker = CircuitBreaker(
+            config.breaker_failure_threshold, config.breaker_reset_timeout
+        )
+        self._redis = GuardedRedis(config, self._breaker)
+        self._tracker = Tracker(config, self._on_invalidate, self._on_tracking_up, self._reset)
+        self._hub = InvalidationHub()
+        self._flights: dict[str, asyncio.Future[Lookup]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Counted as a plain int on the hit path (a prometheus inc costs ~500 ns here)
+        # and folded into the Counter off it.
+        self._l1_hits = 0
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls, url: str, *, wait_for_tracking: float | None = 5.0, **overrides: Any
+    ) -> Cache:
+        """Start a cache for `url`; by default wait until tracking is up (L1 in use)."""
+        cache = cls(CacheConfig.from_url(url, **overrides))
+        await cache.start(wait_for_tracking)
+        return cache
+
+    async def start(self, wait_for_tracking: float | None = None) -> None:
+        self._tracker.start()
+        self._spawn(self._fold_metrics_forever())
+        if wait_for_tracking:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_for_tracking):
+                    await self._tracker.wait_up()
+
+    async def close(self) -> None:
+        """Cancel and await every background task, close both connections."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._tracker.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._reset("closed")
+        self._hub.close_all()
+        self._fold_hits()
+        await self._redis.aclose()
+
+    async def __aenter__(self) -> Cache:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def health(self) -> Health:
+        self._fold_hits()
+        breaker = self._breaker.state
+        tracking = self._tracker.up
+        if breaker is not BreakerState.CLOSED:
+            status = "unavailable"
+        else:
+            status = "ok" if tracking else "degraded"
+        return Health(
+            status=status,
+            tracking=tracking,
+            breaker=breaker,
+            l1_entries=len(self._l1),
+            tracking_connects=self._tracker.connects,
+            last_error=self._tracker.last_error,
+        )
+
+    @property
+    def redis(self) -> GuardedRedis:
+        """The guarded pooled client, for companions such as the rate limiter."""
+        return self._redis
+
+    # -- reads ---------------------------------------------------------------------
+
+    def peek(self, key: str) -> bytes | bool | None:
+        """L1 only, synchronous: the value, None for a cached miss, False if L1 cannot answer."""
+        entry = self._entries.get(key)
+        if entry is not None and entry[1] > monotonic():
+            self._l1_hits += 1
+            return entry[0]
+        return False
+
+    async def get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is not None and entry[1] > monotonic():
+            self._l1_hits += 1
+            return entry[0]
+        return (await self.lookup_many((key,)))[key].value
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, bytes | None]:
+        return {k: v.value for k, v in (await self.lookup_many(keys)).items()}
+
+    async def lookup(self, key: str) -> Lookup:
+        return (await self.lookup_many((key,)))[key]
+
+    async def lookup_many(self, keys: Iterable[str]) -> dict[str, Lookup]:
+        """Answers from L1 where it can; the other keys are fetched in one pipeline,
+        sharing any fetch of the same key already in flight (single flight)."""
+        now = monotonic()
+        found: dict[str, Lookup] = {}
+        waiting: dict[str, asyncio.Future[Lookup]] = {}
+        to_fetch: list[str] = []
+        loop = asyncio.get_running_loop()
+        for key in dict.fromkeys(keys):
+            entry = self._entries.get(key)
+            if entry is not None and entry[1] > now:
+                self._l1_hits += 1
+                found[key] = Lookup(entry[0], entry[1] - now)
+                continue
+            flight = self._flights.get(key)
+            if flight is None:
+                flight = loop.create_future()
+                flight.add_done_callback(_retrieve)
+                self._flights[key] = flight
+                to_fetch.append(key)
+            waiting[key] = flight
+        if to_fetch:
+            self._spawn(self._fetch(to_fetch, [waiting[k] for k in to_fetch]))
+        for key, flight in waiting.items():
+            # shield: one caller giving up must not cancel the fetch others share.
+            found[key] = await asyncio.shield(flight)
+        return found
+
+    async def _fetch(self, keys: list[str], flights: list[asyncio.Future[Lookup]]) -> None:
+        self._fold_hits()
+        metrics.L1_MISSES.inc(len(keys))
+        try:
+            try:
+                lookups = await self._tracked_read(keys)
+            except TrackingUnavailable:
+                lookups = await self._untracked_read(keys)
+        except BaseException as exc:
+            # Waiters were not cancelled themselves: they get a typed error, never
+            # a CancelledError that is not theirs.
+            shared = exc if isinstance(exc, Exception) else CacheUnavailable("cache closed")
+            for key, flight in zip(keys, flights, strict=True):
+                self._land(key, flight)
+                if not flight.done():
+                    flight.set_exception(shared)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        hits = sum(1 for lk in lookups if lk.value is not None)
+        metrics.L2_HITS.inc(hits)
+        metrics.L2_MISSES.inc(len(keys) - hits)
+        for key, flight, lookup in zip(keys, flights, lookups, strict=True):
+            self._land(key, flight)
+            if not flight.done():
+                flight.set_result(lookup)
+
+    def _land(self, key: str, flight: asyncio.Future[Lookup]) -> None:
+        # Only our own flight: an invalidation may have detached it and a newer one
+        # may already be in the map.
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+
+    async def _tracked_read(self, keys: list[str]) -> list[Lookup]:
+        """GET + PTTL per key on the tracking connection; fills L1 where allowed."""
+        if not self._tracker.up:
+            raise TrackingUnavailable("tracking connection is down")
+        tickets = [self._guard.begin(k) for k in keys]
+        sent_at = monotonic()
+        commands: list[tuple[str | bytes | int, ...]] = []
+        for key in keys:
+            commands += [("GET", key), ("PTTL", key)]
+        try:
+            replies = await self._redis.guard(lambda: _gather(self._tracker.send(*commands)))
+        except BaseException:
+            for ticket in tickets:
+                self._guard.settle(ticket)
+            raise
+        # No await from here on: settle-and-fill must not interleave with the reader.
+        lookups: list[Lookup] = []
+        error: hiredis.ReplyError | None = None
+        for i, ticket in enumerate(tickets):
+            value, pttl = replies[2 * i], replies[2 * i + 1]
+            fillable = self._guard.settle(ticket) and self._tracker.up
+            if isinstance(value, hiredis.ReplyError):
+                error = value
+                continue
+            ttl = self._l1_ttl(value, pttl)
+            if fillable and ttl is not None:
+                self._l1.put(ticket.key, value, sent_at + ttl)
+            lookups.append(Lookup(value, ttl if fillable else None))
+        if error is not None:
+            raise CacheCommandError(str(error))
+        return lookups
+
+    def _l1_ttl(self, value: bytes | None, pttl: Any) -> float | None:
+        """How long L1 may keep what GET returned, given PTTL; None: do not keep it."""
+        if not isinstance(pttl, int):
+            return None
+        if value is None:
+            # -2: still absent when PTTL ran. Anything else: created in between.
+            return self.config.negative_ttl if pttl == -2 else None
+        if pttl == -1:
+            return self.config.l1_max_ttl
+        if pttl > 0:
+            return min(pttl / 1000.0, self.config.l1_max_ttl)
+        return None  # expired between GET and PTTL
+
+    async def _untracked_read(self, keys: list[str]) -> list[Lookup]:
+        """Tracking is down: answer from Redis, cache nothing (invalidations may be lost)."""
+
+        async def read(client: aioredis.Redis) -> list[Any]:
+            pipe = client.pipeline(transaction=False)  # GETs, not MGET: cluster-safe
+            for key in keys:
+                pipe.get(key)
+            return await pipe.execute()
+
+        values = await self._redis.run(read)
+        return [Lookup(v, None) for v in values]
+
+    async def sync(self) -> bool:
+        """One round trip on the tracking connection. When it returns, every
+        invalidation Redis sent before it has been applied to L1. False when
+        tracking is down (L1 is then empty and bypassed anyway)."""
+        try:
+            await self._redis.guard(lambda: _gather(self._tracker.send(("PING",))))
+        except TrackingUnavailable:
+            return False
+        return True
+
+    # -- writes --------------------------------------------------------------------
+
+    async def set(self, key: str, value: bytes | str, ttl: float | None = None) -> None:
+        """SET with an optional TTL in seconds, millisecond granularity (PX)."""
+        px = None
+        if ttl is not None:
+            if ttl <= 0:
+                raise ValueError("ttl must be positive")
+            px = max(1, math.ceil(ttl * 1000))
+        self._forget((key,))
+        try:
+            await self._redis.run(lambda r: r.set(key, value, px=px))
+        finally:
+            self._forget((key,))
+
+    async def delete(self, *keys: str) -> int:
+        """UNLINK the keys; the number that existed. On a cluster, keys must share a slot."""
+        if not keys:
+            return 0
+        self._forget(keys)
+        try:
+            return int(await self._redis.run(lambda r: r.unlink(*keys)))
+        finally:
+            self._forget(keys)
+
+    async def delete_prefix(self, prefix: str, batch: int | None = None) -> int:
+        """Delete every key starting with `prefix`: SCAN MATCH in batches + UNLINK, never KEYS."""
+        if not prefix:
+            raise ValueError("refusing to delete with an empty prefix")
+        pattern = escape_glob(prefix) + "*"
+        count = batch or self.config.scan_batch
+        deleted = 0
+        cursor = 0
+        self._forget_prefix(prefix)
+        try:
+            while True:
+                cursor, found = await self._redis.run(
+                    lambda r, c=cursor: r.scan(c, match=pattern, count=count)  # type: ignore[misc]
+                )
+                if found:
+                    deleted += int(await self._redis.run(lambda r, f=found: r.unlink(*f)))  # type: ignore[misc]
+                if cursor == 0:
+                    return deleted
+        finally:
+            self._forget_prefix(prefix)
+
+    # -- invalidation --------------------------------------------------------------
+
+    def invalidations(self, maxsize: int = 1024) -> InvalidationStream:
+        """Subscribe to invalidation events (keys, or flush); use `async with` / `async for`."""
+        return self._hub.subscribe(maxsize)
+
+    def _forget(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        self._l1.discard(keys)
+        self._guard.invalidate(keys)
+        for key in keys:
+            self._flights.pop(key, None)  # later readers must not join a pre-write fetch
+
+    def _forget_prefix(self, prefix: str) -> None:
+        self._l1.discard_prefix(prefix)
+        self._guard.invalidate_prefix(prefix)
+        for key in [k for k in self._flights if k.startswith(prefix)]:
+            del self._flights[key]
+
+    def _on_invalidate(self, keys: list[str] | None) -> None:
+        if keys is None:
+            metrics.FLUSH_INVALIDATIONS.inc()
+            self._reset("flushall")
+            return
+        metrics.KEY_INVALIDATIONS.inc(len(keys))
+        self._forget(keys)
+        self._hub.publish(Invalidation(tuple(keys)))
+
+    def _on_tracking_up(self) -> None:
+        log.info("marquee-cache: tracking connection up, L1 in use")
+
+    def _reset(self, reason: str) -> None:
+        """Drop all of L1 and refuse every fill in flight (flush-all, tracking lost)."""
+        self._l1.clear()
+        self._guard.reset()
+        self._flights.clear()
+        metrics.L1_FLUSHES.labels(reason).inc()
+        self._hub.publish(Invalidation(flush=True, reason=reason))
+        if reason == "tracking_lost":
+            log.warning("marquee-cache: tracking connection lost, L1 flushed and bypassed")
+
+    # -- housekeeping --------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _fold_hits(self) -> None:
+        if self._l1_hits:
+            metrics.L1_HITS.inc(self._l1_hits)
+            self._l1_hits = 0
+
+    async def _fold_metrics_forever(self) -> None:
+        while True:
+            await asyncio.sleep(_METRICS_FOLD_INTERVAL)
+            self._fold_hits()
+
+
+async def _gather(futures: list[asyncio.Future[Any]]) -> list[Any]:
+    return await asyncio.gather(*futures)
+
+
+def _retrieve(future: asyncio.Future[Lookup]) -> None:
+    # A flight nobody awaits any more (its callers were cancelled) must not log
+    # "exception was never retrieved".
+    if not future.cancelled():
+        future.exception()
+
+
+_GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*?[]"})
+
+
+def escape_glob(text: str) -> str:
+    """Escape Redis MATCH glob characters so a prefix matches literally."""
+    return text.translate(_GLOB_SPECIAL)

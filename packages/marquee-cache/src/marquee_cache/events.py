@@ -1,0 +1,90 @@
+"""Invalidation events for subscribers (the gateway's WatchInvalidations stream).
+
+Each subscriber has its own bounded queue. A subscriber that falls behind loses
+its backlog and receives one flush event instead: for a remote L1, "drop
+everything" is always a safe replacement for a run of key invalidations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from time import monotonic
+from types import TracebackType
+
+
+@dataclass(frozen=True, slots=True)
+class Invalidation:
+    keys: tuple[str, ...] = ()
+    flush: bool = False
+    """True: drop every cached key (FLUSHALL/FLUSHDB, tracking lost, subscriber overflow)."""
+    reason: str = "write"
+    at: float = field(default_factory=monotonic)
+    """time.monotonic() when the push was processed (for delay measurements)."""
+
+
+class InvalidationStream:
+    """`async for event in stream`; also an async context manager that unsubscribes."""
+
+    def __init__(self, hub: InvalidationHub, maxsize: int) -> None:
+        self._hub = hub
+        self._queue: asyncio.Queue[Invalidation | None] = asyncio.Queue(maxsize)
+
+    def offer(self, event: Invalidation) -> None:
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(Invalidation(flush=True, reason="overflow"))
+
+    def __aiter__(self) -> InvalidationStream:
+        return self
+
+    async def __anext__(self) -> Invalidation:
+        event = await self._queue.get()
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+    def close(self) -> None:
+        """Unsubscribe; a pending `async for` ends."""
+        if self._hub.discard(self):
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(None)
+
+    async def __aenter__(self) -> InvalidationStream:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class InvalidationHub:
+    def __init__(self) -> None:
+        self._streams: set[InvalidationStream] = set()
+
+    def subscribe(self, maxsize: int = 1024) -> InvalidationStream:
+        stream = InvalidationStream(self, maxsize)
+        self._streams.add(stream)
+        return stream
+
+    def discard(self, stream: InvalidationStream) -> bool:
+        if stream in self._streams:
+            self._streams.remove(stream)
+            return True
+        return False
+
+    def publish(self, event: Invalidation) -> None:
+        for stream in self._streams:
+            stream.offer(event)
+
+    def close_all(self) -> None:
+        for stream in list(self._streams):
+            stream.close()
+
+    def __len__(self) -> int:
+        return len(self._streams)

@@ -1,0 +1,167 @@
+"""The tracking connection's lifecycle: connect, CLIENT TRACKING, heartbeat, reconnect.
+
+Design (see README): tracked reads are sent on this connection itself, in the
+default tracking mode, and Redis answers `invalidate` pushes in-band (RESP3). That
+works on Redis 6+ and on Dragonfly, which lack BCAST and REDIRECT. The writer is
+never this connection, so NOLOOP is not needed and no invalidation is lost.
+
+While the connection is down, `up` is False and the owner must flush and bypass
+L1: invalidations may have been missed. A heartbeat PING with a deadline catches
+a silent loss (a dead peer behind a healthy-looking socket gives no EOF).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import hiredis
+from redis.backoff import ExponentialWithJitterBackoff
+
+from marquee_cache.config import CacheConfig
+from marquee_cache.connection import ConnectionLost, RespConnection
+
+log = logging.getLogger(__name__)
+
+InvalidateHandler = Callable[[list[str] | None], None]
+"""Called with the invalidated keys, or None for a flush (FLUSHALL/FLUSHDB)."""
+
+
+class TrackingUnavailable(ConnectionError):
+    pass
+
+
+class Tracker:
+    def __init__(
+        self,
+        config: CacheConfig,
+        on_invalidate: InvalidateHandler,
+        on_up: Callable[[], None],
+        on_down: Callable[[str], None],
+    ) -> None:
+        self._config = config
+        self._on_invalidate = on_invalidate
+        self._on_up = on_up
+        self._on_down = on_down
+        self._conn: RespConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._backoff = ExponentialWithJitterBackoff(
+            cap=config.reconnect_max_delay, base=config.reconnect_base_delay
+        )
+        self._up_event = asyncio.Event()
+        self._closing = False
+        self.connects = 0
+        self.last_error: str | None = None
+
+    @property
+    def up(self) -> bool:
+        return self._conn is not None and self._conn.is_open
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._supervise(), name="marquee-cache-tracker")
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._conn is not None:
+            await self._conn.wait_closed()
+            self._conn = None
+
+    async def wait_up(self) -> None:
+        """Until tracking is up; bound it with asyncio.timeout."""
+        await self._up_event.wait()
+
+    def send(self, *commands: tuple[str | bytes | int, ...]) -> list[asyncio.Future[Any]]:
+        conn = self._conn
+        if conn is None or not conn.is_open:
+            raise TrackingUnavailable("tracking connection is down")
+        return conn.send(*commands)
+
+    async def _supervise(self) -> None:
+        failures = 0
+        while True:
+            try:
+                conn = await self._connect()
+            except (OSError, TimeoutError, hiredis.HiredisError) as exc:
+                self.last_error = f"connect: {exc!r}"
+                failures += 1
+                await asyncio.sleep(self._backoff.compute(failures))
+                continue
+            failures = 0
+            self._conn = conn
+            self.connects += 1
+            self._up_event.set()
+            self._on_up()
+            try:
+                await self._heartbeat(conn)
+            finally:
+                conn.close()
+                await conn.wait_closed()
+            await asyncio.sleep(self._backoff.compute(1))
+
+    async def _connect(self) -> RespConnection:
+        cfg = self._config
+        async with asyncio.timeout(cfg.connect_timeout):
+            established = False
+
+            def on_lost(reason: BaseException | None) -> None:
+                # Runs synchronously inside RespConnection.close(), before any other
+                # task: the owner flushes L1 before a single stale hit can be served.
+                self.last_error = f"lost: {reason!r}"
+                self._up_event.clear()
+                if established and not self._closing:
+                    self._on_down("tracking_lost")
+
+            conn = await RespConnection.open(cfg.host, cfg.port, self._on_push, on_lost)
+            try:
+                hello: list[str | bytes | int] = ["HELLO", 3]
+                if cfg.password is not None:
+                    hello += ["AUTH", cfg.username or "default", cfg.password]
+                await conn.call(*hello)
+                await conn.call("CLIENT", "SETNAME", cfg.client_name)
+                if cfg.db:
+                    await conn.call("SELECT", cfg.db)
+                await conn.call("CLIENT", "TRACKING", "ON")
+                established = True
+            except BaseException:
+                conn.close()
+                await conn.wait_closed()
+                raise
+        return conn
+
+    async def _heartbeat(self, conn: RespConnection) -> None:
+        """Returns when the connection is lost, by EOF/error or a missed PING deadline."""
+        cfg = self._config
+        while conn.is_open:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(cfg.heartbeat_interval):
+                    await conn.closed.wait()
+            if conn.closed.is_set():
+                return
+            try:
+                async with asyncio.timeout(cfg.heartbeat_timeout):
+                    await conn.call("PING")
+            except (TimeoutError, ConnectionLost, OSError) as exc:
+                conn.close(TimeoutError(f"heartbeat failed: {exc!r}"))
+                return
+
+    def _on_push(self, frame: list[Any]) -> None:
+        if len(frame) < 2 or frame[0] not in (b"invalidate", "invalidate"):
+            return
+        keys = frame[1]
+        if keys is None:
+            self._on_invalidate(None)
+        else:
+            self._on_invalidate([_decode(k) for k in keys])
+
+
+def _decode(key: bytes | str) -> str:
+    return key if isinstance(key, str) else key.decode("utf-8", "surrogateescape")

@@ -1,0 +1,152 @@
+"""Redis killed, restarted and frozen under the cache (C-3, C-5): fail fast, never stale."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable
+from time import monotonic
+
+import pytest
+import redis.asyncio as aioredis
+from conftest import CacheFactory
+from redis.backoff import ConstantBackoff
+
+from marquee_cache import BreakerState, Cache, CacheUnavailable
+from marquee_localservers import RedisServer
+
+FAST = {
+    "command_timeout": 0.2,
+    "connect_timeout": 0.2,
+    "heartbeat_interval": 0.1,
+    "heartbeat_timeout": 0.2,
+    "reconnect_max_delay": 0.2,
+    "breaker_reset_timeout": 0.3,
+}
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+async def test_kill_and_restart_mid_traffic(
+    cache_factory: CacheFactory, redis_server_factory: Callable[..., RedisServer]
+) -> None:
+    server = redis_server_factory(persistent=False)  # a restart comes back empty
+    cache = await cache_factory(server.url, **FAST)
+    keys = [f"k{i}" for i in range(20)]
+    async with aioredis.Redis.from_url(server.url) as outside:
+        await outside.mset({k: b"before" for k in keys})
+    assert await cache.get_many(keys) == dict.fromkeys(keys, b"before")
+
+    restarted_at = float("inf")
+    stale: list[str] = []
+    errors: list[float] = []
+    stop = asyncio.Event()
+
+    async def traffic() -> None:
+        while not stop.is_set():
+            for key in keys:
+                started = monotonic()
+                try:
+                    value = await cache.get(key)
+                except CacheUnavailable:
+                    errors.append(monotonic() - started)
+                    await asyncio.sleep(0.005)
+                    continue
+                if value == b"before" and started > restarted_at:
+                    stale.append(key)  # Redis lost it in the restart: L1 must have too
+            await asyncio.sleep(0)
+
+    readers = [asyncio.create_task(traffic()) for _ in range(4)]
+    await asyncio.sleep(0.2)
+    server.kill()
+    await until(lambda: not cache.health().tracking)
+    assert len(cache._l1) == 0, "losing tracking flushes L1"
+    await until(lambda: cache.health().breaker is BreakerState.OPEN)
+    assert cache.health().status == "unavailable"
+    started = monotonic()
+    with pytest.raises(CacheUnavailable):
+        await cache.get("k0")
+    assert monotonic() - started < 0.01, "an open breaker fails fast"
+
+    await asyncio.sleep(0.3)
+    server.start()
+    restarted_at = monotonic()
+    await until(lambda: cache.health().status == "ok")
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.gather(*readers)
+
+    assert errors
+    assert max(errors) < FAST["command_timeout"] + 0.1, "every failure is bounded"
+    assert stale == []
+    assert await cache.get("k0") is None
+    await cache.set("k0", b"after")
+    assert await cache.get("k0") == b"after"
+    assert cache.peek("k0") == b"after", "L1 is in use again"
+    assert cache.health().tracking_connects == 2
+
+
+async def test_heartbeat_catches_a_silent_loss(
+    cache_factory: CacheFactory, redis_server_factory: Callable[..., RedisServer]
+) -> None:
+    """SIGSTOP freezes Redis: the socket stays open, only the heartbeat can tell."""
+    server = redis_server_factory(persistent=False)
+    cache = await cache_factory(server.url, **FAST)
+    await cache.set("k", b"v")
+    assert await cache.get("k") == b"v"
+    assert cache.peek("k") == b"v"
+    assert server.pid is not None
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        frozen = monotonic()
+        await until(lambda: not cache.health().tracking, timeout=2)
+        detected = monotonic() - frozen
+        assert detected < FAST["heartbeat_interval"] + FAST["heartbeat_timeout"] + 0.2
+        assert cache.peek("k") is False, "L1 flushed and bypassed"
+        started = monotonic()
+        with pytest.raises(CacheUnavailable):
+            await cache.get("k")
+        assert monotonic() - started < FAST["command_timeout"] + 0.1
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    await until(lambda: cache.health().status == "ok")
+    assert await cache.get("k") == b"v"
+    print(f"\nsilent loss detected after {detected * 1e3:.0f} ms")
+
+
+async def test_tracking_down_reads_are_answered_but_not_cached(
+    cache_factory: CacheFactory, redis_server_factory: Callable[..., RedisServer]
+) -> None:
+    server = redis_server_factory(persistent=False)
+    cache = await cache_factory(server.url, **FAST)
+    # A reconnect slow enough to observe the degraded state.
+    cache._tracker._backoff = ConstantBackoff(0.5)  # type: ignore[assignment]
+    await cache.set("k", b"v")
+    async with aioredis.Redis.from_url(server.url) as outside:
+        # Kill only the tracking connection; Redis itself stays up.
+        clients = await outside.client_list()
+        (tracking,) = [c for c in clients if c["name"] == cache.config.client_name]
+        await outside.client_kill_filter(_id=tracking["id"])
+    await until(lambda: not cache.health().tracking)
+    assert cache.health().status == "degraded"
+    lookup = await cache.lookup("k")
+    assert lookup.value == b"v"
+    assert lookup.ttl is None, "untracked: answered, not cached"
+    assert cache.peek("k") is False
+    await until(lambda: cache.health().status == "ok")
+    assert await cache.get("k") == b"v"
+    assert cache.peek("k") == b"v"
+
+
+async def test_close_awaits_background_tasks(redis_url: str) -> None:
+    cache = await Cache.connect(redis_url)
+    await cache.get("whatever")
+    tasks = set(cache._tasks)
+    await cache.close()
+    assert all(t.done() for t in tasks)
+    assert cache._tracker._task is None

@@ -1,0 +1,78 @@
+"""The GCRA limiter against a real Redis (C-6): concurrency, NOSCRIPT, local fallback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+from conftest import CacheFactory
+from prometheus_client import REGISTRY
+
+from marquee_cache import RateLimiter
+from marquee_localservers import RedisServer
+
+
+async def test_concurrent_callers_never_exceed_the_limit(
+    cache_factory: CacheFactory, ns: str
+) -> None:
+    # Two instances, as two gateway processes would be, share one budget.
+    limiters = [RateLimiter((await cache_factory()).redis) for _ in range(2)]
+    decisions = await asyncio.gather(
+        *(limiters[i % 2].hit(ns + "login", limit=50, window=60) for i in range(400))
+    )
+    allowed = [d for d in decisions if d.allowed]
+    assert len(allowed) == 50
+    assert all(d.source == "redis" for d in decisions)
+    assert sorted(d.remaining for d in allowed) == list(range(50))
+    denied = [d for d in decisions if not d.allowed]
+    assert all(0 < d.retry_after <= 1.2 for d in denied), "one slot refills every 1.2 s"
+
+
+async def test_refill_admits_one_per_interval(cache_factory: CacheFactory, ns: str) -> None:
+    limiter = RateLimiter((await cache_factory()).redis)
+    key = ns + "k"
+    assert [(await limiter.hit(key, limit=2, window=0.2)).allowed for _ in range(3)] == [
+        True,
+        True,
+        False,
+    ]
+    await asyncio.sleep(0.11)  # one emission interval (0.1 s)
+    assert (await limiter.hit(key, limit=2, window=0.2)).allowed
+    assert not (await limiter.hit(key, limit=2, window=0.2)).allowed
+
+
+async def test_script_flush_is_survived(
+    cache_factory: CacheFactory, writer: aioredis.Redis, ns: str
+) -> None:
+    limiter = RateLimiter((await cache_factory()).redis)
+    assert (await limiter.hit(ns + "k", limit=5, window=60)).remaining == 4
+    await writer.script_flush()
+    decision = await limiter.hit(ns + "k", limit=5, window=60)
+    assert decision.source == "redis"
+    assert decision.remaining == 3, "NOSCRIPT reloaded the script"
+    (exists,) = await writer.script_exists(limiter._script.sha)
+    assert exists
+
+
+async def test_local_limiter_takes_over_while_redis_is_down(
+    cache_factory: CacheFactory, redis_server_factory: Callable[..., RedisServer]
+) -> None:
+    server = redis_server_factory(persistent=False)
+    cache = await cache_factory(server.url, command_timeout=0.2, breaker_reset_timeout=0.2)
+    limiter = RateLimiter(cache.redis)
+    assert (await limiter.hit("k", limit=3, window=60)).source == "redis"
+    server.kill()
+    down = [await limiter.hit("k", limit=3, window=60) for _ in range(5)]
+    assert all(d.source == "local" for d in down)
+    assert [d.allowed for d in down] == [True, True, True, False, False]
+    server.start()
+    async with asyncio.timeout(5):
+        while (decision := await limiter.hit("other", limit=3, window=60)).source != "redis":
+            await asyncio.sleep(0.05)
+    assert decision.allowed
+    denied_local = REGISTRY.get_sample_value(
+        "marquee_cache_ratelimit_decisions_total", {"decision": "denied", "source": "local"}
+    )
+    assert denied_local is not None
+    assert denied_local >= 2
