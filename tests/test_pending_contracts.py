@@ -15,8 +15,6 @@ from marquee_auth.app import register as register_auth
 from marquee_auth.settings import AuthSettings
 from marquee_cache_gateway.app import register as register_cache
 from marquee_cache_gateway.settings import CacheSettings
-from marquee_coordinator.app import register as register_coordinator
-from marquee_coordinator.settings import CoordinatorSettings
 from marquee_media.app import register as register_media
 from marquee_media.settings import MediaSettings
 from marquee_platform import Registrar, ServiceSettings
@@ -26,7 +24,6 @@ from marquee_testing.inprocess import serving
 
 SERVICES: list[tuple[str, type[ServiceSettings], Registrar]] = [
     ("cache-gateway", CacheSettings, register_cache),
-    ("coordinator", CoordinatorSettings, register_coordinator),
     ("auth", AuthSettings, register_auth),
     ("media", MediaSettings, register_media),
     ("search", SearchSettings, register_search),

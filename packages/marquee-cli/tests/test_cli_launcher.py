@@ -10,11 +10,19 @@ import pytest
 
 from marquee_cli import launcher
 from marquee_cli.launcher import Launcher, LaunchOptions
+from marquee_localservers import server_data_dir
 
 FAILING_SERVICE = "import sys; print('invalid setting MARQUEE_X_PORT: boom'); sys.exit(3)"
 
 
 def test_a_service_that_exits_stops_everything_and_shows_its_log(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with server_data_dir() as data_dir:
+        _check_failing_start(data_dir, monkeypatch, capsys)
+
+
+def _check_failing_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(

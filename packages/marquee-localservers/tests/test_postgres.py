@@ -5,21 +5,26 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from localservers_support import postgres_dir, process_gone
+from localservers_support import process_gone
 
 import marquee_localservers.postgres as postgres_module
-from marquee_localservers import BackendUnavailable, PostgresServer, find_postgres_bindir
+from marquee_localservers import (
+    BackendUnavailable,
+    PostgresServer,
+    find_postgres_bindir,
+    server_data_dir,
+)
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
-    with postgres_dir() as data_dir, PostgresServer(data_dir) as server:
+    with server_data_dir() as data_dir, PostgresServer(data_dir) as server:
         yield server
 
 
 @pytest.fixture
 def tmp_path() -> Iterator[Path]:
-    with postgres_dir() as data_dir:
+    with server_data_dir() as data_dir:
         yield data_dir
 
 

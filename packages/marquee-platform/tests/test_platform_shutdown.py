@@ -91,3 +91,28 @@ async def test_a_failing_registrar_stops_serve_and_cleans_up() -> None:
     with pytest.raises(ConnectionError):
         await serve("echo", EchoSettings(), register)
     assert cancelled.is_set()
+
+
+async def test_stop_callbacks_run_before_the_drain_while_calls_still_run() -> None:
+    service = EchoService()
+    seen: list[str] = []
+
+    async def register(server: grpc.aio.Server, context: ServiceContext) -> list[str]:
+        async def on_stop() -> None:
+            # The slow call is still in flight: nothing has drained yet.
+            seen.append("stop" if not call.done() else "too late")
+
+        async def on_shutdown() -> None:
+            seen.append("shutdown")
+
+        context.on_stop(on_stop)
+        context.on_shutdown(on_shutdown)
+        return list(await service.register(server, context))
+
+    async with serving(register, EchoSettings(shutdown_grace_seconds=5)) as running:
+        call = asyncio.ensure_future(running.unary("Slow")(b"0.5", timeout=10))
+        await service.slow_started.wait()
+        running.stop.set()
+        assert await call == b"done"
+        await running.task
+    assert seen == ["stop", "shutdown"]

@@ -24,7 +24,10 @@ from marquee_coordinator.state import Lease
 
 
 def lease_dict(lease: Lease | None) -> dict[str, Any] | None:
-    return dataclasses.asdict(lease) if lease is not None else None
+    if lease is None:
+        return None
+    # JSON has no bytes: the published value travels as text (tests publish ASCII).
+    return {**dataclasses.asdict(lease), "value": lease.value.decode()}
 
 
 async def handle(node: LeaseNode, request: dict[str, Any]) -> Any:
@@ -49,7 +52,13 @@ async def handle(node: LeaseNode, request: dict[str, Any]) -> Any:
         try:
             async with asyncio.timeout(request.get("wait", 0.2)):
                 async for event in node.watch(request["since"]):
-                    events.append(dataclasses.asdict(event))
+                    events.append(
+                        {
+                            "revision": event.revision,
+                            "kind": event.kind,
+                            "lease": lease_dict(event.lease),
+                        }
+                    )
         except TimeoutError:
             pass
         return events

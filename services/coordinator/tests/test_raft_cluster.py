@@ -45,7 +45,7 @@ def on_leader(cluster: Cluster, op: str, timeout: float = 15.0, **args: Any) -> 
 
 
 def lease(data: dict[str, Any]) -> Lease:
-    return Lease(**data)
+    return Lease(**{**data, "value": data["value"].encode()})
 
 
 def events_of(node: NodeProcess, since: int = 0) -> list[LeaseEvent]:

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from marquee_cli import output
+from marquee_cli import cluster_commands, lease_commands, output
 from marquee_cli.control import StopTimeout, launcher_process, stop_suite, suite_status
 from marquee_cli.datadir_lock import DataDirBusy
 from marquee_cli.endpoints import EndpointsFileError, endpoints_path, read_endpoints
@@ -26,6 +26,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+app.add_typer(cluster_commands.app, name="cluster")
+app.add_typer(lease_commands.app, name="lease")
 
 DataDir = Annotated[
     Path,

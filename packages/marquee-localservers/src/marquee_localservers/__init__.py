@@ -4,6 +4,7 @@ from marquee_localservers.errors import BackendUnavailable, ServerStartError
 from marquee_localservers.postgres import PostgresServer, find_postgres_bindir
 from marquee_localservers.process import ServerProcess, free_port
 from marquee_localservers.redis import RedisServer, find_redis_server
+from marquee_localservers.tempdirs import server_data_dir
 
 __all__ = [
     "BackendUnavailable",
@@ -14,4 +15,5 @@ __all__ = [
     "find_postgres_bindir",
     "find_redis_server",
     "free_port",
+    "server_data_dir",
 ]

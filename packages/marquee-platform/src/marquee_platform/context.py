@@ -29,6 +29,7 @@ class ServiceContext:
         self._health = health_servicer
         self._tasks: set[asyncio.Task[Any]] = set()
         self._shutdown_callbacks: list[Callable[[], Awaitable[None]]] = []
+        self._stop_callbacks: list[Callable[[], Awaitable[None]]] = []
         self._health_set_explicitly: set[str] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
@@ -44,6 +45,24 @@ class ServiceContext:
     def on_shutdown(self, cb: Callable[[], Awaitable[None]]) -> None:
         """Run `cb` once the gRPC server has drained; callbacks run last-registered first."""
         self._shutdown_callbacks.append(cb)
+
+    def on_stop(self, cb: Callable[[], Awaitable[None]]) -> None:
+        """Run `cb` as soon as the server is asked to stop, before it drains.
+
+        For work that makes the drain short, e.g. handing leadership over or
+        ending long-lived streams; callbacks run in registration order and a
+        failing one is logged without stopping the others.
+        """
+        self._stop_callbacks.append(cb)
+
+    async def stopping(self) -> None:
+        """Run the on_stop callbacks (called by serve() when the stop signal arrives)."""
+        callbacks, self._stop_callbacks = self._stop_callbacks, []
+        for cb in callbacks:
+            try:
+                await cb()
+            except Exception:
+                self.log.exception("stop callback failed", callback=getattr(cb, "__name__", cb))
 
     def set_serving(self, service: str, serving: bool) -> None:
         """Report one service name as (not) serving on grpc.health.v1; "" is the whole server."""

@@ -89,6 +89,7 @@ async def serve(
 
         await stop.wait()
         log.info("shutting down", grace_seconds=settings.shutdown_grace_seconds)
+        await context.stopping()
         # Health first, so load balancers stop sending new calls while old ones drain.
         await health_servicer.enter_graceful_shutdown()
         await _drain(server, settings.shutdown_grace_seconds, force_stop)

@@ -69,3 +69,23 @@ class EventsCompacted(CoordinatorError):
     def __init__(self, since: int) -> None:
         super().__init__(f"events after revision {since} are no longer retained")
         self.since = since
+
+
+class MembershipRefused(CoordinatorError):
+    """A membership change that would leave the cluster without a live quorum, or is invalid."""
+
+
+class MembershipChangeInProgress(CoordinatorError):
+    """Another membership change has not been committed yet: one change at a time."""
+
+
+class MemberExists(CoordinatorError):
+    pass
+
+
+class UnknownMember(CoordinatorError):
+    pass
+
+
+class TransferFailed(CoordinatorError):
+    """Leadership could not be handed over (no caught-up target, or no new leader in time)."""

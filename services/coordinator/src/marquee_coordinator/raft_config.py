@@ -122,6 +122,9 @@ class NodeConfig:
             # Serialising in-process: fork() under a gRPC server is not safe,
             # and the lease state is small.
             useFork=False,
+            # Members join and leave through the log (K-3); pysyncobj keeps the voter
+            # set in its journal and full dump, so it survives restarts.
+            dynamicMembershipChange=True,
             appendEntriesPeriod=t.heartbeat,
             raftMinTimeout=t.election_min,
             raftMaxTimeout=t.election_max,

@@ -25,12 +25,13 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import queue
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import structlog
@@ -43,24 +44,32 @@ from marquee_coordinator.errors import (
     InvalidLeaseRequest,
     LeaseHeld,
     LeaseNotHeld,
+    MemberExists,
+    MembershipChangeInProgress,
     NotLeader,
     OutcomeUnknown,
     RequestIdReused,
+    TransferFailed,
     Unavailable,
+    UnknownMember,
 )
 from marquee_coordinator.expiry import Deadlines, Due
+from marquee_coordinator.membership import MemberView, Role, check_add, check_remove
 from marquee_coordinator.raft_config import NodeConfig
 from marquee_coordinator.state import (
     Acquire,
     Command,
     Epoch,
     Expire,
+    ForgetMember,
     GetLease,
     Lease,
     LeaseEvent,
     LeaseState,
     ListLeases,
+    Member,
     Outcome,
+    RegisterMember,
     Rejection,
     Release,
     Renew,
@@ -86,12 +95,6 @@ _NOT_COMMITTED = {
 ApplyListener = Callable[[Command, Outcome, tuple[LeaseEvent, ...]], None]
 
 
-class Role(StrEnum):
-    FOLLOWER = "follower"
-    CANDIDATE = "candidate"
-    LEADER = "leader"
-
-
 _ROLES = (Role.FOLLOWER, Role.CANDIDATE, Role.LEADER)  # pysyncobj's _RAFT_STATE values
 
 
@@ -107,6 +110,18 @@ class NodeStatus:
     commit_index: int
     last_applied: int
     peers: dict[str, bool]  # Raft address -> connected
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """What every coordinator response header tells: who answers, at what term and revision."""
+
+    cluster_id: str
+    member_id: str
+    term: int
+    revision: int
+    leader_id: str  # empty when no leader is known
+    leader_address: str  # the leader's gRPC address; empty when unknown
 
 
 class ReplicatedLeases(SyncObjConsumer):  # type: ignore[misc]
@@ -141,6 +156,7 @@ class LeaseNode:
         config.check_secure()
         self.config = config
         self.address = config.raft_address
+        self.member_id = str(config.node_id)
         self._closed = False
         config.node_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock_exclusively(config.lock_file)
@@ -152,6 +168,10 @@ class LeaseNode:
         self._watchers: set[_Watcher] = set()
         self._pending: set[_Pending] = set()
         self._pending_lock = threading.Lock()
+        # Functions to run on the tick thread, where pysyncobj's state may be touched.
+        self._tick_calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._registering_since: float | None = None
+        self._membership_lock = asyncio.Lock()
 
         self._log_fields = raft_logging.install(config.raft_address)
         self._leases = ReplicatedLeases(self._on_applied, self._on_replaced)
@@ -185,6 +205,7 @@ class LeaseNode:
         holder: str,
         ttl: float,
         request_id: str = "",
+        value: bytes = b"",
     ) -> Lease:
         """Grant `name` to `holder` for `ttl` seconds with a new fencing token.
 
@@ -192,13 +213,10 @@ class LeaseNode:
         Unavailable, OutcomeUnknown (retry with the same request id) or RequestIdReused.
         """
         self._check_keys(name=name, holder=holder, request_id=request_id)
-        if not self.config.timing.min_lease_ttl <= ttl <= MAX_LEASE_TTL:
-            raise InvalidLeaseRequest(
-                f"ttl must be within [{self.config.timing.min_lease_ttl}, {MAX_LEASE_TTL}] s"
-            )
+        self._check_ttl(ttl)
         epoch = self._serving_epoch()
-        outcome = await self._commit(Acquire(name, holder, ttl, request_id, epoch))
-        return self._lease_or_raise(name, outcome)
+        command = Acquire(name, holder, ttl, request_id, epoch, value=value, sent_at=time.time())
+        return self._lease_or_raise(name, await self._commit(command))
 
     async def renew(
         self,
@@ -206,12 +224,20 @@ class LeaseNode:
         holder: str,
         token: int,
         request_id: str = "",
+        *,
+        ttl: float | None = None,
+        value: bytes | None = None,
     ) -> Lease:
-        """Restart the lease's TTL; the token stays. Raises LeaseNotHeld if it was lost."""
+        """Restart the lease's TTL; the token stays. Raises LeaseNotHeld if it was lost.
+
+        `ttl` replaces the lease's TTL from now on, `value` its published value.
+        """
         self._check_keys(name=name, holder=holder, request_id=request_id)
+        if ttl is not None:
+            self._check_ttl(ttl)
         epoch = self._serving_epoch()
-        outcome = await self._commit(Renew(name, holder, token, request_id, epoch))
-        return self._lease_or_raise(name, outcome)
+        command = Renew(name, holder, token, request_id, epoch, ttl=ttl, value=value)
+        return self._lease_or_raise(name, await self._commit(command))
 
     async def release(
         self,
@@ -241,6 +267,16 @@ class LeaseNode:
         """This replica's view, possibly stale: for status pages, never for decisions."""
         with self._leases.lock:
             return tuple(self._leases.state.leases.values())
+
+    def snapshot(self, prefix: str = "") -> tuple[int, tuple[Lease, ...]]:
+        """This replica's revision and the leases held at it, taken together.
+
+        A watch from that revision then misses nothing and repeats nothing.
+        """
+        with self._leases.lock:
+            state = self._leases.state
+            leases = tuple(v for k, v in sorted(state.leases.items()) if k.startswith(prefix))
+            return state.revision, leases
 
     async def watch(self, since: int | None = None) -> AsyncIterator[LeaseEvent]:
         """Events after revision `since` (or from now), in order, as this node applies them.
@@ -272,6 +308,49 @@ class LeaseNode:
             with self._leases.lock:
                 self._watchers.discard(watcher)
 
+    def require_serving(self) -> None:
+        """Raise NotLeader/Unavailable unless this node serves leader-only calls right now."""
+        self._serving_epoch()
+
+    def is_serving(self) -> bool:
+        return not self._closed and self._is_serving()
+
+    def has_leader(self) -> bool:
+        """This node serves, or follows a leader it is connected to: probes may say SERVING."""
+        if self._closed:
+            return False
+        if self._raft._isLeader():
+            return self._is_serving()
+        leader = self._raft._getLeader()
+        return leader is not None and self._raft.isNodeConnected(leader)
+
+    def remaining(self, name: str) -> float | None:
+        """Seconds left on the serving leader's clock; None if it tracks no such lease."""
+        deadline = self._deadlines.deadline(name)
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    def storage_bytes(self) -> int:
+        """Journal plus full dump on disk."""
+        files = (self.config.journal_file, self.config.dump_file)
+        return sum(f.stat().st_size for f in files if f.exists())
+
+    def view(self) -> View:
+        with self._leases.lock:
+            state = self._leases.state
+            epoch, revision, cluster_id = state.epoch, state.revision, state.cluster_id
+        leader = self._raft._getLeader()
+        # The epoch names the leader's id and gRPC address once it has committed it;
+        # a leader we hear from that has not done so yet is unnamed.
+        known = leader is not None and epoch.leader == leader.address
+        return View(
+            cluster_id=cluster_id,
+            member_id=self.member_id,
+            term=self._raft.raftCurrentTerm,
+            revision=revision,
+            leader_id=epoch.member_id if known else "",
+            leader_address=(epoch.client_address or "") if known else "",
+        )
+
     def status(self) -> NodeStatus:
         raw = self._raft.getStatus()
         leader = raw["leader"]
@@ -292,6 +371,185 @@ class LeaseNode:
             },
         )
 
+    # --- membership ---------------------------------------------------------------------
+
+    def members(self, pending: Member | None = None) -> tuple[MemberView, ...]:
+        """Every voter as this node sees it, sorted by id (then address).
+
+        `pending` names a member whose record is not committed yet.
+        """
+        with self._leases.lock:
+            known = {m.raft_address: m for m in self._leases.state.members.values()}
+        if pending is not None:
+            known[pending.raft_address] = pending
+        leader = self._raft._getLeader()
+        contact = self._last_contact()
+        now = time.monotonic()
+        views = []
+        for node in [self._raft.selfNode, *self._raft.otherNodes]:
+            address = node.address
+            member = known.get(address)
+            if address == self.address:
+                role = _ROLES[self._raft.getStatus()["state"]]
+            else:
+                role = (
+                    Role.LEADER
+                    if leader is not None and leader.address == address
+                    else Role.FOLLOWER
+                )
+            last = contact.get(address)
+            views.append(
+                MemberView(
+                    id=member.id if member else "",
+                    raft_address=address,
+                    grpc_address=member.grpc_address if member else "",
+                    role=role,
+                    connected=address == self.address or self._raft.isNodeConnected(node),
+                    last_contact=None if last is None else max(0.0, now - last),
+                )
+            )
+        return tuple(sorted(views, key=lambda m: (m.id or "~", m.raft_address)))
+
+    async def add_member(self, member: Member) -> tuple[MemberView, ...]:
+        """Add a voter (leader only), then record its id and gRPC address.
+
+        Start the new node afterwards with the returned members as its peers.
+        """
+        async with self._change_membership():
+            current = self.members()
+            if any(m.id == member.id or m.raft_address == member.raft_address for m in current):
+                raise MemberExists(f"member {member.id} ({member.raft_address}) already exists")
+            check_add(len(current), len(self._live_voters()))
+            if len(current) > 1:
+                await self._change_cluster(self._raft.addNodeToCluster, member.raft_address)
+                await self._commit(RegisterMember(member))
+                return self.members()
+            # A lone node's change can only commit once the new node runs and
+            # acknowledges it, and the new node needs this answer to start: so
+            # answer as soon as the leader has taken the new configuration on.
+            change = self._change_cluster(self._raft.addNodeToCluster, member.raft_address)
+            _in_background(change)
+            await self._until_voter(member.raft_address)
+            _in_background(self._commit(RegisterMember(member)))
+        return self.members(pending=member)
+
+    async def _until_voter(self, raft_address: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + COMMIT_TIMEOUT
+        while loop.time() < deadline:
+            if raft_address in {n.address for n in self._raft.otherNodes}:
+                return
+            await asyncio.sleep(0.005)
+        raise OutcomeUnknown("the new configuration was not taken on in time")
+
+    async def remove_member(self, member_id: str) -> tuple[MemberView, ...]:
+        """Remove a voter (leader only). The leader itself is removed by handing over first:
+        this raises NotLeader naming the new leader, where the caller retries."""
+        async with self._change_membership():
+            current = self.members()
+            target = next((m for m in current if m.id == member_id), None)
+            if target is None:
+                raise UnknownMember(f"no member with id {member_id!r}")
+            live_after = len(self._live_voters() - {target.raft_address})
+            check_remove(len(current), live_after)
+            if target.raft_address == self.address:
+                # pysyncobj cannot remove its own leader: hand over, let the new one do it.
+                await self.transfer_leadership()
+                raise self._not_leader()
+            await self._change_cluster(self._raft.removeNodeFromCluster, target.raft_address)
+            await self._commit(ForgetMember(member_id))
+        return self.members()
+
+    async def transfer_leadership(
+        self, target_raft_address: str | None = None, within: float = 3.0
+    ) -> str:
+        """Hand leadership to a caught-up voter (Raft's TimeoutNow) and wait until it serves.
+
+        Returns the new leader's Raft address. pysyncobj denies the transfer while
+        the target lags the leader's log, so it is retried until `within` seconds pass.
+        """
+        self.require_serving()
+        others = {n.address for n in self._raft.otherNodes}
+        if target_raft_address is not None and target_raft_address not in others:
+            raise UnknownMember(f"{target_raft_address} is not another member")
+        if not others:
+            raise TransferFailed("no other member to hand leadership to")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while loop.time() < deadline:
+            sent: asyncio.Future[int] = loop.create_future()
+
+            def done(_result: Any, error: int, sent: asyncio.Future[int] = sent) -> None:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle_once, sent, error)
+
+            self._on_tick_thread(lambda: self._raft.transferLeadership(target_raft_address, done))
+            if await sent == FAIL_REASON.SUCCESS:
+                leader = await self._wait_for_other_leader(deadline)
+                if leader is not None:
+                    return leader
+            elif not self._raft._isLeader():
+                raise self._not_leader()
+            await asyncio.sleep(0.005)  # the target is catching up: its next ack will do
+        raise TransferFailed(f"no new leader within {within} s")
+
+    async def _wait_for_other_leader(self, deadline: float) -> str | None:
+        loop = asyncio.get_running_loop()
+        while loop.time() < deadline:
+            leader = self._raft._getLeader()
+            if leader is not None and leader.address != self.address:
+                return str(leader.address)
+            await asyncio.sleep(0.002)
+        return None
+
+    def _live_voters(self) -> set[str]:
+        """Raft addresses of the voters the leader heard from within an election timeout."""
+        limit = self.config.timing.election_max
+        now = time.monotonic()
+        heard = {a for a, at in self._last_contact().items() if now - at <= limit}
+        return heard | {self.address}
+
+    def _last_contact(self) -> dict[str, float]:
+        # pysyncobj keeps, on the leader only, when each follower last answered.
+        # Private, but it is exactly what "live" means here; a connection alone is
+        # not (a SIGSTOPped process keeps its sockets open).
+        if not self._raft._isLeader():
+            return {}
+        times = dict(getattr(self._raft, "_SyncObj__lastResponseTime", {}))
+        return {node.address: at for node, at in times.items()}
+
+    @contextlib.asynccontextmanager
+    async def _change_membership(self) -> AsyncIterator[None]:
+        self.require_serving()
+        if self._membership_lock.locked():
+            raise MembershipChangeInProgress("another membership change is in progress")
+        async with self._membership_lock:
+            yield
+
+    async def _change_cluster(self, change: Callable[..., None], raft_address: str) -> None:
+        loop = asyncio.get_running_loop()
+        committed: asyncio.Future[int] = loop.create_future()
+
+        def done(_result: Any, error: int) -> None:  # a membership entry has no result
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle_once, committed, error)
+
+        change(raft_address, callback=done)
+        try:
+            error = await asyncio.wait_for(committed, COMMIT_TIMEOUT)
+        except TimeoutError:
+            raise OutcomeUnknown("membership change not committed in time") from None
+        if error == FAIL_REASON.REQUEST_DENIED:
+            # pysyncobj denies a change while the previous one is not applied yet.
+            raise MembershipChangeInProgress("the previous membership change is not applied yet")
+        if error in _NOT_COMMITTED:
+            raise Unavailable(f"membership change not committed (pysyncobj reason {error})")
+        if error != FAIL_REASON.SUCCESS:
+            raise OutcomeUnknown(f"membership change outcome unknown (pysyncobj reason {error})")
+
+    def _on_tick_thread(self, function: Callable[[], None]) -> None:
+        self._tick_calls.put(function)
+
     def close(self) -> None:
         """Stop the tick thread, flush and close the journal, end watches and pending calls."""
         if self._closed:
@@ -308,6 +566,12 @@ class LeaseNode:
         log.info("raft node closed", node=self.address)
 
     # --- proposing and waiting --------------------------------------------------------
+
+    def _check_ttl(self, ttl: float) -> None:
+        if not self.config.timing.min_lease_ttl <= ttl <= MAX_LEASE_TTL:
+            raise InvalidLeaseRequest(
+                f"ttl must be within [{self.config.timing.min_lease_ttl}, {MAX_LEASE_TTL}] s"
+            )
 
     def _is_serving(self) -> bool:
         epoch = self._leases.state.epoch
@@ -380,12 +644,19 @@ class LeaseNode:
     # --- tick thread ------------------------------------------------------------------
 
     def _on_tick(self) -> None:
+        while True:
+            try:
+                function = self._tick_calls.get_nowait()
+            except queue.Empty:
+                break
+            _never_raise(function)
         _never_raise(self._tick, time.monotonic())
 
     def _tick(self, now: float) -> None:
         gap = now - self._last_tick if self._last_tick is not None else 0.0
         self._last_tick = now
         raft = self._raft
+        self._register_self(now)
         if not raft._isLeader():
             return
         term = raft.raftCurrentTerm
@@ -415,8 +686,28 @@ class LeaseNode:
             if error != FAIL_REASON.SUCCESS or outcome is None or not outcome.ok:
                 self._epoch_proposed = None  # proposed again next tick if still leader
 
-        epoch = Epoch(term, self.address, self.config.client_address)
-        self._leases.apply(StartEpoch(epoch), callback=_guarded(done))
+        epoch = Epoch(term, self.address, self.config.client_address, self.member_id)
+        # Only the very first epoch's id is adopted: it names the cluster for good.
+        start = StartEpoch(epoch, cluster_id=uuid.uuid4().hex)
+        self._leases.apply(start, callback=_guarded(done))
+
+    def _register_self(self, now: float) -> None:
+        """Record our id and gRPC address in the replicated state once a leader is known.
+
+        Proposed through any node (pysyncobj forwards to the leader); retried at
+        most once a second until the state holds exactly our record.
+        """
+        me = Member(self.member_id, self.address, self.config.client_address or "")
+        if self._leases.state.members.get(me.id) == me or self._raft._getLeader() is None:
+            return
+        if self._registering_since is not None and now - self._registering_since < 1.0:
+            return
+        self._registering_since = now
+
+        def done(_outcome: Outcome | None, _error: int) -> None:
+            self._registering_since = None
+
+        self._leases.apply(RegisterMember(me), callback=_guarded(done))
 
     def _propose_expire(self, due: Due, term: int) -> None:
         def done(_outcome: Outcome | None, _error: int) -> None:
@@ -472,6 +763,27 @@ class _Pending:
             self.future.set_exception(Unavailable(f"not committed (pysyncobj reason {error})"))
         else:
             self.future.set_exception(OutcomeUnknown(f"outcome unknown (pysyncobj reason {error})"))
+
+
+def _in_background(awaitable: Coroutine[Any, Any, Any]) -> None:
+    """Run a proposal nobody waits for; its failure is only logged."""
+
+    def done(task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background proposal failed", error=str(task.exception()))
+        _background.discard(task)
+
+    task = asyncio.ensure_future(awaitable)
+    _background.add(task)
+    task.add_done_callback(done)
+
+
+_background: set[asyncio.Task[Any]] = set()  # strong references until done
+
+
+def _settle_once(future: asyncio.Future[int], value: int) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 class _Watcher:

@@ -1,7 +1,7 @@
 """Settings of one coordinator node, read from MARQUEE_COORDINATOR_* variables."""
 
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -9,7 +9,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 from marquee_platform import ServiceSettings
 
 
-def _check_address(value: str) -> str:
+def check_address(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"{value!r} is not a host:port address")
@@ -27,11 +27,28 @@ class CoordinatorSettings(ServiceSettings):
     # Authenticates the Raft transport (K-9): without it pysyncobj unpickles
     # whatever reaches its port.
     cluster_secret: SecretStr | None = None
+    # The gRPC address callers are sent to when they reach a follower (and the one
+    # recorded for this member); defaults to grpc_host:grpc_port.
+    advertise_address: str | None = None
+    # "fast": short Raft timeouts for loopback clusters and tests (see raft_config).
+    raft_timing: Literal["default", "fast"] = "default"
 
     @field_validator("raft_address")
     @classmethod
     def _raft_address(cls, value: str) -> str:
-        return _check_address(value)
+        return check_address(value)
+
+    @field_validator("advertise_address")
+    @classmethod
+    def _advertise_address(cls, value: str | None) -> str | None:
+        return check_address(value) if value is not None else None
+
+    @property
+    def client_address(self) -> str | None:
+        """Where this node's callers reach it; None while the gRPC port is left to chance."""
+        if self.advertise_address:
+            return self.advertise_address
+        return f"{self.grpc_host}:{self.grpc_port}" if self.grpc_port else None
 
     @field_validator("peers", mode="before")
     @classmethod
@@ -43,7 +60,7 @@ class CoordinatorSettings(ServiceSettings):
     @field_validator("peers")
     @classmethod
     def _peer_addresses(cls, value: list[str]) -> list[str]:
-        return [_check_address(p) for p in value]
+        return [check_address(p) for p in value]
 
     @model_validator(mode="after")
     def _secret_outside_dev(self) -> Self:

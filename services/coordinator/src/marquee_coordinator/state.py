@@ -35,6 +35,12 @@ class Lease:
     # Revision of the last acquire or renew: an Expire decided before a renew
     # names an older revision and is refused.
     revision: int
+    # Revision of the grant itself (unchanged by renewals).
+    acquired_revision: int = 0
+    # Published by the holder, e.g. an election leader's address.
+    value: bytes = b""
+    # The granting leader's wall clock: informational only, never compared.
+    acquired_at: float = 0.0
 
 
 class EventKind(StrEnum):
@@ -59,6 +65,16 @@ class Epoch:
     leader: str
     # Where the leader's clients should go (its gRPC address), told to followers.
     client_address: str | None = None
+    member_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A cluster member's identity and addresses (the voter set itself is pysyncobj's)."""
+
+    id: str
+    raft_address: str
+    grpc_address: str
 
 
 class Rejection(StrEnum):
@@ -77,6 +93,8 @@ class StartEpoch:
     """Committed by each new leader before it serves anything (see docs/coordinator-timing.md)."""
 
     epoch: Epoch
+    # Adopted by the state only once, from the very first epoch: the cluster's identity.
+    cluster_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +104,10 @@ class Acquire:
     ttl: float
     request_id: str
     epoch: int
+    value: bytes = b""
+    # The leader's wall clock when it accepted the call; informational, and left
+    # out of the dedupe fingerprint so a retry is recognised.
+    sent_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +117,8 @@ class Renew:
     token: int
     request_id: str
     epoch: int
+    ttl: float | None = None  # None keeps the lease's TTL
+    value: bytes | None = None  # None keeps the published value
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +141,18 @@ class Expire:
 
 
 @dataclass(frozen=True, slots=True)
+class RegisterMember:
+    """Records a member's id and addresses; replaces any record of the same id or Raft address."""
+
+    member: Member
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetMember:
+    member_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class GetLease:
     """A read through the log: its answer is linearizable, unlike a replica's local state."""
 
@@ -129,7 +165,17 @@ class ListLeases:
 
 
 ClientCommand = Acquire | Renew | Release
-Command = StartEpoch | Acquire | Renew | Release | Expire | GetLease | ListLeases
+Command = (
+    StartEpoch
+    | Acquire
+    | Renew
+    | Release
+    | Expire
+    | GetLease
+    | ListLeases
+    | RegisterMember
+    | ForgetMember
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +198,9 @@ class LeaseState:
         self, *, dedupe_capacity: int = DEDUPE_CAPACITY, history_capacity: int = HISTORY_CAPACITY
     ) -> None:
         self.epoch = Epoch(term=0, leader="")
+        self.cluster_id = ""
         self.revision = 0
+        self.members: dict[str, Member] = {}
         self.leases: dict[str, Lease] = {}
         # Last token issued per name. Never pruned: it is what makes tokens grow
         # across release and expiry; one int per distinct name ever used.
@@ -176,6 +224,16 @@ class LeaseState:
             case ListLeases(prefix=prefix):
                 found = tuple(v for k, v in sorted(self.leases.items()) if k.startswith(prefix))
                 return Outcome(self.revision, leases=found), ()
+            case RegisterMember(member=member):
+                for other in [
+                    m for m in self.members.values() if m.raft_address == member.raft_address
+                ]:
+                    del self.members[other.id]
+                self.members[member.id] = member
+                return Outcome(self.revision), ()
+            case ForgetMember(member_id=member_id):
+                self.members.pop(member_id, None)
+                return Outcome(self.revision), ()
 
     def events_since(self, revision: int) -> tuple[LeaseEvent, ...] | None:
         """Retained events after `revision`, or None if some were already dropped."""
@@ -193,10 +251,12 @@ class LeaseState:
         if command.epoch.term <= self.epoch.term:
             return self._reject(Rejection.STALE_EPOCH)
         self.epoch = command.epoch
+        if not self.cluster_id:
+            self.cluster_id = command.cluster_id
         return Outcome(self.revision)
 
     def _client_command(self, command: ClientCommand) -> tuple[Outcome, tuple[LeaseEvent, ...]]:
-        fingerprint = dataclasses.replace(command, epoch=0)
+        fingerprint = _fingerprint(command)
         if command.request_id and command.request_id in self.requests:
             seen, outcome = self.requests[command.request_id]
             if seen != fingerprint:
@@ -212,7 +272,9 @@ class LeaseState:
                 outcome, events = self._renew(command)
             case Release():
                 outcome, events = self._release(command)
-        if command.request_id:
+        if command.request_id and outcome.ok:
+            # Only what was done is remembered: a refused acquire may be retried with
+            # the same id once the name is free (an Acquire that waits does that).
             self._remember(command.request_id, fingerprint, outcome)
         return outcome, events
 
@@ -220,18 +282,41 @@ class LeaseState:
         if not _valid_ttl(command.ttl) or not command.name or not command.holder:
             return self._reject(Rejection.INVALID), ()
         current = self.leases.get(command.name)
+        if current is not None and current.holder == command.holder:
+            # The contract: acquiring what you hold renews it and keeps the token.
+            renewed = dataclasses.replace(
+                current, ttl=command.ttl, value=command.value, revision=self.revision + 1
+            )
+            return self._record(EventKind.RENEWED, renewed)
         if current is not None:
             return self._reject(Rejection.HELD, current), ()
         token = self.tokens.get(command.name, 0) + 1
         self.tokens[command.name] = token
-        lease = Lease(command.name, command.holder, token, command.ttl, self.revision + 1)
+        revision = self.revision + 1
+        lease = Lease(
+            command.name,
+            command.holder,
+            token,
+            command.ttl,
+            revision,
+            acquired_revision=revision,
+            value=command.value,
+            acquired_at=command.sent_at,
+        )
         return self._record(EventKind.ACQUIRED, lease)
 
     def _renew(self, command: Renew) -> tuple[Outcome, tuple[LeaseEvent, ...]]:
         current = self._held_by(command.name, command.holder, command.token)
         if current is None:
             return self._reject(Rejection.NOT_HELD, self.leases.get(command.name)), ()
-        lease = dataclasses.replace(current, revision=self.revision + 1)
+        if command.ttl is not None and not _valid_ttl(command.ttl):
+            return self._reject(Rejection.INVALID), ()
+        lease = dataclasses.replace(
+            current,
+            revision=self.revision + 1,
+            ttl=current.ttl if command.ttl is None else command.ttl,
+            value=current.value if command.value is None else command.value,
+        )
         return self._record(EventKind.RENEWED, lease)
 
     def _release(self, command: Release) -> tuple[Outcome, tuple[LeaseEvent, ...]]:
@@ -277,6 +362,13 @@ class LeaseState:
         self.requests[request_id] = (command, outcome)
         while len(self.requests) > self.dedupe_capacity:
             self.requests.popitem(last=False)
+
+
+def _fingerprint(command: ClientCommand) -> ClientCommand:
+    """What a retry must repeat exactly: the command without when or under whom it was sent."""
+    if isinstance(command, Acquire):
+        return dataclasses.replace(command, epoch=0, sent_at=0.0)
+    return dataclasses.replace(command, epoch=0)
 
 
 def _valid_ttl(ttl: float) -> bool:

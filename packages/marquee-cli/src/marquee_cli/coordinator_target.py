@@ -1,0 +1,118 @@
+"""What the coordinator admin commands share: where the cluster is, and how failures read.
+
+Targets come from `--endpoints host:port,...` or else from the endpoints.json of
+the suite running under `--data-dir` (its "raft node" processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from marquee_cli.endpoints import EndpointsFileError, endpoints_path, read_endpoints
+from marquee_lease import CoordinatorClient, CoordinatorError, LeaseInfo, Member
+
+COORDINATOR_ROLE = "raft node"
+
+Endpoints = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoints",
+        envvar="MARQUEE_COORDINATOR_ENDPOINTS",
+        help="Coordinator gRPC addresses, host:port,... (default: from the running suite).",
+    ),
+]
+DataDir = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir",
+        envvar="MARQUEE_DATA_DIR",
+        help="Where the local suite keeps its endpoints.json (used without --endpoints).",
+    ),
+]
+Timeout = Annotated[
+    float, typer.Option("--timeout", min=0.1, help="Seconds the whole command may take.")
+]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+DEFAULT_DATA_DIR = Path(".data")
+DEFAULT_TIMEOUT = 5.0
+
+T = TypeVar("T")
+
+
+def fail(message: str) -> typer.Exit:
+    typer.echo(f"marquee: {message}", err=True)
+    return typer.Exit(1)
+
+
+def coordinator_endpoints(endpoints: str | None, data_dir: Path) -> list[str]:
+    if endpoints:
+        addresses = [e.strip() for e in endpoints.split(",") if e.strip()]
+        if not addresses:
+            raise fail("--endpoints names no address")
+        return addresses
+    path = endpoints_path(data_dir.absolute())
+    try:
+        suite = read_endpoints(path)
+    except FileNotFoundError:
+        raise fail(f"no suite running ({path} does not exist); pass --endpoints") from None
+    except EndpointsFileError as exc:
+        raise fail(f"cannot read endpoints file: {exc}") from None
+    addresses = [p.grpc for p in suite.processes if p.role == COORDINATOR_ROLE and p.grpc]
+    if not addresses:
+        raise fail(f"the suite in {path} runs no coordinator")
+    return addresses
+
+
+def run(
+    endpoints: str | None,
+    data_dir: Path,
+    timeout: float,
+    action: Callable[[CoordinatorClient], Awaitable[T]],
+) -> T:
+    """Run `action` with a client; any coordinator error becomes one line and exit code 1."""
+
+    async def main() -> T:
+        async with CoordinatorClient(addresses, timeout=timeout) as client:
+            return await action(client)
+
+    addresses = coordinator_endpoints(endpoints, data_dir)
+    try:
+        return asyncio.run(main())
+    except CoordinatorError as exc:
+        raise fail(str(exc)) from None
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
+
+
+def lease_json(lease: LeaseInfo) -> dict[str, Any]:
+    return {
+        "name": lease.name,
+        "holder_id": lease.holder_id,
+        "token": lease.token,
+        "ttl_seconds": lease.ttl,
+        "remaining_seconds": round(lease.remaining, 3),
+        "acquired_revision": lease.acquired_revision,
+        "modified_revision": lease.modified_revision,
+        "acquired_at": _time(lease.acquired_at),
+        "expires_at": _time(lease.expires_at),
+    }
+
+
+def member_json(member: Member) -> dict[str, Any]:
+    return {
+        "id": member.id,
+        "address": member.grpc_address,
+        "raft_address": member.raft_address,
+        "role": member.role,
+        "healthy": member.healthy,
+        "connected": member.connected,
+        "last_contact_seconds": member.last_contact,
+    }

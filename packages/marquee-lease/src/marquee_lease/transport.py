@@ -1,0 +1,184 @@
+"""Channels to the coordinator members, and calls that follow the Raft leader.
+
+Leader-only calls sent to a follower come back FAILED_PRECONDITION with the
+leader's gRPC address in the `x-marquee-leader` trailing metadata; without a
+known leader the answer is UNAVAILABLE. The transport remembers the leader,
+goes there on a redirect, and otherwise tries the members in turn, backing off
+between rounds, all within the caller's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, TypeVar
+
+import grpc
+
+from marquee.coordinator.v1 import header_pb2
+from marquee_lease.errors import LeaseUnavailable, RequestRejected
+from marquee_lease.retry import Backoff, Deadline
+
+LEADER_METADATA_KEY = "x-marquee-leader"
+
+# A member that was down comes back within a second, not after gRPC's default
+# reconnect backoff of up to two minutes.
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
+class HasHeader(Protocol):
+    @property
+    def header(self) -> header_pb2.ResponseHeader: ...
+
+
+R = TypeVar("R", bound=HasHeader)
+# (channel, attempt timeout in seconds) -> the response.
+Invoke = Callable[[grpc.aio.Channel, float], Awaitable[R]]
+
+
+def leader_hint(error: grpc.aio.AioRpcError) -> str:
+    """The leader address a follower named in its trailing metadata, or ""."""
+    for key, value in error.trailing_metadata() or ():
+        if key == LEADER_METADATA_KEY:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return ""
+
+
+class Transport:
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        attempt_timeout: float = 2.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        addresses = list(dict.fromkeys(e.strip() for e in endpoints if e.strip()))
+        if not addresses:
+            raise ValueError("at least one coordinator endpoint is needed")
+        self.addresses = addresses
+        self.attempt_timeout = attempt_timeout
+        self.backoff = backoff or Backoff()
+        self.leader: str | None = None
+        self._next = 0
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def channel(self, address: str) -> grpc.aio.Channel:
+        if address not in self._channels:
+            self._channels[address] = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return self._channels[address]
+
+    async def close(self) -> None:
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            await channel.close()
+
+    def pick(self) -> str:
+        """Where to send the next call: the leader if known, else the next member in turn."""
+        if self.leader is not None:
+            return self.leader
+        return self.addresses[self._next % len(self.addresses)]
+
+    def learn_leader(self, address: str) -> None:
+        if not address:
+            return
+        self.leader = address
+        # A member added after this client was made is still worth trying later.
+        if address not in self.addresses:
+            self.addresses.append(address)
+
+    def unreachable(self, address: str) -> None:
+        """`address` did not answer (or knows no leader): move on to the next member."""
+        if self.leader == address:
+            self.leader = None
+        if address in self.addresses:
+            self._next = self.addresses.index(address) + 1
+        else:
+            self._next += 1
+
+    def after_error(
+        self, address: str, error: grpc.aio.AioRpcError, *, retry_timeouts: bool
+    ) -> bool:
+        """Classify a failed attempt: True if it was a redirect to a new address.
+
+        Raises RequestRejected if the error is an answer that retrying cannot change.
+        """
+        code = error.code()
+        if code == grpc.StatusCode.FAILED_PRECONDITION:
+            leader = leader_hint(error)
+            if not leader:
+                # A leader refusing the request itself, not a follower redirecting.
+                raise RequestRejected(error.details() or code.name, code)
+            self.learn_leader(leader)
+            return leader != address
+        if code == grpc.StatusCode.UNAVAILABLE or (
+            code == grpc.StatusCode.DEADLINE_EXCEEDED and retry_timeouts
+        ):
+            self.unreachable(address)
+            return False
+        raise RequestRejected(error.details() or code.name, code)
+
+    async def call(
+        self,
+        what: str,
+        invoke: Invoke[R],
+        deadline: Deadline,
+        *,
+        attempt_timeout: float | None = None,
+        retry_timeouts: bool = True,
+    ) -> tuple[R, float]:
+        """Invoke until a member answers; returns the response and its attempt's send time.
+
+        `attempt_timeout` caps one attempt so a hung member does not eat the whole
+        deadline (math.inf for calls that block by design). `retry_timeouts=False`
+        for calls whose outcome is unknown after a timeout and that must not run twice.
+        """
+        cap = self.attempt_timeout if attempt_timeout is None else attempt_timeout
+        delays = self.backoff.delays()
+        free_redirect = True
+        last_error: grpc.aio.AioRpcError | None = None
+        while (remaining := deadline.remaining()) > 0:
+            address = self.pick()
+            timeout = min(remaining, cap)
+            sent_at = time.monotonic()
+            try:
+                response = await invoke(self.channel(address), timeout)
+            except grpc.aio.AioRpcError as error:
+                last_error = error
+                if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED and timeout >= remaining:
+                    break  # the caller's own deadline, not just this attempt's
+                redirected = self.after_error(address, error, retry_timeouts=retry_timeouts)
+                # A first hop to a leader we just learned of is worth taking at once;
+                # anything else (a member down, a redirect loop) waits its turn.
+                delay = 0.0 if redirected and free_redirect else next(delays)
+                free_redirect = free_redirect and not redirected
+                if delay >= deadline.remaining():
+                    break
+                await asyncio.sleep(delay)
+                continue
+            self.learn_leader(response.header.leader_address)
+            return response, sent_at
+        raise _unavailable(what, last_error)
+
+    async def call_once(self, what: str, address: str, invoke: Invoke[R], deadline: Deadline) -> R:
+        """One attempt at one particular member, e.g. to ask the leader for its own view."""
+        try:
+            return await invoke(
+                self.channel(address), min(deadline.remaining(), self.attempt_timeout)
+            )
+        except grpc.aio.AioRpcError as error:
+            raise _unavailable(what, error) from None
+
+
+def _unavailable(what: str, error: grpc.aio.AioRpcError | None) -> LeaseUnavailable:
+    if error is None:
+        return LeaseUnavailable(f"{what}: deadline passed before any member was tried")
+    code = error.code()
+    detail = error.details() or code.name
+    return LeaseUnavailable(
+        f"{what}: no coordinator answered in time ({code.name}: {detail})", code
+    )

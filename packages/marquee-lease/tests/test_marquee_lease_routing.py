@@ -1,0 +1,146 @@
+"""Leader following, retries and deadlines, against the in-process fake cluster.
+
+These show what a real cluster cannot show on demand: lost answers, redirect
+loops, members that hang, and calls that must end at their deadline.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import grpc
+import pytest
+from fake_coordinator import FakeCluster
+
+from marquee_lease import (
+    Backoff,
+    CoordinatorClient,
+    LeaseUnavailable,
+    RequestRejected,
+)
+
+FAST = Backoff(initial=0.01, maximum=0.05)
+# Room for a loaded machine; still far below what overrunning a deadline would cost.
+SLACK = 0.25
+
+
+def dead_address() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+async def test_a_follower_redirects_to_the_leader_and_the_client_remembers(
+    fake: FakeCluster,
+) -> None:
+    follower, leader = fake.members[1], fake.members[0]
+    async with CoordinatorClient([follower.address], backoff=FAST) as client:
+        result = await client.acquire("jobs/a", "me", ttl=5)
+        assert result.acquired
+        assert result.lease is not None
+        assert result.lease.token == 1
+        assert result.header.leader_id == leader.id
+        await client.get("jobs/a")
+    # One redirect, then straight to the leader.
+    assert fake.calls == [
+        (follower.id, "Acquire"),
+        (leader.id, "Acquire"),
+        (leader.id, "Get"),
+    ]
+
+
+async def test_a_retried_acquire_whose_answer_was_lost_is_not_granted_twice(
+    fake: FakeCluster,
+) -> None:
+    fake.lose_answers = 2
+    async with CoordinatorClient(fake.endpoints, backoff=FAST) as client:
+        result = await client.acquire("jobs/a", "me", ttl=5)
+    assert result.acquired
+    assert result.lease is not None
+    assert result.lease.token == 1
+    assert fake.grants == 1
+    assert [method for _, method in fake.calls] == ["Acquire"] * 3
+
+
+async def test_unreachable_members_are_skipped(fake: FakeCluster) -> None:
+    endpoints = [dead_address(), dead_address(), fake.members[2].address]
+    async with CoordinatorClient(endpoints, backoff=FAST) as client:
+        result = await client.acquire("jobs/a", "me", ttl=5)
+    assert result.acquired
+
+
+async def test_a_hung_member_costs_one_attempt_timeout_not_the_deadline(
+    fake: FakeCluster,
+) -> None:
+    fake.members[0].hung = True
+    fake.elect(fake.members[1].id)
+    async with CoordinatorClient(
+        fake.endpoints, timeout=5.0, attempt_timeout=0.3, backoff=FAST
+    ) as client:
+        started = time.monotonic()
+        result = await client.acquire("jobs/a", "me", ttl=5)
+        elapsed = time.monotonic() - started
+    assert result.acquired
+    assert 0.3 <= elapsed < 1.5
+
+
+async def test_a_redirect_loop_ends_at_the_deadline_not_after(fake: FakeCluster) -> None:
+    a, b = fake.members[1], fake.members[2]
+    a.redirect_to, b.redirect_to = b.address, a.address
+    async with CoordinatorClient([a.address], timeout=0.5, backoff=FAST) as client:
+        started = time.monotonic()
+        with pytest.raises(LeaseUnavailable) as caught:
+            await client.acquire("jobs/a", "me", ttl=5)
+        elapsed = time.monotonic() - started
+    # The last attempt may have been cut short by the deadline itself.
+    assert caught.value.code in (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+    )
+    assert elapsed <= 0.5 + SLACK
+    # It kept trying (with backoff) rather than giving up at the first loop.
+    assert len(fake.calls) > 4
+
+
+async def test_no_leader_anywhere_is_unavailable_within_the_deadline(fake: FakeCluster) -> None:
+    fake.elect(None)
+    async with CoordinatorClient(fake.endpoints, timeout=0.4, backoff=FAST) as client:
+        started = time.monotonic()
+        with pytest.raises(LeaseUnavailable) as caught:
+            await client.get("jobs/a")
+        assert time.monotonic() - started <= 0.4 + SLACK
+    assert caught.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+async def test_every_member_hung_ends_exactly_at_the_deadline(fake: FakeCluster) -> None:
+    for member in fake.members:
+        member.hung = True
+    async with CoordinatorClient(fake.endpoints, timeout=0.5, attempt_timeout=5.0) as client:
+        started = time.monotonic()
+        with pytest.raises(LeaseUnavailable) as caught:
+            await client.acquire("jobs/a", "me", ttl=5)
+        elapsed = time.monotonic() - started
+    assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert 0.45 <= elapsed <= 0.5 + SLACK
+
+
+async def test_an_acquire_that_waits_gets_room_beyond_the_attempt_timeout(
+    fake: FakeCluster,
+) -> None:
+    async with CoordinatorClient(fake.endpoints, attempt_timeout=0.2, backoff=FAST) as client:
+        first = await client.acquire("jobs/a", "one", ttl=0.6)
+        assert first.acquired
+        # Freed by expiry after 0.6 s, longer than one plain attempt may take.
+        second = await client.acquire("jobs/a", "two", ttl=5, wait=2.0)
+    assert second.acquired
+    assert second.lease is not None
+    assert second.lease.token == 2
+
+
+async def test_refusals_are_typed_and_not_retried(fake: FakeCluster) -> None:
+    async with CoordinatorClient(fake.endpoints, backoff=FAST) as client:
+        with pytest.raises(RequestRejected) as caught:
+            await client.remove_member("coord-9")
+    assert caught.value.code == grpc.StatusCode.NOT_FOUND
+    assert len(fake.calls) == 1
