@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from marquee_cli import cluster_commands, lease_commands, output
+from marquee_cli import cache_commands, cluster_commands, lease_commands, migrate_commands, output
 from marquee_cli.control import StopTimeout, launcher_process, stop_suite, suite_status
 from marquee_cli.datadir_lock import DataDirBusy
 from marquee_cli.endpoints import EndpointsFileError, endpoints_path, read_endpoints
@@ -29,6 +29,8 @@ app = typer.Typer(
 
 app.add_typer(cluster_commands.app, name="cluster")
 app.add_typer(lease_commands.app, name="lease")
+app.add_typer(migrate_commands.app, name="migrate")
+app.add_typer(cache_commands.app, name="cache")
 
 DataDir = Annotated[
     Path,

@@ -1,0 +1,70 @@
+"""Enqueueing: plain, scheduled, or unique within a window."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from marquee_jobs.db import Connection
+
+INSERT_JOB = """INSERT INTO marquee_jobs (queue, kind, payload, run_at)
+VALUES ($1, $2, $3::jsonb, COALESCE($4::timestamptz, now()) + make_interval(secs => $5))
+RETURNING id"""
+
+# The key row is taken only if it is new or its window has passed. ON CONFLICT makes
+# a concurrent duplicate wait for the first insert's commit and then see its window.
+INSERT_UNIQUE_JOB = """WITH claimed AS (
+    INSERT INTO marquee_job_keys (kind, unique_key, expires_at)
+    VALUES ($2, $6, now() + make_interval(secs => $7))
+    ON CONFLICT (kind, unique_key) DO UPDATE SET expires_at = EXCLUDED.expires_at
+        WHERE marquee_job_keys.expires_at <= now()
+    RETURNING 1
+)
+INSERT INTO marquee_jobs (queue, kind, payload, run_at)
+SELECT $1, $2, $3::jsonb, COALESCE($4::timestamptz, now()) + make_interval(secs => $5)
+WHERE EXISTS (SELECT 1 FROM claimed)
+RETURNING id"""
+
+
+class JobQueue:
+    """Puts jobs on the queue table; any process with the pool can enqueue."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def enqueue(
+        self,
+        kind: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        queue: str = "default",
+        run_at: datetime | None = None,
+        delay: float = 0.0,
+        unique_key: str | None = None,
+        unique_for: float | None = None,
+        conn: Connection | None = None,
+    ) -> int | None:
+        """Add a job; returns its id, or None when `unique_key` was already used within the window.
+
+        `run_at`/`delay` schedule it for later. `unique_key` (per kind) with
+        `unique_for` seconds: a second enqueue with the same key inside that window,
+        counted from the first enqueue, adds nothing. Pass `conn` to enqueue inside
+        your own transaction, so the job exists only if your writes commit.
+        """
+        if (unique_key is None) != (unique_for is None):
+            raise ValueError("unique_key and unique_for go together")
+        if unique_for is not None and unique_for <= 0:
+            raise ValueError("unique_for must be positive")
+        args: list[Any] = [queue, kind, json.dumps(payload or {}), run_at, delay]
+        sql = INSERT_JOB
+        if unique_key is not None:
+            sql = INSERT_UNIQUE_JOB
+            args += [unique_key, unique_for]
+        if conn is not None:
+            job_id: int | None = await conn.fetchval(sql, *args)
+        else:
+            job_id = await self.pool.fetchval(sql, *args)
+        return job_id

@@ -1,0 +1,2 @@
+DROP TABLE marquee_job_keys;
+DROP TABLE marquee_jobs;
