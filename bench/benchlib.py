@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -63,7 +63,10 @@ async def measure_calls(
     )
 
 
-def print_results(bench: str, peer: str, rows: Sequence[Row]) -> None:
+def print_results(
+    bench: str, peer: str, rows: Sequence[Row], notes: Mapping[str, object] | None = None
+) -> None:
+    """`notes` (e.g. the load average) go into the JSON line beside the figures."""
     width = max(len(r.figure) for r in rows)
     print(f"{'figure':<{width}}  {'marquee':>12}  {peer:>12}  {'ratio':>7}  unit")
     for r in rows:
@@ -74,4 +77,7 @@ def print_results(bench: str, peer: str, rows: Sequence[Row]) -> None:
         r.figure: {"marquee": r.marquee, "peer": r.peer, "ratio": r.ratio, "unit": r.unit}
         for r in rows
     }
-    print(json.dumps({"bench": bench, "peer": peer, "figures": figures}, sort_keys=True))
+    record: dict[str, object] = {"bench": bench, "peer": peer, "figures": figures}
+    if notes:
+        record["notes"] = dict(notes)
+    print(json.dumps(record, sort_keys=True))

@@ -13,8 +13,6 @@ from google.protobuf.descriptor import MethodDescriptor
 
 from marquee_auth.app import register as register_auth
 from marquee_auth.settings import AuthSettings
-from marquee_cache_gateway.app import register as register_cache
-from marquee_cache_gateway.settings import CacheSettings
 from marquee_media.app import register as register_media
 from marquee_media.settings import MediaSettings
 from marquee_platform import Registrar, ServiceSettings
@@ -23,7 +21,6 @@ from marquee_search.settings import SearchSettings
 from marquee_testing.inprocess import serving
 
 SERVICES: list[tuple[str, type[ServiceSettings], Registrar]] = [
-    ("cache-gateway", CacheSettings, register_cache),
     ("auth", AuthSettings, register_auth),
     ("media", MediaSettings, register_media),
     ("search", SearchSettings, register_search),

@@ -134,7 +134,7 @@ class GetResponse(_message.Message):
     SEQUENCE_FIELD_NUMBER: _builtins.int
     INSTANCE_ID_FIELD_NUMBER: _builtins.int
     found: _builtins.bool
-    """False on a miss; value and ttl are then unset."""
+    """False on a miss (value unset; ttl, when set, says how long the miss may be cached)."""
     value: _builtins.bytes
     layer: Global___CacheLayer.ValueType
     """The level that answered."""
@@ -148,7 +148,13 @@ class GetResponse(_message.Message):
     """The gateway instance that answered (compare sequences only within one)."""
     @_builtins.property
     def ttl(self) -> _duration_pb2.Duration:
-        """Remaining time to live; unset when the key has no expiry."""
+        """How long the caller may keep this answer in its own L1 (while it follows
+        WatchInvalidations): never past the key's expiry in L2, capped by the
+        gateway's own L1 bound. Set only when the gateway read the key from L2
+        under tracking (layer L2). Unset when the gateway answered from its L1
+        (it does not carry the entry's deadline) or read without tracking; a
+        caller's L1 then relies on WatchInvalidations, which also reports expiry.
+        """
 
     def __init__(
         self,
@@ -203,13 +209,13 @@ class CacheEntry(_message.Message):
     LAYER_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     found: _builtins.bool
-    """False on a miss; value and ttl are then unset."""
+    """False on a miss (value unset; ttl, when set, says how long the miss may be cached)."""
     value: _builtins.bytes
     layer: Global___CacheLayer.ValueType
     """The level that answered."""
     @_builtins.property
     def ttl(self) -> _duration_pb2.Duration:
-        """Remaining time to live; unset when the key has no expiry."""
+        """As GetResponse.ttl."""
 
     def __init__(
         self,
