@@ -27,6 +27,9 @@ class GrpcNode:
     raft_address: str = field(default_factory=lambda: f"127.0.0.1:{free_port()}")
     grpc_address: str = field(default_factory=lambda: f"127.0.0.1:{free_port()}")
     peers: list[str] = field(default_factory=list)
+    # A network namespace to run in (`ip netns exec`); its gRPC then listens on the
+    # host of grpc_address, which only exists inside that namespace.
+    netns: str | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _channel: grpc.Channel | None = field(default=None, repr=False)
 
@@ -52,10 +55,14 @@ class GrpcNode:
             "MARQUEE_COORDINATOR_RAFT_TIMING": "fast",
             "MARQUEE_COORDINATOR_SHUTDOWN_GRACE_SECONDS": "3",
         }
+        command = [sys.executable, "-m", "marquee_coordinator"]
+        if self.netns is not None:
+            env["MARQUEE_COORDINATOR_GRPC_HOST"] = self.grpc_address.rpartition(":")[0]
+            command = ["ip", "netns", "exec", self.netns, *command]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "marquee_coordinator"],
+                command,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -76,12 +76,20 @@ def test_renew_keeps_the_token_and_moves_the_revision() -> None:
 def test_a_retried_request_id_is_answered_without_a_second_grant() -> None:
     state = started()
     first, _ = state.apply(Acquire("job", "a", 5.0, "req-1", epoch=1))
-    state.apply(Release("job", "a", 1, "req-2", epoch=1))
     again, replay_events = state.apply(Acquire("job", "a", 5.0, "req-1", epoch=1))
     assert again.replayed
     assert again.lease == first.lease
     assert replay_events == ()
+    state.apply(Release("job", "a", 1, "req-2", epoch=1))
+    # Once the grant is over its retry is refused: not granted again, and not held.
+    ended, replay_events = state.apply(Acquire("job", "a", 5.0, "req-1", epoch=1))
+    assert (ended.rejection, ended.lease, replay_events) == (Rejection.GRANT_ENDED, None, ())
     assert "job" not in state.leases  # the release stands; nothing was granted again
+    state.apply(Acquire("job", "b", 5.0, "req-3", epoch=1))
+    ended, _ = state.apply(Acquire("job", "a", 5.0, "req-1", epoch=1))
+    assert ended.rejection is Rejection.GRANT_ENDED
+    assert ended.lease is not None
+    assert (ended.lease.holder, ended.lease.token) == ("b", 2)
     reused, _ = state.apply(Acquire("other", "a", 5.0, "req-1", epoch=1))
     assert reused.rejection is Rejection.REQUEST_ID_REUSED
 

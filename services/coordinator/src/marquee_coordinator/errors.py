@@ -63,6 +63,10 @@ class LeaseNotHeld(CoordinatorError):
         self.current = current
 
 
+class GrantEnded(LeaseNotHeld):
+    """An acquire retried with the request id of a grant that has since ended: not held."""
+
+
 class EventsCompacted(CoordinatorError):
     """A watch asked for events older than the retained history; re-read with list()."""
 

@@ -41,6 +41,7 @@ from marquee_coordinator import raft_logging
 from marquee_coordinator.errors import (
     CoordinatorError,
     EventsCompacted,
+    GrantEnded,
     InvalidLeaseRequest,
     LeaseHeld,
     LeaseNotHeld,
@@ -210,7 +211,8 @@ class LeaseNode:
         """Grant `name` to `holder` for `ttl` seconds with a new fencing token.
 
         Raises LeaseHeld (with the current lease), InvalidLeaseRequest, NotLeader,
-        Unavailable, OutcomeUnknown (retry with the same request id) or RequestIdReused.
+        Unavailable, OutcomeUnknown (retry with the same request id), RequestIdReused or
+        GrantEnded (a retry whose grant has been released or has expired since).
         """
         self._check_keys(name=name, holder=holder, request_id=request_id)
         self._check_ttl(ttl)
@@ -628,6 +630,8 @@ class LeaseNode:
             case Rejection.STALE_EPOCH:
                 # Leadership changed between our check and the commit: nothing was applied.
                 raise self._not_leader()
+            case Rejection.GRANT_ENDED:
+                raise GrantEnded(name, outcome.lease)
             case Rejection.REQUEST_ID_REUSED:
                 raise RequestIdReused("request id was already used for another request")
             case Rejection.INVALID:

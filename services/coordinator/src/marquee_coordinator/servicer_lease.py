@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 
 from marquee.coordinator.v1 import lease_pb2, lease_pb2_grpc
-from marquee_coordinator.errors import LeaseHeld, LeaseNotHeld
+from marquee_coordinator.errors import GrantEnded, LeaseHeld, LeaseNotHeld
 from marquee_coordinator.headers import event_message, header, lease_message, seconds
 from marquee_coordinator.lifecycle import Stopping
 from marquee_coordinator.raft_node import LeaseNode
@@ -53,7 +53,8 @@ class LeaseServicer(lease_pb2_grpc.LeaseServiceServicer):
                         lease = await self.stopping.run(waiting)
                 else:
                     lease = await self.node.acquire(*args)
-            except LeaseHeld as held:
+            except (LeaseHeld, GrantEnded) as held:
+                # GrantEnded: a retry whose grant is over; not ours, whoever holds it now.
                 return self._not_acquired(held.current)
             except TimeoutError:
                 # Still held when the wait ran out: answer with whoever holds it now.

@@ -82,6 +82,8 @@ class Rejection(StrEnum):
     NOT_HELD = "not_held"  # renew/release/expire: no such lease, or holder/token/revision differ
     STALE_EPOCH = "stale_epoch"  # decided under a leadership that has since been replaced
     REQUEST_ID_REUSED = "request_id_reused"  # the request id was seen with another command
+    # acquire retried with the id of a grant that has since been released or expired
+    GRANT_ENDED = "grant_ended"
     INVALID = "invalid"  # malformed arguments
 
 
@@ -261,6 +263,12 @@ class LeaseState:
             seen, outcome = self.requests[command.request_id]
             if seen != fingerprint:
                 return self._reject(Rejection.REQUEST_ID_REUSED), ()
+            granted = outcome.lease if isinstance(seen, Acquire) else None
+            current = self.leases.get(command.name)
+            if granted is not None and (current is None or current.token != granted.token):
+                # The grant is over: answering it again would make the caller believe it
+                # holds the name, perhaps while someone else does. Nor is it granted anew.
+                return self._reject(Rejection.GRANT_ENDED, current), ()
             return dataclasses.replace(outcome, replayed=True), ()
         if command.epoch != self.epoch.term:
             # Not recorded for dedupe: nothing was decided, the retry must be able to succeed.
