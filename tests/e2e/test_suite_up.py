@@ -2,7 +2,8 @@
 
 One launcher for the module: every process must answer health checks and list
 its services through reflection, a pending RPC per service must say what is
-missing, and a SIGTERM must stop everything cleanly (the last test).
+missing, auth must run the job queue's `cleanup` job under the coordinator's
+lease, and a SIGTERM must stop everything cleanly (the last test).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from marquee.cache.v1 import cache_pb2, cache_pb2_grpc
 from marquee.coordinator.v1 import lease_pb2, lease_pb2_grpc
@@ -35,6 +38,8 @@ MARQUEE = Path(sys.executable).parent / "marquee"
 STARTUP_SECONDS = 180.0
 STOP_SECONDS = 15.0
 RPC_SECONDS = 5.0
+# Auth runs the queue's `cleanup` job as soon as it holds the coordinator lease.
+CLEANUP_SECONDS = 60.0
 
 COORDINATOR = {
     "marquee.coordinator.v1.LeaseService",
@@ -208,6 +213,52 @@ def test_coordinator_leader_grants_and_followers_redirect(suite: Suite) -> None:
         if address != leader:
             assert answer.code() == grpc.StatusCode.FAILED_PRECONDITION, answer
             assert ("x-marquee-leader", leader) in list(answer.trailing_metadata())
+
+
+def _scrape(metrics_address: str, name: str, **labels: str) -> float:
+    """One sample from a process's /metrics (0 when it is not there yet)."""
+    url = f"http://{metrics_address}/metrics"
+    with urllib.request.urlopen(url, timeout=RPC_SECONDS) as reply:
+        text = reply.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+def _lease(suite: Suite, name: str) -> lease_pb2.GetResponse:
+    """LeaseService/Get from the coordinator leader (followers redirect instead)."""
+    failures = []
+    for node in suite.services():
+        if not node["name"].startswith("coordinator-"):
+            continue
+        with grpc.insecure_channel(node["grpc"]) as channel:
+            try:
+                reply: lease_pb2.GetResponse = lease_pb2_grpc.LeaseServiceStub(channel).Get(
+                    lease_pb2.GetRequest(name=name), timeout=RPC_SECONDS
+                )
+                return reply
+            except grpc.RpcError as error:
+                failures.append(error)
+    pytest.fail(f"no coordinator node answered Get({name!r}): {failures}")
+
+
+def test_auth_runs_the_cleanup_job_under_the_coordinator_lease(suite: Suite) -> None:
+    (auth,) = [p for p in suite.services() if p["name"] == "auth"]
+    runs = "marquee_jobs_periodic_runs_total"
+    deadline = time.monotonic() + CLEANUP_SECONDS
+    while _scrape(auth["metrics"], runs, job="cleanup", outcome="succeeded") < 1:
+        if time.monotonic() > deadline:
+            pytest.fail("cleanup never ran\n" + _diagnostics(suite.data_dir, suite.stderr))
+        time.sleep(0.2)
+    assert _scrape(auth["metrics"], "marquee_jobs_lease_held_total", lease="jobs/cleanup") >= 1
+    # The suite's one auth process holds the job's lease: the holder id is
+    # "auth@<host>/<pid>/<runtime>".
+    reply = _lease(suite, "jobs/cleanup")
+    assert reply.found
+    service, _, rest = reply.lease.holder_id.partition("@")
+    assert (service, rest.split("/")[1]) == ("auth", str(auth["pid"]))
 
 
 def test_sigterm_stops_everything(suite: Suite) -> None:

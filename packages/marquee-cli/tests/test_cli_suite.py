@@ -51,6 +51,11 @@ def test_coordinator_env_names_the_other_nodes(tmp_path: Path) -> None:
     [
         ("cache-gateway", "MARQUEE_CACHE_REDIS_URL", "redis://127.0.0.1:50350/0"),
         ("auth", "MARQUEE_AUTH_DATABASE_URL", "postgresql://marquee@127.0.0.1:50351/marquee"),
+        (
+            "auth",
+            "MARQUEE_AUTH_COORDINATOR_ENDPOINTS",
+            "127.0.0.1:50054,127.0.0.1:50055,127.0.0.1:50056",
+        ),
         ("media", "MARQUEE_MEDIA_METRICS_PORT", "50152"),
         ("search", "MARQUEE_SEARCH_GRPC_HOST", "127.0.0.1"),
     ],

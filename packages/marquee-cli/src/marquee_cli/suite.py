@@ -125,7 +125,11 @@ def _specific_settings(spec: ServiceSpec, ctx: SuiteContext) -> dict[str, str]:
         case "marquee_cache_gateway":
             return {"REDIS_URL": ctx.redis_url}
         case "marquee_auth":
-            return {"DATABASE_URL": ctx.postgres_url}
+            # Auth hosts the job queue's `cleanup` job, gated by a coordinator lease.
+            return {
+                "DATABASE_URL": ctx.postgres_url,
+                "COORDINATOR_ENDPOINTS": ",".join(_coordinator_endpoints(ctx)),
+            }
         case "marquee_media":
             return {"STORAGE_DIR": str(ctx.data_dir / "media")}
         case "marquee_search":
@@ -133,6 +137,15 @@ def _specific_settings(spec: ServiceSpec, ctx: SuiteContext) -> dict[str, str]:
         case "marquee_coordinator":
             return _coordinator_settings(spec, ctx)
     return {}
+
+
+def _coordinator_endpoints(ctx: SuiteContext) -> list[str]:
+    """The gRPC addresses of every coordinator node (the ones with a Raft port)."""
+    return [
+        f"{ctx.host}:{ports.grpc}"
+        for ports in ctx.ports.services.values()
+        if ports.raft is not None
+    ]
 
 
 def _coordinator_settings(spec: ServiceSpec, ctx: SuiteContext) -> dict[str, str]:

@@ -8,7 +8,9 @@
     runner = PeriodicRunner(leases, [cleanup_job(pool)])
     ctx.spawn(runner.run(), name="periodic jobs")
 
-The tables come from the `jobs` migration set (`marquee_jobs.schema.MIGRATIONS`).
+In a service, `marquee_jobs.service.start_job_runtime(ctx, ...)` does all of this
+from the registrar. The tables come from the `jobs` migration set
+(`marquee_jobs.schema.MIGRATIONS`).
 See docs/jobs.md.
 """
 

@@ -1,0 +1,71 @@
+"""Auth in process: pending RPCs, and the job runtime while the coordinator is not up yet."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import asyncpg
+import grpc
+import pytest
+from pydantic import PostgresDsn
+from scratch_db import scratch_database
+
+from marquee.auth.v1 import policy_pb2, policy_pb2_grpc
+from marquee_auth.app import register
+from marquee_auth.settings import AuthSettings
+from marquee_testing.inprocess import serving
+
+
+@pytest.fixture
+async def db_url(database_url: str) -> AsyncIterator[str]:
+    async with scratch_database(database_url) as url:
+        yield url
+
+
+def unused_address() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+async def assert_pending(channel: grpc.aio.Channel) -> None:
+    stub = policy_pb2_grpc.PolicyServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.ListUserRoles(policy_pb2.ListUserRolesRequest(), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_without_jobs_auth_serves_its_pending_contracts() -> None:
+    settings = AuthSettings(metrics_port=-1, coordinator_endpoints=[])
+    async with serving("auth", settings, register) as service:
+        await assert_pending(service.channel)
+
+
+async def test_with_the_coordinator_down_auth_migrates_serves_and_stops_promptly(
+    db_url: str,
+) -> None:
+    # `marquee up` starts auth and the coordinator nodes together: auth must not
+    # wait for a leader to serve, and its cleanup job simply waits for the lease.
+    settings = AuthSettings(
+        metrics_port=-1,
+        database_url=PostgresDsn(db_url),
+        coordinator_endpoints=[unused_address()],
+        shutdown_grace_seconds=2,
+    )
+    assert settings.run_jobs
+    async with serving("auth", settings, register) as service:
+        await assert_pending(service.channel)
+        conn = await asyncpg.connect(db_url)
+        try:
+            migrated = await conn.fetchrow(
+                "SELECT version, dirty FROM marquee_schema_migrations WHERE name = 'jobs'"
+            )
+        finally:
+            await conn.close()
+        assert migrated is not None
+        assert migrated["version"] >= 1
+        assert not migrated["dirty"]
+        stopping = time.monotonic()
+    assert time.monotonic() - stopping < 3
