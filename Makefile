@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 UV := .tools/bin/uv
 PROTO_OUT := packages/marquee-protos/src
 
-.PHONY: help env lock run test lint typecheck pytest proto check-proto buf-lint bench soak security audit clean
+.PHONY: help env lock run test lint typecheck pytest proto check-proto buf-lint bench soak test-dragonfly security audit clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ check-proto: env ## fail if generated code differs from protos/
 
 bench: env ## run every benchmark under bench/
 	@for b in bench/*/run.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+test-dragonfly: env ## the cache's Dragonfly tests (needs a container engine or MARQUEE_TEST_DRAGONFLY_URL)
+	@$(VENV)/bin/pytest -m dragonfly $(PYTEST_ARGS)
 
 soak: env ## long fault runs and soaks
 	@$(VENV)/bin/pytest -m soak --timeout=3600 $(PYTEST_ARGS)
