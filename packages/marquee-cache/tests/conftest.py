@@ -1,17 +1,16 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from marquee_cache import Cache
+from marquee_cache_support import CacheFactory
 
 _ids = itertools.count()
-
-CacheFactory = Callable[..., Awaitable[Cache]]
 
 
 @pytest.fixture

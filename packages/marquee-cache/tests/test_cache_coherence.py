@@ -10,10 +10,10 @@ from time import monotonic
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import CacheFactory
 from prometheus_client import REGISTRY
 
 from marquee_cache import Cache, Invalidation, InvalidationStream
+from marquee_cache_support import CacheFactory
 from marquee_localservers import RedisServer
 
 

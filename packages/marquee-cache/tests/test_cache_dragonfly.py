@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import CacheFactory
 
 from marquee_cache import RateLimiter
+from marquee_cache_support import CacheFactory
 
 pytestmark = pytest.mark.dragonfly
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 from time import perf_counter
 
 import redis.asyncio as aioredis
-from conftest import CacheFactory
+
+from marquee_cache_support import CacheFactory
 
 HITS = 200_000
 MISSES = 2_000

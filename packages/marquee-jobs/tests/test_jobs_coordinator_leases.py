@@ -6,20 +6,20 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from jobs_cluster import Cluster
 from jobs_helpers import eventually, running
 
 from marquee_jobs import Lease, LeaseBusy, PeriodicJob, PeriodicRunner
 from marquee_jobs.coordinator import CoordinatorLeases
 from marquee_lease import Backoff, CoordinatorClient
+from marquee_testing.coordinator import CoordinatorCluster
 
 TTL = 1.5
 
 
 @pytest.fixture
-async def client(coordinator: Cluster) -> AsyncIterator[CoordinatorClient]:
+async def client(coordinator_cluster: CoordinatorCluster) -> AsyncIterator[CoordinatorClient]:
     async with CoordinatorClient(
-        coordinator.endpoints, timeout=2.0, backoff=Backoff(initial=0.05, maximum=0.3)
+        coordinator_cluster.endpoints, timeout=2.0, backoff=Backoff(initial=0.05, maximum=0.3)
     ) as created:
         yield created
 

@@ -9,7 +9,6 @@ from collections import Counter
 
 import asyncpg
 import grpc
-from jobs_cluster import Cluster
 from jobs_helpers import eventually
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,6 +17,7 @@ from marquee_jobs import Job, Kind, PeriodicJob, cleanup_job
 from marquee_jobs.service import JobRuntime, start_job_runtime
 from marquee_lease import CoordinatorClient, LeaseInfo
 from marquee_platform import ServiceContext, ServiceSettings
+from marquee_testing.coordinator import CoordinatorCluster
 from marquee_testing.inprocess import serving
 
 LEASE = "jobs/cleanup"
@@ -60,15 +60,15 @@ def value(found: Samples, name: str, **labels: str) -> float:
 
 
 async def test_runtime_runs_cleanup_under_its_lease_and_exports_each_metric_once(
-    db_url: str, coordinator: Cluster
+    scratch_database_url: str, coordinator_cluster: CoordinatorCluster
 ) -> None:
     runtimes: list[JobRuntime] = []
 
     async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
         runtime = await start_job_runtime(
             ctx,
-            db_url,
-            coordinator.endpoints,
+            scratch_database_url,
+            coordinator_cluster.endpoints,
             periodic=[quick_cleanup],
             kinds=[Kind("noop", noop)],
             retry_interval=0.1,
@@ -81,7 +81,7 @@ async def test_runtime_runs_cleanup_under_its_lease_and_exports_each_metric_once
     runs_before = REGISTRY.get_sample_value(*runs) or 0.0
     settings = ServiceSettings(metrics_port=0, shutdown_grace_seconds=2)
     async with (
-        CoordinatorClient(coordinator.endpoints, timeout=2.0) as client,
+        CoordinatorClient(coordinator_cluster.endpoints, timeout=2.0) as client,
         serving("jobs-runtime", settings, register) as service,
     ):
         port = service.info.metrics_port
@@ -125,5 +125,5 @@ async def test_runtime_runs_cleanup_under_its_lease_and_exports_each_metric_once
         assert again is not None
         assert again.token > lease.token
     # Stopping the service gave the lease back instead of leaving it to expire.
-    async with CoordinatorClient(coordinator.endpoints, timeout=2.0) as client:
+    async with CoordinatorClient(coordinator_cluster.endpoints, timeout=2.0) as client:
         assert await client.get(LEASE) is None

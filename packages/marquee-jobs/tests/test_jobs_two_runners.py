@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import asyncpg
-from jobs_cluster import Cluster
 from runner_process import LEASE_TTL, create_tables
+
+from marquee_testing.coordinator import CoordinatorCluster
 
 RUNNER_SCRIPT = Path(__file__).with_name("runner_process.py")
 T = TypeVar("T")
@@ -49,7 +50,9 @@ class Refusal:
 class Runners:
     """Runner processes for one job, logging to files in `log_dir`."""
 
-    def __init__(self, database_url: str, cluster: Cluster, job: str, log_dir: Path) -> None:
+    def __init__(
+        self, database_url: str, cluster: CoordinatorCluster, job: str, log_dir: Path
+    ) -> None:
         self.database_url = database_url
         self.cluster = cluster
         self.job = job
@@ -82,7 +85,9 @@ class Runners:
 
 
 @contextmanager
-def runners(database_url: str, cluster: Cluster, job: str, log_dir: Path) -> Iterator[Runners]:
+def runners(
+    database_url: str, cluster: CoordinatorCluster, job: str, log_dir: Path
+) -> Iterator[Runners]:
     started = Runners(database_url, cluster, job, log_dir)
     try:
         yield started
@@ -145,10 +150,13 @@ async def _first_run(pool: asyncpg.Pool, keep: Callable[[Run], bool]) -> Run | N
 
 
 async def test_kill_9_of_the_holder_mid_job_moves_the_job_to_the_other_runner(
-    pool: asyncpg.Pool, db_url: str, coordinator: Cluster, tmp_path: Path
+    pool: asyncpg.Pool,
+    scratch_database_url: str,
+    coordinator_cluster: CoordinatorCluster,
+    tmp_path: Path,
 ) -> None:
     await create_tables(pool)
-    with runners(db_url, coordinator, "killed", tmp_path) as procs:
+    with runners(scratch_database_url, coordinator_cluster, "killed", tmp_path) as procs:
         procs.start("a")
         procs.start("b")
         victim = await holder_mid_job(pool, procs.logs)
@@ -174,10 +182,13 @@ async def test_kill_9_of_the_holder_mid_job_moves_the_job_to_the_other_runner(
 
 
 async def test_a_frozen_holders_late_write_is_refused_by_the_fencing_token(
-    pool: asyncpg.Pool, db_url: str, coordinator: Cluster, tmp_path: Path
+    pool: asyncpg.Pool,
+    scratch_database_url: str,
+    coordinator_cluster: CoordinatorCluster,
+    tmp_path: Path,
 ) -> None:
     await create_tables(pool)
-    with runners(db_url, coordinator, "frozen", tmp_path) as procs:
+    with runners(scratch_database_url, coordinator_cluster, "frozen", tmp_path) as procs:
         procs.start("a")
         procs.start("b")
         frozen = await holder_mid_job(pool, procs.logs)

@@ -5,32 +5,28 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
-from pathlib import Path
 
 import pytest
-from real_coordinator import RealCluster
 
 from marquee_lease import Backoff, ClusterStatus, CoordinatorClient, CoordinatorError
+from marquee_testing.coordinator import CoordinatorCluster
 
 TTL = 3.0
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
-    real = RealCluster(Path(tmp_path_factory.mktemp("coordinator")))
-    real.start()
-    try:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoordinatorCluster]:
+    """This module's own cluster (not the shared coordinator_cluster): its tests kill nodes."""
+    with CoordinatorCluster(tmp_path_factory.mktemp("coordinator")) as real:
         yield real
-    finally:
-        real.close()
 
 
 async def wait_for_leader(
-    cluster: RealCluster, client: CoordinatorClient, within: float = 30.0
+    cluster: CoordinatorCluster, client: CoordinatorClient, within: float = 30.0
 ) -> ClusterStatus:
     async with asyncio.timeout(within):
         while True:
-            if not any(n.running() for n in cluster.nodes):
+            if not any(n.is_running() for n in cluster.nodes):
                 pytest.fail(f"every node exited\n{cluster.logs()}")
             try:
                 status = await client.cluster_status(timeout=1.0)
@@ -42,7 +38,7 @@ async def wait_for_leader(
 
 
 @pytest.fixture
-async def client(cluster: RealCluster) -> AsyncIterator[CoordinatorClient]:
+async def client(cluster: CoordinatorCluster) -> AsyncIterator[CoordinatorClient]:
     async with CoordinatorClient(
         cluster.endpoints, backoff=Backoff(initial=0.05, maximum=0.3)
     ) as coordinator:
@@ -54,7 +50,7 @@ async def client(cluster: RealCluster) -> AsyncIterator[CoordinatorClient]:
 
 
 async def test_status_shows_every_member_and_the_leader(
-    cluster: RealCluster, client: CoordinatorClient
+    cluster: CoordinatorCluster, client: CoordinatorClient
 ) -> None:
     # Members learn each other's gRPC addresses through the log, shortly after start-up.
     async with asyncio.timeout(10):
@@ -68,7 +64,7 @@ async def test_status_shows_every_member_and_the_leader(
 
 
 async def test_a_client_given_only_a_follower_finds_the_leader(
-    cluster: RealCluster, client: CoordinatorClient
+    cluster: CoordinatorCluster, client: CoordinatorClient
 ) -> None:
     leader = (await client.cluster_status()).header.leader_address
     follower = next(a for a in cluster.endpoints if a != leader)
@@ -81,12 +77,12 @@ async def test_a_client_given_only_a_follower_finds_the_leader(
 
 
 async def test_a_held_lease_survives_a_kill_of_the_leader(
-    cluster: RealCluster, client: CoordinatorClient
+    cluster: CoordinatorCluster, client: CoordinatorClient
 ) -> None:
     async with client.lease("real/failover", TTL) as held:
         token = held.token
         old_leader = (await client.cluster_status()).header.leader_address
-        cluster.by_address(old_leader).kill()
+        cluster.node(old_leader).kill()
         # Two TTLs: renewals must have reached the new leader, or the lease is lost.
         await asyncio.sleep(2 * TTL)
         assert held.valid(), held.lost_reason
@@ -96,7 +92,7 @@ async def test_a_held_lease_survives_a_kill_of_the_leader(
         assert current.token == token
         assert client.transport.leader not in (None, old_leader)
     assert await client.get("real/failover") is None
-    cluster.by_address(old_leader).start()
+    cluster.node(old_leader).start()
 
 
 async def test_campaign_and_observe(client: CoordinatorClient) -> None:

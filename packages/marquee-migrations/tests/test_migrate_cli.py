@@ -60,33 +60,35 @@ async def break_at_version_2(url: str, folder: Path) -> None:
 
 
 async def test_status_reports_the_dirty_version_and_up_refuses_it(
-    db_url: str, tmp_path: Path
+    scratch_database_url: str, tmp_path: Path
 ) -> None:
-    await break_at_version_2(db_url, tmp_path)
-    status = await migrate(db_url, tmp_path, "status", "--json")
+    await break_at_version_2(scratch_database_url, tmp_path)
+    status = await migrate(scratch_database_url, tmp_path, "status", "--json")
     assert status.exit_code == 1
     (shop,) = document(status)["sets"]
     assert (shop["version"], shop["dirty"], shop["pending"]) == (2, True, [])
     assert "statement 2 of 2" in shop["error"]
     assert "marquee migrate down --set NAME" in status.stderr
-    assert_one_line_error(await migrate(db_url, tmp_path, "up"), "dirty at version 2", "force 2")
+    assert_one_line_error(
+        await migrate(scratch_database_url, tmp_path, "up"), "dirty at version 2", "force 2"
+    )
 
 
 async def test_down_runs_the_dirty_migrations_down_script_then_a_fixed_up_applies(
-    db_url: str, tmp_path: Path
+    scratch_database_url: str, tmp_path: Path
 ) -> None:
-    await break_at_version_2(db_url, tmp_path)
-    down = await migrate(db_url, tmp_path, "down", "--json")
+    await break_at_version_2(scratch_database_url, tmp_path)
+    down = await migrate(scratch_database_url, tmp_path, "down", "--json")
     assert down.exit_code == 0, down.output
     assert document(down) == {"set": "shop", "reverted": [2]}
     # The author fixes the migration; up applies it on a clean version 1.
     (tmp_path / "2_indexes.up.sql").write_text(
         "-- marquee: no-transaction\nCREATE INDEX CONCURRENTLY items_sku ON items (sku);\n"
     )
-    up = await migrate(db_url, tmp_path, "up", "--json")
+    up = await migrate(scratch_database_url, tmp_path, "up", "--json")
     assert up.exit_code == 0, up.output
     assert document(up) == {"applied": {"shop": [2]}}
-    status = await migrate(db_url, tmp_path, "status", "--json")
+    status = await migrate(scratch_database_url, tmp_path, "status", "--json")
     assert status.exit_code == 0
     assert document(status)["sets"][0] | {"error": None} == {
         "set": "shop", "version": 2, "dirty": False, "error": None, "latest": 2, "pending": []
@@ -94,31 +96,31 @@ async def test_down_runs_the_dirty_migrations_down_script_then_a_fixed_up_applie
 
 
 async def test_force_after_a_manual_fix_marks_it_clean_and_later_migrations_run(
-    db_url: str, tmp_path: Path
+    scratch_database_url: str, tmp_path: Path
 ) -> None:
-    await break_at_version_2(db_url, tmp_path)
+    await break_at_version_2(scratch_database_url, tmp_path)
     # The operator finishes the migration's work by hand.
-    conn = await asyncpg.connect(db_url)
+    conn = await asyncpg.connect(scratch_database_url)
     try:
         await conn.execute("CREATE TABLE orders (id int, item int)")
         await conn.execute("CREATE INDEX CONCURRENTLY orders_item ON orders (item)")
     finally:
         await conn.close()
-    forced = await migrate(db_url, tmp_path, "force", "2")
+    forced = await migrate(scratch_database_url, tmp_path, "force", "2")
     assert forced.exit_code == 0, forced.output
     assert "recorded version 2 as clean" in forced.stdout
     (tmp_path / "3_note.up.sql").write_text("ALTER TABLE orders ADD COLUMN note text;")
-    up = await migrate(db_url, tmp_path, "up")
+    up = await migrate(scratch_database_url, tmp_path, "up")
     assert up.exit_code == 0, up.output
     assert up.stdout.strip() == "shop: 3"
 
 
 async def test_force_refuses_an_unknown_version_and_a_bad_url_is_one_line(
-    db_url: str, tmp_path: Path
+    scratch_database_url: str, tmp_path: Path
 ) -> None:
     (tmp_path / "1_items.up.sql").write_text(ITEMS)
     assert_one_line_error(
-        await migrate(db_url, tmp_path, "force", "7"), "no migration with version 7"
+        await migrate(scratch_database_url, tmp_path, "force", "7"), "no migration with version 7"
     )
     bad = await migrate("postgresql://marquee@127.0.0.1:1/nowhere", tmp_path, "status")
     assert_one_line_error(bad)

@@ -34,7 +34,9 @@ async def tables(url: str) -> set[str]:
     return {row["tablename"] for row in rows} - {"marquee_schema_migrations"}
 
 
-async def test_migrations_apply_in_version_order_and_only_once(db_url: str, tmp_path: Path) -> None:
+async def test_migrations_apply_in_version_order_and_only_once(
+    scratch_database_url: str, tmp_path: Path
+) -> None:
     migrations = write(
         tmp_path,
         {
@@ -44,7 +46,7 @@ async def test_migrations_apply_in_version_order_and_only_once(db_url: str, tmp_
             "10_seed.up.sql": "INSERT INTO items (id, price) VALUES (1, 5);",
         },
     )
-    migrator = Migrator(db_url, migrations)
+    migrator = Migrator(scratch_database_url, migrations)
     assert (await migrator.status()).pending == (1, 2, 10)
     assert await migrator.up() == [1, 2, 10]
     assert await migrator.up() == []
@@ -53,7 +55,7 @@ async def test_migrations_apply_in_version_order_and_only_once(db_url: str, tmp_
 
 
 async def test_a_migration_that_fails_midway_leaves_the_last_good_version(
-    db_url: str, tmp_path: Path
+    scratch_database_url: str, tmp_path: Path
 ) -> None:
     migrations = write(
         tmp_path,
@@ -62,17 +64,18 @@ async def test_a_migration_that_fails_midway_leaves_the_last_good_version(
             "2_broken.up.sql": "CREATE TABLE orders (id int);\nSELECT 1 / 0;\n",
         },
     )
-    migrator = Migrator(db_url, migrations)
+    migrator = Migrator(scratch_database_url, migrations)
     with pytest.raises(MigrationFailed, match="rolled back; database stays at version 1") as failed:
         await migrator.up()
     assert not failed.value.dirty
     status = await migrator.status()
     assert (status.version, status.dirty, status.pending) == (1, False, (2,))
-    assert await tables(db_url) == {"items"}  # the first half of 2 was rolled back too
+    # The first half of 2 was rolled back too.
+    assert await tables(scratch_database_url) == {"items"}
 
 
 async def test_a_broken_no_transaction_migration_is_dirty_and_blocks_further_runs(
-    db_url: str, tmp_path: Path
+    scratch_database_url: str, tmp_path: Path
 ) -> None:
     migrations = write(
         tmp_path,
@@ -85,7 +88,7 @@ async def test_a_broken_no_transaction_migration_is_dirty_and_blocks_further_run
             ),
         },
     )
-    migrator = Migrator(db_url, migrations)
+    migrator = Migrator(scratch_database_url, migrations)
     with pytest.raises(MigrationFailed, match="DIRTY at version 2") as failed:
         await migrator.up()
     assert failed.value.dirty
@@ -100,7 +103,9 @@ async def test_a_broken_no_transaction_migration_is_dirty_and_blocks_further_run
     assert "force 1" in str(dirty.value)
 
 
-async def test_two_migrators_at_once_apply_each_migration_once(db_url: str, tmp_path: Path) -> None:
+async def test_two_migrators_at_once_apply_each_migration_once(
+    scratch_database_url: str, tmp_path: Path
+) -> None:
     migrations = write(
         tmp_path,
         {
@@ -110,32 +115,35 @@ async def test_two_migrators_at_once_apply_each_migration_once(db_url: str, tmp_
     )
     began = time.monotonic()
     first, second = await asyncio.gather(
-        Migrator(db_url, migrations).up(), Migrator(db_url, migrations).up()
+        Migrator(scratch_database_url, migrations).up(),
+        Migrator(scratch_database_url, migrations).up(),
     )
     # One applied both while the other waited on the advisory lock, then found nothing to do
     # (without the lock the loser would fail on CREATE TABLE items).
     assert sorted([first, second]) == [[], [1, 2]]
     assert time.monotonic() - began >= 0.5
-    assert await tables(db_url) == {"items", "orders"}
+    assert await tables(scratch_database_url) == {"items", "orders"}
 
 
 async def test_migrate_on_start_applies_or_refuses_a_schema_that_is_behind(
-    db_url: str, tmp_path: Path
+    scratch_database_url: str, tmp_path: Path
 ) -> None:
     migrations = write(tmp_path, {"1_items.up.sql": "CREATE TABLE items (id int);"})
     with pytest.raises(SchemaNotReady, match="marquee migrate up --set shop"):
-        await migrate_on_start(db_url, migrations, apply=False)
-    status = await migrate_on_start(db_url, migrations, apply=True)
+        await migrate_on_start(scratch_database_url, migrations, apply=False)
+    status = await migrate_on_start(scratch_database_url, migrations, apply=True)
     assert status.version == 1
-    assert (await migrate_on_start(db_url, migrations, apply=False)).version == 1
+    assert (await migrate_on_start(scratch_database_url, migrations, apply=False)).version == 1
 
 
-async def test_migrate_on_start_refuses_a_dirty_database(db_url: str, tmp_path: Path) -> None:
+async def test_migrate_on_start_refuses_a_dirty_database(
+    scratch_database_url: str, tmp_path: Path
+) -> None:
     migrations = write(
         tmp_path,
         {"1_bad.up.sql": "-- marquee: no-transaction\nCREATE TABLE a (id int);\nSELECT 1 / 0;\n"},
     )
     with pytest.raises(MigrationFailed):
-        await migrate_on_start(db_url, migrations, apply=True)
+        await migrate_on_start(scratch_database_url, migrations, apply=True)
     with pytest.raises(DirtyDatabase, match="dirty at version 1"):
-        await migrate_on_start(db_url, migrations, apply=True)
+        await migrate_on_start(scratch_database_url, migrations, apply=True)

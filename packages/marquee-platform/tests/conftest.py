@@ -1,68 +1,10 @@
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
 
-import grpc.aio
 import pytest
-from platform_echo_service import SERVICE, EchoService, EchoSettings
-
-from marquee_platform import Registrar, ServerInfo, serve
-
-
-@dataclass
-class Running:
-    info: ServerInfo
-    channel: grpc.aio.Channel
-    stop: asyncio.Event
-    force_stop: asyncio.Event
-    task: asyncio.Task[None]
-
-    # The echo service speaks raw bytes, so no (de)serializers.
-    def unary(self, method: str) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
-        return self.channel.unary_unary(f"/{SERVICE}/{method}")
-
-    def unary_stream(self, method: str) -> grpc.aio.UnaryStreamMultiCallable[bytes, bytes]:
-        return self.channel.unary_stream(f"/{SERVICE}/{method}")
-
-    def stream_unary(self, method: str) -> grpc.aio.StreamUnaryMultiCallable[bytes, bytes]:
-        return self.channel.stream_unary(f"/{SERVICE}/{method}")
-
-    def stream_stream(self, method: str) -> grpc.aio.StreamStreamMultiCallable[bytes, bytes]:
-        return self.channel.stream_stream(f"/{SERVICE}/{method}")
-
-
-@asynccontextmanager
-async def serving(
-    register: Registrar, settings: EchoSettings | None = None
-) -> AsyncIterator[Running]:
-    """serve() in this event loop on free ports; stopped (and awaited) on exit."""
-    stop, force_stop = asyncio.Event(), asyncio.Event()
-    started: asyncio.Future[ServerInfo] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(
-        serve(
-            "echo",
-            settings or EchoSettings(),
-            register,
-            started=started.set_result,
-            stop=stop,
-            force_stop=force_stop,
-        )
-    )
-    first_done: list[asyncio.Future[Any]] = [task, started]
-    await asyncio.wait(first_done, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        task.result()  # raises why serve() failed to start
-    info = started.result()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{info.grpc_port}") as channel:
-        try:
-            yield Running(info, channel, stop, force_stop, task)
-        finally:
-            stop.set()
-            await task
+from platform_echo_service import EchoService
+from platform_serving import Running, serving
 
 
 @pytest.fixture

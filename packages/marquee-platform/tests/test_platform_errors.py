@@ -6,10 +6,10 @@ import grpc
 import grpc.aio
 import pydantic
 import pytest
-from conftest import Running
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from platform_echo_service import LEADER, EchoService, Greeting
+from platform_serving import Running
 
 from marquee_platform import errors
 

@@ -6,7 +6,6 @@ import asyncio
 
 import grpc
 import grpc.aio
-from conftest import Running, serving
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -14,6 +13,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 from platform_echo_service import SERVICE, EchoService
+from platform_serving import Running, serving
 
 from marquee_platform import ServiceContext
 

@@ -7,8 +7,8 @@ import urllib.request
 
 import grpc.aio
 import pytest
-from conftest import Running, serving
 from platform_echo_service import SERVICE, EchoService, EchoSettings
+from platform_serving import Running, serving
 from prometheus_client.parser import text_string_to_metric_families
 
 

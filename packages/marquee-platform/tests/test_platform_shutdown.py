@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 import grpc
 import grpc.aio
 import pytest
-from conftest import serving
 from platform_echo_service import EchoService, EchoSettings
+from platform_serving import serving
 
 from marquee_platform import ServiceContext, serve
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 import asyncpg
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
-from marquee_localservers import RedisServer
+from marquee_localservers import RedisClusterServer, RedisServer
 from marquee_testing import Endpoint, ServerEndpoint
 from marquee_testing.fixtures.redis import RedisFactory
+from marquee_testing.fixtures.redis_cluster import RedisClusterFactory
 from marquee_testing_support import run_inner
 
 
@@ -64,3 +66,20 @@ def test_endpoint_parses_urls() -> None:
     endpoint = Endpoint.from_url("redis://cache.internal:7000/0", 6379)
     assert (endpoint.host, endpoint.port) == ("cache.internal", 7000)
     assert Endpoint.from_url("redis://localhost", 6379).port == 6379
+
+
+def test_redis_cluster_fixture_serves_a_real_cluster(redis_cluster_url: str) -> None:
+    with RedisCluster.from_url(redis_cluster_url) as client:
+        assert len(client.get_primaries()) == 3
+        client.set("{fixture}:a", 1)
+        assert client.get("{fixture}:a") == b"1"
+
+
+def test_redis_cluster_factory_nodes_can_be_killed(
+    redis_cluster_factory: RedisClusterFactory,
+) -> None:
+    cluster = redis_cluster_factory(size=2)
+    assert isinstance(cluster, RedisClusterServer)
+    cluster.nodes[0].kill()
+    cluster.nodes[0].start()
+    cluster.wait_ok(timeout=15)

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import AsyncIterator
 
 import asyncpg
 import grpc
 import pytest
 from pydantic import PostgresDsn
-from scratch_db import scratch_database
 
 from marquee.auth.v1 import policy_pb2, policy_pb2_grpc
 from marquee_auth.app import register
 from marquee_auth.settings import AuthSettings
 from marquee_testing.inprocess import serving
-
-
-@pytest.fixture
-async def db_url(database_url: str) -> AsyncIterator[str]:
-    async with scratch_database(database_url) as url:
-        yield url
 
 
 def unused_address() -> str:
@@ -44,20 +36,20 @@ async def test_without_jobs_auth_serves_its_pending_contracts() -> None:
 
 
 async def test_with_the_coordinator_down_auth_migrates_serves_and_stops_promptly(
-    db_url: str,
+    scratch_database_url: str,
 ) -> None:
     # `marquee up` starts auth and the coordinator nodes together: auth must not
     # wait for a leader to serve, and its cleanup job simply waits for the lease.
     settings = AuthSettings(
         metrics_port=-1,
-        database_url=PostgresDsn(db_url),
+        database_url=PostgresDsn(scratch_database_url),
         coordinator_endpoints=[unused_address()],
         shutdown_grace_seconds=2,
     )
     assert settings.run_jobs
     async with serving("auth", settings, register) as service:
         await assert_pending(service.channel)
-        conn = await asyncpg.connect(db_url)
+        conn = await asyncpg.connect(scratch_database_url)
         try:
             migrated = await conn.fetchrow(
                 "SELECT version, dirty FROM marquee_schema_migrations WHERE name = 'jobs'"

@@ -10,6 +10,10 @@ Invariants, each relied on by the hit path, which checks nothing but the entry:
   pipeline, measured from when the read was sent: C-12).
 - This process's own writes and deletes drop the local entry before and after the
   write, so a caller reads its own write without waiting for the push.
+
+On a Redis Cluster each master has its own tracking connection and breaker
+(topology.py); a key's tracked read goes to its slot's master, and losing one
+master's tracking drops only the L1 entries of that master's slots.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from time import monotonic
 from types import TracebackType
@@ -26,20 +30,31 @@ from typing import Any
 
 import hiredis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode
 
 from marquee_cache import metrics
-from marquee_cache.breaker import BreakerState, CircuitBreaker
+from marquee_cache.breaker import BreakerState
 from marquee_cache.config import CacheConfig
 from marquee_cache.errors import CacheCommandError, CacheUnavailable
 from marquee_cache.events import Invalidation, InvalidationHub, InvalidationStream
 from marquee_cache.fill_guard import FillGuard
-from marquee_cache.guarded import GuardedRedis
+from marquee_cache.guarded import Client, GuardedRedis
 from marquee_cache.l1 import L1
+from marquee_cache.topology import Node, Topology, slot_of
 from marquee_cache.tracking import Tracker, TrackingUnavailable
 
 log = logging.getLogger(__name__)
 
 _METRICS_FOLD_INTERVAL = 1.0
+# A cluster's slot map is re-read at most this often (on MOVED/ASK, or while a
+# node's tracking is down: its slots may have a new master).
+_TOPOLOGY_REFRESH_INTERVAL = 0.5
+# Replies to a tracked read that mean "ask the cluster client instead".
+_REROUTE = ("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN")
+
+
+class _Rerouted(Exception):
+    """A tracked read hit a redirection: the slot map is stale or a slot is moving."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +74,8 @@ class Lookup:
 class Health:
     status: str
     """ok: tracking up, L1 in use; degraded: Redis answers but L1 is bypassed
-    (tracking down); unavailable: the breaker is not closed, reads fail fast."""
+    (tracking down; on a cluster also: some masters' breakers are open);
+    unavailable: the breaker is not closed (every master's), reads fail fast."""
     tracking: bool
     breaker: BreakerState
     l1_entries: int
@@ -73,11 +89,10 @@ class Cache:
         self._l1 = L1(config.l1_max_entries)
         self._entries = self._l1.entries  # the hit path reads the dict directly
         self._guard = FillGuard()
-        self._breaker = CircuitBreaker(
-            config.breaker_failure_threshold, config.breaker_reset_timeout
-        )
-        self._redis = GuardedRedis(config, self._breaker)
-        self._tracker = Tracker(config, self._on_invalidate, self._on_tracking_up, self._reset)
+        self._topology = Topology(config, self._make_tracker, self._on_slots_moved)
+        self._redis = GuardedRedis(config, self._topology.breaker_for)
+        self._refreshed_at = -math.inf
+        self._refreshing: asyncio.Task[None] | None = None
         self._hub = InvalidationHub()
         self._flights: dict[str, asyncio.Future[Lookup]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -90,27 +105,37 @@ class Cache:
 
     @classmethod
     async def connect(
-        cls, url: str, *, wait_for_tracking: float | None = 5.0, **overrides: Any
+        cls,
+        url: str,
+        *,
+        cluster: bool = False,
+        wait_for_tracking: float | None = 5.0,
+        **overrides: Any,
     ) -> Cache:
-        """Start a cache for `url`; by default wait until tracking is up (L1 in use)."""
-        cache = cls(CacheConfig.from_url(url, **overrides))
+        """Start a cache for `url`; by default wait until tracking is up (L1 in use).
+
+        cluster=True: `url` is any node of a Redis Cluster (the rest are discovered).
+        """
+        cache = cls(CacheConfig.from_url(url, cluster=cluster, **overrides))
         await cache.start(wait_for_tracking)
         return cache
 
     async def start(self, wait_for_tracking: float | None = None) -> None:
-        self._tracker.start()
+        self._topology.start()
+        if self._topology.cluster:
+            self._refresh_topology()
         self._spawn(self._fold_metrics_forever())
         if wait_for_tracking:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait_for_tracking):
-                    await self._tracker.wait_up()
+                    await self._topology.wait_up()
 
     async def close(self) -> None:
-        """Cancel and await every background task, close both connections."""
+        """Cancel and await every background task, close every connection."""
         if self._closed:
             return
         self._closed = True
-        await self._tracker.close()
+        await self._topology.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -129,19 +154,24 @@ class Cache:
 
     def health(self) -> Health:
         self._fold_hits()
-        breaker = self._breaker.state
-        tracking = self._tracker.up
-        if breaker is not BreakerState.CLOSED:
+        nodes = list(self._topology.nodes.values())
+        states = [node.breaker.state for node in nodes]
+        tracking = bool(nodes) and all(node.tracker.up for node in nodes)
+        if not nodes or all(state is not BreakerState.CLOSED for state in states):
             status = "unavailable"
+        elif tracking and all(state is BreakerState.CLOSED for state in states):
+            status = "ok"
         else:
-            status = "ok" if tracking else "degraded"
+            status = "degraded"
+        worst = max(states, key=_BREAKER_ORDER.index, default=BreakerState.OPEN)
+        errors = [node.tracker.last_error for node in nodes if node.tracker.last_error]
         return Health(
             status=status,
             tracking=tracking,
-            breaker=breaker,
+            breaker=worst,
             l1_entries=len(self._l1),
-            tracking_connects=self._tracker.connects,
-            last_error=self._tracker.last_error,
+            tracking_connects=sum(node.tracker.connects for node in nodes),
+            last_error=errors[-1] if errors else None,
         )
 
     @property
@@ -194,20 +224,34 @@ class Cache:
                 to_fetch.append(key)
             waiting[key] = flight
         if to_fetch:
-            self._spawn(self._fetch(to_fetch, [waiting[k] for k in to_fetch]))
+            # One fetch per node: a master that is down fails only its own keys.
+            try:
+                groups = self._topology.group(to_fetch)
+            except CacheUnavailable as exc:
+                self._refresh_topology()
+                groups = {}
+                for key in to_fetch:
+                    self._land(key, waiting[key])
+                    waiting[key].set_exception(exc)
+            for name, group in groups.items():
+                node = self._topology.nodes[name]
+                self._spawn(self._fetch(node, group, [waiting[k] for k in group]))
         for key, flight in waiting.items():
             # shield: one caller giving up must not cancel the fetch others share.
             found[key] = await asyncio.shield(flight)
         return found
 
-    async def _fetch(self, keys: list[str], flights: list[asyncio.Future[Lookup]]) -> None:
+    async def _fetch(
+        self, node: Node, keys: list[str], flights: list[asyncio.Future[Lookup]]
+    ) -> None:
         self._fold_hits()
         metrics.L1_MISSES.inc(len(keys))
         try:
             try:
-                lookups = await self._tracked_read(keys)
-            except TrackingUnavailable:
-                lookups = await self._untracked_read(keys)
+                lookups = await self._tracked_read(node, keys)
+            except (TrackingUnavailable, _Rerouted):
+                self._refresh_topology()  # the slot may have a new master
+                lookups = await self._untracked_read(node, keys)
         except BaseException as exc:
             # Waiters were not cancelled themselves: they get a typed error, never
             # a CancelledError that is not theirs.
@@ -233,9 +277,10 @@ class Cache:
         if self._flights.get(key) is flight:
             del self._flights[key]
 
-    async def _tracked_read(self, keys: list[str]) -> list[Lookup]:
-        """GET + PTTL per key on the tracking connection; fills L1 where allowed."""
-        if not self._tracker.up:
+    async def _tracked_read(self, node: Node, keys: list[str]) -> list[Lookup]:
+        """GET + PTTL per key on the node's tracking connection; fills L1 where allowed."""
+        tracker = node.tracker
+        if not tracker.up:
             raise TrackingUnavailable("tracking connection is down")
         tickets = [self._guard.begin(k) for k in keys]
         sent_at = monotonic()
@@ -243,7 +288,9 @@ class Cache:
         for key in keys:
             commands += [("GET", key), ("PTTL", key)]
         try:
-            replies = await self._redis.guard(lambda: _gather(self._tracker.send(*commands)))
+            replies = await self._redis.guard(
+                lambda: _gather(tracker.send(*commands)), node.breaker
+            )
         except BaseException:
             for ticket in tickets:
                 self._guard.settle(ticket)
@@ -251,16 +298,20 @@ class Cache:
         # No await from here on: settle-and-fill must not interleave with the reader.
         lookups: list[Lookup] = []
         error: hiredis.ReplyError | None = None
+        rerouted = False
         for i, ticket in enumerate(tickets):
             value, pttl = replies[2 * i], replies[2 * i + 1]
-            fillable = self._guard.settle(ticket) and self._tracker.up
+            fillable = self._guard.settle(ticket) and tracker.up
             if isinstance(value, hiredis.ReplyError):
+                rerouted = rerouted or str(value).startswith(_REROUTE)
                 error = value
                 continue
             ttl = self._l1_ttl(value, pttl)
             if fillable and ttl is not None:
                 self._l1.put(ticket.key, value, sent_at + ttl)
             lookups.append(Lookup(value, ttl if fillable else None))
+        if rerouted:
+            raise _Rerouted(str(error))
         if error is not None:
             raise CacheCommandError(str(error))
         return lookups
@@ -278,24 +329,29 @@ class Cache:
             return min(pttl / 1000.0, self.config.l1_max_ttl)
         return None  # expired between GET and PTTL
 
-    async def _untracked_read(self, keys: list[str]) -> list[Lookup]:
+    async def _untracked_read(self, node: Node, keys: list[str]) -> list[Lookup]:
         """Tracking is down: answer from Redis, cache nothing (invalidations may be lost)."""
 
-        async def read(client: aioredis.Redis) -> list[Any]:
-            pipe = client.pipeline(transaction=False)  # GETs, not MGET: cluster-safe
+        async def read(client: Client) -> list[Any]:
+            # GETs, not MGET: cluster-safe (redis-py sends each to its slot's master).
+            pipe = client.pipeline(transaction=False)
             for key in keys:
                 pipe.get(key)
             return await pipe.execute()
 
-        values = await self._redis.run(read)
+        values = await self._redis.run(read, breaker=node.breaker)
         return [Lookup(v, None) for v in values]
 
     async def sync(self) -> bool:
-        """One round trip on the tracking connection. When it returns, every
+        """One round trip on each tracking connection. When it returns, every
         invalidation Redis sent before it has been applied to L1. False when
         tracking is down (L1 is then empty and bypassed anyway)."""
+        nodes = list(self._topology.nodes.values())
+        return bool(nodes) and all(await asyncio.gather(*(self._sync(n) for n in nodes)))
+
+    async def _sync(self, node: Node) -> bool:
         try:
-            await self._redis.guard(lambda: _gather(self._tracker.send(("PING",))))
+            await self._redis.guard(lambda: _gather(node.tracker.send(("PING",))), node.breaker)
         except TrackingUnavailable:
             return False
         return True
@@ -311,17 +367,28 @@ class Cache:
             px = max(1, math.ceil(ttl * 1000))
         self._forget((key,))
         try:
-            await self._redis.run(lambda r: r.set(key, value, px=px))
+            await self._redis.run(lambda r: r.set(key, value, px=px), key=key)
         finally:
             self._forget((key,))
 
     async def delete(self, *keys: str) -> int:
-        """UNLINK the keys; the number that existed. On a cluster, keys must share a slot."""
+        """UNLINK the keys; the number that existed.
+
+        On a cluster, keys are sent per master and split by slot (redis-py sends
+        one UNLINK per slot): atomic only for keys sharing a hash tag, `{user:1}:a`.
+        """
         if not keys:
             return 0
         self._forget(keys)
         try:
-            return int(await self._redis.run(lambda r: r.unlink(*keys)))
+            groups = self._topology.group(keys)
+            counts = await asyncio.gather(
+                *(
+                    self._redis.run(lambda r, g=group: r.unlink(*g), key=group[0])  # type: ignore[misc]
+                    for group in groups.values()
+                )
+            )
+            return sum(int(count) for count in counts)
         finally:
             self._forget(keys)
 
@@ -331,20 +398,40 @@ class Cache:
             raise ValueError("refusing to delete with an empty prefix")
         pattern = escape_glob(prefix) + "*"
         count = batch or self.config.scan_batch
-        deleted = 0
-        cursor = 0
         self._forget_prefix(prefix)
         try:
-            while True:
-                cursor, found = await self._redis.run(
-                    lambda r, c=cursor: r.scan(c, match=pattern, count=count)  # type: ignore[misc]
-                )
-                if found:
-                    deleted += int(await self._redis.run(lambda r, f=found: r.unlink(*f)))  # type: ignore[misc]
-                if cursor == 0:
-                    return deleted
+            if not self._topology.cluster:
+                return await self._delete_matching(pattern, count, None)
+            # SCAN only walks the node it is sent to: walk every master.
+            client = self._redis.client
+            assert isinstance(client, aioredis.RedisCluster)
+            masters = [client.get_node(node_name=name) for name in self._topology.nodes]
+            counts = await asyncio.gather(
+                *(self._delete_matching(pattern, count, m) for m in masters if m is not None)
+            )
+            return sum(counts)
         finally:
             self._forget_prefix(prefix)
+
+    async def _delete_matching(self, pattern: str, count: int, node: ClusterNode | None) -> int:
+        """SCAN + UNLINK batches on one server (`node`: a cluster master)."""
+        target: dict[str, Any] = {} if node is None else {"target_nodes": node}
+        breaker = self._topology.nodes[node.name].breaker if node is not None else None
+        deleted = 0
+        cursor = 0
+        while True:
+            reply, found = await self._redis.run(
+                lambda r, c=cursor: r.scan(c, match=pattern, count=count, **target),  # type: ignore[misc]
+                breaker=breaker,
+            )
+            # A cluster client answers {node name: cursor}, even for one node.
+            cursor = int(reply[node.name] if node is not None else reply)
+            if found:
+                deleted += int(
+                    await self._redis.run(lambda r, f=found: r.unlink(*f), breaker=breaker)  # type: ignore[misc]
+                )
+            if cursor == 0:
+                return deleted
 
     # -- invalidation --------------------------------------------------------------
 
@@ -374,8 +461,63 @@ class Cache:
         self._forget(keys)
         self._hub.publish(Invalidation(tuple(keys)))
 
+    def _make_tracker(self, name: str, config: CacheConfig) -> Tracker:
+        def on_down(reason: str) -> None:
+            self._on_tracking_lost(name, reason)
+
+        return Tracker(config, self._on_invalidate, self._on_tracking_up, on_down)
+
     def _on_tracking_up(self) -> None:
         log.info("marquee-cache: tracking connection up, L1 in use")
+
+    def _on_tracking_lost(self, name: str, reason: str) -> None:
+        """Runs inside the connection's close, before any other task (C-3)."""
+        if not self._topology.cluster:
+            self._reset(reason)
+            return
+        # Only this master's slots lost their invalidations.
+        self._drop(lambda key: self._topology.owner_name(key) == name, reason)
+        self._refresh_topology()
+
+    def _on_slots_moved(self, slots: Collection[int]) -> None:
+        """Our slot map changed: entries of moved slots were tracked by their old owner."""
+        self._drop(lambda key: slot_of(key) in slots, "slots_moved")
+
+    def _drop(self, doomed: Callable[[str], bool], reason: str) -> None:
+        """Drop the L1 entries and flights `doomed` selects, refuse every fill in flight."""
+        keys = [key for key in self._entries if doomed(key)]
+        self._l1.discard(keys)
+        for key in [key for key in self._flights if doomed(key)]:
+            del self._flights[key]
+        self._guard.reset()  # all reads in flight: cheaper than sorting them by node
+        metrics.L1_FLUSHES.labels(reason).inc()
+        # A remote L1 cannot tell which keys a node held: flush is the safe event.
+        self._hub.publish(Invalidation(flush=True, reason=reason))
+        if reason == "tracking_lost":
+            log.warning("marquee-cache: a cluster node's tracking lost, its L1 entries dropped")
+
+    def _refresh_topology(self) -> None:
+        """Cluster only: re-read the slot map soon, at most once per interval."""
+        if not self._topology.cluster or self._closed:
+            return
+        if self._refreshing is not None and not self._refreshing.done():
+            return
+        # Too soon after the last one: deferred, not dropped (the cause may not recur).
+        delay = max(0.0, self._refreshed_at + _TOPOLOGY_REFRESH_INTERVAL - monotonic())
+        self._refreshed_at = monotonic() + delay
+        self._refreshing = asyncio.create_task(self._refresh(delay), name="marquee-cache-topology")
+        self._tasks.add(self._refreshing)
+        self._refreshing.add_done_callback(self._tasks.discard)
+
+    async def _refresh(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        client = self._redis.client
+        assert isinstance(client, aioredis.RedisCluster)
+        try:
+            async with asyncio.timeout(self.config.connect_timeout + self.config.command_timeout):
+                await self._topology.refresh(client)
+        except Exception as exc:  # the next read or lost connection asks again
+            log.warning("marquee-cache: cluster slot map refresh failed: %r", exc)
 
     def _reset(self, reason: str) -> None:
         """Drop all of L1 and refuse every fill in flight (flush-all, tracking lost)."""
@@ -403,6 +545,9 @@ class Cache:
         while True:
             await asyncio.sleep(_METRICS_FOLD_INTERVAL)
             self._fold_hits()
+
+
+_BREAKER_ORDER = [BreakerState.CLOSED, BreakerState.HALF_OPEN, BreakerState.OPEN]
 
 
 async def _gather(futures: list[asyncio.Future[Any]]) -> list[Any]:

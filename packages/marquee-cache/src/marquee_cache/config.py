@@ -14,6 +14,8 @@ class CacheConfig:
     username: str | None = None
     password: str | None = None
     client_name: str = "marquee-cache-tracking"
+    cluster: bool = False
+    """host:port is any node of a Redis Cluster; the others are discovered."""
 
     # L1
     l1_max_entries: int = 100_000

@@ -7,9 +7,10 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.exceptions import ClusterDownError, RedisClusterException, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -20,54 +21,104 @@ from marquee_cache.tracking import TrackingUnavailable
 
 T = TypeVar("T")
 
-_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+Client = aioredis.Redis | aioredis.RedisCluster
+BreakerFor = Callable[[str | None], CircuitBreaker]
+"""The breaker guarding calls about a key (None: calls that name no key)."""
+
+# Checked before ResponseError: these are "the cluster cannot answer now"
+# (CLUSTERDOWN, TRYAGAIN while a slot moves, no node reachable), not a bad request.
+_UNAVAILABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    TimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    RedisClusterException,
+)
 
 
 class GuardedRedis:
-    def __init__(self, config: CacheConfig, breaker: CircuitBreaker) -> None:
-        self.breaker = breaker
+    def __init__(self, config: CacheConfig, breaker_for: BreakerFor) -> None:
+        self.breaker_for = breaker_for
         self.timeout = config.command_timeout
-        pool = aioredis.BlockingConnectionPool(
-            host=config.host,
-            port=config.port,
-            db=config.db,
-            username=config.username,
-            password=config.password,
-            max_connections=config.max_connections,
-            timeout=config.command_timeout,
-            socket_timeout=config.command_timeout,
-            socket_connect_timeout=config.connect_timeout,
-            # One immediate retry, for a pooled connection that died while idle (e.g.
-            # across a Redis restart); beyond that the deadline and the breaker decide.
-            retry=Retry(NoBackoff(), 1),
-        )
-        self.client = aioredis.Redis(connection_pool=pool)
+        self.client: Client = _cluster_client(config) if config.cluster else _client(config)
 
-    async def run(self, op: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
-        """Run `op(client)` on the pooled client under the deadline and the breaker."""
-        return await self.guard(lambda: op(self.client))
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The breaker of calls that name no key (on a single node: the only one)."""
+        return self.breaker_for(None)
 
-    async def guard(self, make: Callable[[], Awaitable[T]]) -> T:
-        if not self.breaker.allow():
+    async def run(
+        self,
+        op: Callable[[Client], Awaitable[T]],
+        *,
+        key: str | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> T:
+        """Run `op(client)` under the deadline and the breaker of `key`'s node
+        (or `breaker`); on a cluster, a call naming no key has a breaker of its own."""
+        return await self.guard(lambda: op(self.client), breaker or self.breaker_for(key))
+
+    async def guard(
+        self, make: Callable[[], Awaitable[T]], breaker: CircuitBreaker | None = None
+    ) -> T:
+        breaker = breaker or self.breaker_for(None)
+        if not breaker.allow():
             raise CacheUnavailable("Redis circuit breaker is open")
         try:
             async with asyncio.timeout(self.timeout):
                 result = await make()
         except TrackingUnavailable:
             # Says the tracking connection is down, not Redis: the caller falls back.
-            self.breaker.abandon()
+            breaker.abandon()
             raise
-        except ResponseError as exc:
-            self.breaker.record_success()
-            raise CacheCommandError(str(exc)) from exc
         except _UNAVAILABLE as exc:
-            self.breaker.record_failure()
+            breaker.record_failure()
             raise CacheUnavailable(f"Redis unavailable: {exc!r}") from exc
+        except ResponseError as exc:
+            breaker.record_success()
+            raise CacheCommandError(str(exc)) from exc
         except BaseException:
-            self.breaker.abandon()
+            breaker.abandon()
             raise
-        self.breaker.record_success()
+        breaker.record_success()
         return result
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def _client(config: CacheConfig) -> aioredis.Redis:
+    pool = aioredis.BlockingConnectionPool(
+        host=config.host,
+        port=config.port,
+        db=config.db,
+        username=config.username,
+        password=config.password,
+        max_connections=config.max_connections,
+        timeout=config.command_timeout,
+        socket_timeout=config.command_timeout,
+        socket_connect_timeout=config.connect_timeout,
+        # One immediate retry, for a pooled connection that died while idle (e.g.
+        # across a Redis restart); beyond that the deadline and the breaker decide.
+        retry=Retry(NoBackoff(), 1),
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+def _cluster_client(config: CacheConfig) -> aioredis.RedisCluster:
+    if config.db:
+        raise ValueError("a Redis Cluster has only database 0")
+    return aioredis.RedisCluster(
+        host=config.host,
+        port=config.port,
+        username=config.username,
+        password=config.password,
+        max_connections=config.max_connections,  # per node
+        socket_timeout=config.command_timeout,
+        socket_connect_timeout=config.connect_timeout,
+        # redis-py follows MOVED/ASK and re-reads the slot map itself; one retry
+        # covers a connection that died while idle, the deadline bounds the rest.
+        retry=AsyncRetry(NoBackoff(), 1),
+    )

@@ -10,6 +10,8 @@ on NOSCRIPT, e.g. after SCRIPT FLUSH or a failover), and touches only KEYS[1]
 (Dragonfly refuses undeclared keys). While Redis is unavailable, a process-local
 GCRA with the same arithmetic takes over (C-6): each instance then enforces the
 limit on its own, so N instances admit up to N times the limit until Redis returns.
+A call whose deadline ran out after it was sent is refused instead: it may have
+been counted in Redis, and admitting it locally too would exceed the limit.
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ import math
 from dataclasses import dataclass
 from time import monotonic
 
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from marquee_cache import metrics
 from marquee_cache.errors import CacheUnavailable
 from marquee_cache.guarded import GuardedRedis
 
 # Microsecond integers throughout: < 2^53, so Lua's doubles stay exact. The
 # emission interval is rounded up, which can only admit slightly less.
+# What a caller refused for lack of an answer is told to wait before trying again.
+UNKNOWN_RETRY_AFTER = 0.1
+
 GCRA_LUA = """
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -53,7 +60,8 @@ class Decision:
     reset_after: float
     """Seconds until the limiter is back to a full burst."""
     source: str
-    """redis, or local while Redis is unavailable."""
+    """redis; local while Redis is unavailable; timeout when refused because Redis
+    did not answer in time and the hit may have counted there."""
 
 
 class LocalLimiter:
@@ -98,16 +106,28 @@ class RateLimiter:
             reply = await self._redis.run(
                 lambda r: self._script(
                     keys=[full_key], args=[limit, _micros(window), cost], client=r
-                )
+                ),
+                key=full_key,
             )
             allowed, remaining, retry_us, reset_us = (int(x) for x in reply)
             decision = _decision(bool(allowed), remaining, retry_us, reset_us, "redis")
-        except CacheUnavailable:
-            decision = self.local.hit(full_key, limit, window, cost)
+        except CacheUnavailable as exc:
+            if _outcome_unknown(exc):
+                # The script may have run and counted this hit in Redis: admitting it
+                # locally as well could let a burst past the limit, so refuse it.
+                decision = _decision(False, 0, _micros(UNKNOWN_RETRY_AFTER), 0, "timeout")
+            else:
+                decision = self.local.hit(full_key, limit, window, cost)
         metrics.RATE_LIMIT_DECISIONS.labels(
             "allowed" if decision.allowed else "denied", decision.source
         ).inc()
         return decision
+
+
+def _outcome_unknown(exc: CacheUnavailable) -> bool:
+    """A deadline ran out after the call was sent; a refused connection or an open
+    breaker means it never reached Redis, and the local limiter may decide."""
+    return isinstance(exc.__cause__, TimeoutError | RedisTimeoutError)
 
 
 def _gcra(tat: int, now: int, limit: int, window: int, cost: int) -> tuple[bool, int, int, int]:

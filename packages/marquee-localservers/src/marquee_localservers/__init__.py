@@ -4,11 +4,13 @@ from marquee_localservers.errors import BackendUnavailable, ServerStartError
 from marquee_localservers.postgres import PostgresServer, find_postgres_bindir
 from marquee_localservers.process import ServerProcess, free_port
 from marquee_localservers.redis import RedisServer, find_redis_server
+from marquee_localservers.redis_cluster import RedisClusterServer
 from marquee_localservers.tempdirs import server_data_dir
 
 __all__ = [
     "BackendUnavailable",
     "PostgresServer",
+    "RedisClusterServer",
     "RedisServer",
     "ServerProcess",
     "ServerStartError",

@@ -5,23 +5,29 @@ is what registers them with pytest.
 """
 
 from marquee_testing.backends import require_backend
+from marquee_testing.fixtures.coordinator import coordinator_cluster
 from marquee_testing.fixtures.dragonfly import dragonfly_server, dragonfly_url
-from marquee_testing.fixtures.postgres import database_url, postgres_server
+from marquee_testing.fixtures.postgres import database_url, postgres_server, scratch_database_url
 from marquee_testing.fixtures.redis import (
     redis_flushed,
     redis_server,
     redis_server_factory,
     redis_url,
 )
+from marquee_testing.fixtures.redis_cluster import redis_cluster_factory, redis_cluster_url
 
 __all__ = [
+    "coordinator_cluster",
     "database_url",
     "dragonfly_server",
     "dragonfly_url",
     "postgres_server",
+    "redis_cluster_factory",
+    "redis_cluster_url",
     "redis_flushed",
     "redis_server",
     "redis_server_factory",
     "redis_url",
     "require_backend",
+    "scratch_database_url",
 ]

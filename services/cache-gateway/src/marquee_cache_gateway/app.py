@@ -22,6 +22,7 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
     assert isinstance(settings, CacheSettings)
     cache = await Cache.connect(
         str(settings.redis_url),
+        cluster=settings.redis_cluster,
         wait_for_tracking=TRACKING_WAIT_SECONDS,
         command_timeout=settings.redis_command_timeout,
         connect_timeout=settings.redis_connect_timeout,

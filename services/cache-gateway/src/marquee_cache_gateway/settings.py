@@ -10,6 +10,8 @@ class CacheSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="MARQUEE_CACHE_")
 
     redis_url: RedisDsn = RedisDsn("redis://127.0.0.1:6379/0")
+    # True: redis_url is any node of a Redis Cluster (the others are discovered).
+    redis_cluster: bool = False
 
     # Deadlines and recovery (seconds). Every Redis call is bounded by the command
     # timeout, so an UNAVAILABLE answer never takes longer than that.
