@@ -50,7 +50,8 @@ proto: env ## regenerate Python code and .pyi stubs from protos/
 check-proto: env ## fail if generated code differs from protos/
 	@scripts/gen_protos.sh --check
 
-bench: env ## run every benchmark under bench/
+bench: env ## run every benchmark under bench/ (installs etcd, the coordinator's peer, if missing)
+	@scripts/ensure_bench_tools.sh
 	@for b in bench/*/run.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 test-dragonfly: env ## the cache's Dragonfly tests (needs a container engine or MARQUEE_TEST_DRAGONFLY_URL)

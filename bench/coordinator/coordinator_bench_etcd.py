@@ -39,7 +39,7 @@ PROBE_REQUEST = rpc.PutRequest(key=b"bench/probe", value=b"x")
 def find_etcd() -> str:
     path = shutil.which("etcd")
     if path is None:
-        raise SystemExit("etcd not found: apt-get install -y etcd-server")
+        raise SystemExit("etcd not found: run scripts/ensure_bench_tools.sh (or make bench)")
     return path
 
 
