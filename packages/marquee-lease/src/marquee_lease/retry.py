@@ -38,5 +38,5 @@ class Backoff:
     def delays(self) -> Iterator[float]:
         delay = self.initial
         while True:
-            yield delay * (1.0 - self.jitter * random.random())
+            yield delay * (1.0 - self.jitter * random.random())  # nosec B311 - backoff jitter, not a secret
             delay = min(self.maximum, delay * self.multiplier)
