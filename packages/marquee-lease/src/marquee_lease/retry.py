@@ -38,5 +38,6 @@ class Backoff:
     def delays(self) -> Iterator[float]:
         delay = self.initial
         while True:
-            yield delay * (1.0 - self.jitter * random.random())  # nosec B311 - backoff jitter, not a secret
+            # Jitter only spreads retries; nothing here needs unpredictability.
+            yield delay * (1.0 - self.jitter * random.random())  # nosec B311
             delay = min(self.maximum, delay * self.multiplier)
