@@ -4,7 +4,9 @@ headers, membership 1 -> 3 -> 5 -> 1, restarts, leadership transfer and SIGTERM 
 from __future__ import annotations
 
 import signal
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -137,6 +139,51 @@ def test_transfer_and_sigterm_hand_leadership_over_in_milliseconds(
     leader = wait_for_leader(nodes)
     got = leader.leases.Get(lease_pb2.GetRequest(name="warm-up"), timeout=5)
     assert got.found
+
+
+def test_transfer_under_a_busy_writer_holds_writes_until_the_target_caught_up(
+    tmp_path: Path, nodes: list[GrpcNode]
+) -> None:
+    """While it hands over, the leader answers new writes UNAVAILABLE (retry) instead of
+    lengthening the log the target must match, so the transfer is not an election."""
+    three(tmp_path, nodes)
+    leader = wait_for_leader(nodes)
+    codes: Counter[grpc.StatusCode] = Counter()
+    stop = threading.Event()
+
+    def write() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                acquire(leader, f"busy/{n}")
+                codes[grpc.StatusCode.OK] += 1
+            except grpc.RpcError as error:
+                codes[error.code()] += 1
+
+    writers = [threading.Thread(target=write) for _ in range(4)]
+    for writer in writers:
+        writer.start()
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        moved = leader.cluster.TransferLeadership(
+            cluster_pb2.TransferLeadershipRequest(), timeout=5
+        )
+        rpc_s = time.monotonic() - started
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join()
+    assert moved.previous_leader_id == leader.id
+    assert moved.header.leader_id not in ("", leader.id)
+    # Before writes were held, the target chased the log for 0.5-0.8 s or never caught up.
+    assert rpc_s < 0.5, f"the transfer took {rpc_s:.3f} s"
+    print(f"TransferLeadership under 4 writers: {rpc_s * 1000:.1f} ms; answers {dict(codes)}")
+    allowed = {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION}
+    assert set(codes) <= allowed
+    assert codes[grpc.StatusCode.OK] > 0
 
 
 def test_grow_one_to_five_shrink_back_and_refuse_losing_quorum(

@@ -156,11 +156,15 @@ def test_state_survives_kill9_of_every_node(tmp_path: Path) -> None:
             leader.call("release", name=f"job-{i}", holder="a", token=1)
         leader.call("acquire", name="job-0", holder="b", ttl=30.0)  # token 2
         before = {item["name"]: item for item in leader.call("list")}
+        # Each node compacts on its own tick once it holds the entries: a follower
+        # that lags (a loaded machine) may do so a moment after the leader answered.
+        dumps = [n.data_dir / f"node-{n.node_id}" / "raft.dump" for n in cluster.nodes]
+        deadline = time.monotonic() + 10
+        while not all(dump.exists() for dump in dumps):
+            assert time.monotonic() < deadline, "a node wrote no full dump"
+            time.sleep(0.05)
         for node in cluster.nodes:
             node.kill()
-        assert all(
-            n.data_dir.joinpath(f"node-{n.node_id}", "raft.dump").exists() for n in cluster.nodes
-        )
 
         cluster.start()
         after = {item["name"]: item for item in on_leader(cluster, "list")}

@@ -25,7 +25,7 @@ from marquee_coordinator.errors import (
 from marquee_coordinator.raft_config import FAST_TIMING, NodeConfig
 from marquee_coordinator.raft_node import LeaseNode
 from marquee_coordinator.settings import CoordinatorSettings
-from marquee_coordinator.state import EventKind, LeaseEvent
+from marquee_coordinator.state import EventKind, Lease, LeaseEvent
 
 
 def config(data_dir: Path, secret: str | None = "s3cret", insecure: bool = False) -> NodeConfig:
@@ -86,6 +86,44 @@ async def test_leases_and_watch_on_a_single_node(node: LeaseNode) -> None:
         EventKind.RELEASED,
         EventKind.ACQUIRED,
     ]
+
+
+async def test_concurrent_calls_are_group_committed_with_their_own_outcomes(
+    node: LeaseNode,
+) -> None:
+    """Calls arriving together share log entries (Batch) yet are decided one by one."""
+    events: list[LeaseEvent] = []
+    since = node.status().revision
+
+    async def watch() -> None:
+        async for event in node.watch(since=since):
+            events.append(event)
+
+    watcher = asyncio.create_task(watch())
+    attempts = [(f"job-{i % 10}", f"holder-{i}", f"request-{i}") for i in range(40)]
+
+    async def attempt(name: str, holder: str, request_id: str) -> Lease | None:
+        try:
+            return await node.acquire(name, holder, 2.0, request_id=request_id)
+        except LeaseHeld:
+            return None
+
+    entries_before = node.status().commit_index
+    first = await asyncio.gather(*(attempt(*a) for a in attempts))
+    # Retried with the same request ids (in one batch again): the same grants, no new ones.
+    again = await asyncio.gather(*(attempt(*a) for a in attempts))
+    entries = node.status().commit_index - entries_before
+    assert entries < len(attempts), f"{2 * len(attempts)} calls took {entries} log entries"
+
+    granted = [lease for lease in first if lease is not None]
+    assert sorted(lease.name for lease in granted) == [f"job-{i}" for i in range(10)]
+    assert {lease.token for lease in granted} == {1}
+    assert again == first
+    await asyncio.sleep(0.1)
+    watcher.cancel()
+    check_events(events)
+    assert [e.kind for e in events] == [EventKind.ACQUIRED] * 10
+    assert [e.revision for e in events] == list(range(since + 1, since + 11))
 
 
 async def test_a_data_dir_serves_one_node_at_a_time(node: LeaseNode) -> None:

@@ -22,7 +22,12 @@ class RaftTiming:
 
     heartbeat: float = 0.1  # appendEntriesPeriod
     election_min: float = 0.4  # raftMinTimeout; must exceed 3 heartbeats
-    election_max: float = 1.4  # raftMaxTimeout
+    # raftMaxTimeout; pysyncobj's 1.4 s. A narrower window elects sooner after a
+    # crash (the first of the survivors to time out wins) while 0.6 s of spread
+    # still keeps two survivors from campaigning within one vote round trip of
+    # each other (a split vote) nearly always. Timing affects availability only:
+    # see docs/coordinator-timing.md.
+    election_max: float = 1.0
     connection_timeout: float = 3.5  # >= election_max
     connection_retry: float = 1.0  # pysyncobj's 5 s makes a restarted peer wait for nothing
     # pysyncobj's 30 s lets an isolated old leader keep calling itself leader (and

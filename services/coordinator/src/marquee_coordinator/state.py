@@ -181,6 +181,19 @@ Command = (
 
 
 @dataclass(frozen=True, slots=True)
+class Batch:
+    """Several commands replicated as one log entry (group commit).
+
+    `ReplicatedLeases.apply` applies them in order through `LeaseState.apply`,
+    each exactly as if it had its own consecutive entry: its own epoch check,
+    dedupe, revision and events. Only the Raft cost is shared: one log entry,
+    one message to each follower and one acknowledgement back.
+    """
+
+    commands: tuple[Command, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     revision: int  # the state's revision after the command
     lease: Lease | None = None  # the lease produced, found, or standing in the way
