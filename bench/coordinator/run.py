@@ -2,7 +2,7 @@
 
 Both run as 3 real node processes on loopback, in one run, with their default
 (production) timing: Marquee `python -m marquee_coordinator` (RAFT_TIMING=default,
-heartbeat 100 ms, election timeout 0.4-1.4 s), etcd 3.4 from Debian's
+heartbeat 100 ms, election timeout 0.4-1.0 s), etcd 3.4 from Debian's
 `etcd-server` (heartbeat 100 ms, election timeout 1 s). Measurements alternate
 between the two, so a burst of load from elsewhere on the machine hits both.
 
