@@ -17,6 +17,9 @@ from platform_echo_service import SERVICE
 
 SCRIPT = Path(__file__).with_name("platform_echo_service.py")
 
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+
 
 def environment(**variables: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARQUEE_ECHO_")}
@@ -150,7 +153,10 @@ async def test_spans_are_exported_over_otlp_when_an_endpoint_is_set() -> None:
             MARQUEE_ECHO_OTLP_ENDPOINT=f"http://127.0.0.1:{collector_port}"
         )
         async with grpc.aio.insecure_channel(echo.target) as channel:
-            assert await unary(channel, "Echo")(b"hi", timeout=5) == b"hi"
+            # A caller's W3C trace context: the server span must continue it.
+            traceparent = ("traceparent", f"00-{CALLER_TRACE}-{CALLER_SPAN}-01")
+            reply = await unary(channel, "Echo")(b"hi", timeout=5, metadata=(traceparent,))
+            assert reply == b"hi"
         echo.process.send_signal(signal.SIGTERM)
         assert await echo.wait() == 0  # the exit flushes the batch of spans
     finally:
@@ -163,8 +169,14 @@ async def test_spans_are_exported_over_otlp_when_an_endpoint_is_set() -> None:
         for scope_spans in resource_spans.scope_spans
         for span in scope_spans.spans
     ]
-    [(resource, span)] = [(r, s) for r, s in spans if s.name == f"/{SERVICE}/Echo"]
+    [(resource, span)] = [(r, s) for r, s in spans if s.name == f"{SERVICE}/Echo"]
     attributes = {a.key: a.value.string_value for a in resource.attributes}
     assert attributes["service.name"] == "echo"
+    span_attributes = {a.key: a.value for a in span.attributes}
+    assert span_attributes["rpc.system"].string_value == "grpc"
+    assert span_attributes["rpc.method"].string_value == "Echo"
+    assert span_attributes["rpc.grpc.status_code"].int_value == 0
+    assert span.trace_id.hex() == CALLER_TRACE
+    assert span.parent_span_id.hex() == CALLER_SPAN
     [echo_called] = echo.events("echo called")
     assert span.trace_id.hex() == echo_called["trace_id"]
