@@ -9,7 +9,7 @@ PROTO_OUT := packages/marquee-protos/src
 .PHONY: help env lock run test lint typecheck pytest proto check-proto buf-lint bench soak test-dragonfly security audit clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 env: ## bootstrap uv and sync the locked environment (.venv)
 	@scripts/bootstrap.sh
