@@ -12,9 +12,11 @@ import pytest
 import redis.asyncio as aioredis
 from redis.backoff import ConstantBackoff
 
-from marquee_cache import BreakerState, Cache, CacheUnavailable
+from marquee_cache import BreakerState, Cache, CacheConfig, CacheUnavailable
+from marquee_cache.connection import RespConnection
+from marquee_cache.tracking import Tracker
 from marquee_cache_support import CacheFactory
-from marquee_localservers import RedisServer
+from marquee_localservers import RedisServer, free_port
 
 FAST = {
     "command_timeout": 0.2,
@@ -154,3 +156,34 @@ async def test_close_awaits_background_tasks(redis_url: str) -> None:
     await cache.close()
     assert all(t.done() for t in tasks)
     assert all(node.tracker._task is None for node in cache._topology.nodes.values())
+
+
+async def test_tracking_outlives_a_thousand_failed_reconnects() -> None:
+    """A long outage: the reconnect loop keeps trying (its backoff once overflowed at ~1000)."""
+    config = CacheConfig(
+        port=free_port(), reconnect_base_delay=0.0, reconnect_max_delay=0.0, connect_timeout=0.2
+    )
+    tracker = Tracker(config, lambda _keys: None, lambda: None, lambda _reason: None)
+    tracker.start()
+    try:
+        async with asyncio.timeout(30):
+            while tracker.failed_connects < 1100:
+                await asyncio.sleep(0.01)
+        assert not tracker.up
+        assert tracker.last_error is not None
+        assert "connect" in tracker.last_error
+    finally:
+        await tracker.close()
+
+
+async def test_a_cancel_during_wait_closed_is_not_swallowed(redis_url: str) -> None:
+    """Once swallowed, a tracker's close() waited for a reconnect loop that never ended."""
+    config = CacheConfig.from_url(redis_url)
+    conn = await RespConnection.open(config.host, config.port, lambda _f: None, lambda _r: None)
+    closing = asyncio.create_task(conn.wait_closed())
+    await asyncio.sleep(0)  # it now waits for the reader to end
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert closing.cancelled()
+    assert not conn.is_open

@@ -14,7 +14,6 @@ RESP3 parsing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -106,8 +105,9 @@ class RespConnection:
 
     async def wait_closed(self) -> None:
         self.close()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._read_task
+        # wait(), not `await task` under suppress(CancelledError): that would also
+        # swallow a cancel aimed at the caller, whose loop would then never stop.
+        await asyncio.wait([self._read_task])
 
     async def _read_loop(self) -> None:
         parser, pending, on_push = self._parser, self._pending, self._on_push

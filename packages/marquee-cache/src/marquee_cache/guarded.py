@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis.asyncio as aioredis
+from redis._parsers import AsyncCommandsParser
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.exceptions import ClusterDownError, RedisClusterException, ResponseError, TryAgainError
@@ -110,7 +112,7 @@ def _client(config: CacheConfig) -> aioredis.Redis:
 def _cluster_client(config: CacheConfig) -> aioredis.RedisCluster:
     if config.db:
         raise ValueError("a Redis Cluster has only database 0")
-    return aioredis.RedisCluster(
+    client = aioredis.RedisCluster(
         host=config.host,
         port=config.port,
         username=config.username,
@@ -122,3 +124,23 @@ def _cluster_client(config: CacheConfig) -> aioredis.RedisCluster:
         # covers a connection that died while idle, the deadline bounds the rest.
         retry=AsyncRetry(NoBackoff(), 1),
     )
+    client.commands_parser = _CommandTableReadOnce()
+    return client
+
+
+class _CommandTableReadOnce(AsyncCommandsParser):
+    """redis-py's command table, read from the cluster once instead of on every re-read
+    of the slot map.
+
+    redis-py 8 sends COMMAND to its default node (the first master it lists) each
+    time it re-reads the slot map, which it does after any connection error. With
+    a master dead and no replica to promote, that node can be the dead one: then
+    every command, for every master, fails until it comes back. The table does not
+    change while the client lives, so later calls only follow the new default node.
+    """
+
+    async def initialize(self, node: ClusterNode | None = None) -> None:
+        if not self.commands:
+            await super().initialize(node)
+        elif node is not None:
+            self.node = node

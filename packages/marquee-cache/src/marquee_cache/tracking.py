@@ -34,6 +34,10 @@ class TrackingUnavailable(ConnectionError):
     pass
 
 
+# Enough doublings of any base delay to reach any cap.
+_BACKOFF_STEPS = 32
+
+
 class Tracker:
     def __init__(
         self,
@@ -54,6 +58,7 @@ class Tracker:
         self._up_event = asyncio.Event()
         self._closing = False
         self.connects = 0
+        self.failed_connects = 0
         self.last_error: str | None = None
 
     @property
@@ -68,8 +73,7 @@ class Tracker:
         self._closing = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task])  # never swallows a cancel of our own
             self._task = None
         if self._conn is not None:
             await self._conn.wait_closed()
@@ -92,7 +96,10 @@ class Tracker:
                 conn = await self._connect()
             except (OSError, TimeoutError, hiredis.HiredisError) as exc:
                 self.last_error = f"connect: {exc!r}"
-                failures += 1
+                self.failed_connects += 1
+                # Bounded: the backoff computes 2**failures as a float, which
+                # overflows after ~1000 failed connects (a long outage).
+                failures = min(failures + 1, _BACKOFF_STEPS)
                 await asyncio.sleep(self._backoff.compute(failures))
                 continue
             failures = 0
