@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import grpc.aio
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -62,27 +63,52 @@ class SpanInterceptor(AroundRpcInterceptor):
 
     def __init__(self, provider: TracerProvider) -> None:
         self._tracer = provider.get_tracer("marquee_platform")
+        self._methods: dict[str, tuple[str, dict[str, str]]] = {}
 
     @asynccontextmanager
     async def around(self, method: str, context: Context) -> AsyncIterator[None]:
         if method.startswith(_UNTRACED_PREFIXES):
             yield
             return
-        service, _, name = method.lstrip("/").partition("/")
+        name, attributes = self._described(method)
         parent = propagate.extract({k: v for k, v in context.invocation_metadata() or ()})
-        with self._tracer.start_as_current_span(
-            method.lstrip("/"),
+        # start_span plus attach, not start_as_current_span: its two nested context
+        # managers cost twice the span itself (~14 of ~22 us a call measured here).
+        span = self._tracer.start_span(
+            name,
             context=parent,
             kind=SpanKind.SERVER,
-            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+            attributes=attributes,
             record_exception=False,
             set_status_on_exception=False,
-        ) as span:
+        )
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        try:
+            yield
+        finally:
             try:
-                yield
-            finally:
                 if span.is_recording():
                     _record_status(span, context)
+            finally:
+                otel_context.detach(token)
+                span.end()
+
+    def _described(self, method: str) -> tuple[str, dict[str, str]]:
+        """The span name and rpc.* attributes of a method, worked out once."""
+        described = self._methods.get(method)
+        if described is None:
+            service, _, rpc = method.lstrip("/").partition("/")
+            described = (
+                method.lstrip("/"),
+                {
+                    "rpc.system": "grpc",
+                    "rpc.service": service,
+                    "rpc.method": rpc,
+                },
+            )
+            self._methods[method] = described
+        # A copy: the span keeps the dict it is given.
+        return described[0], dict(described[1])
 
 
 def _record_status(span: Span, context: Context) -> None:
