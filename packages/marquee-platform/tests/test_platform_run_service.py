@@ -87,6 +87,8 @@ async def test_sigterm_drains_and_exits_0_with_json_logs() -> None:
     echo = await EchoProcess.start()
     async with grpc.aio.insecure_channel(echo.target) as channel:
         assert await unary(channel, "Echo")(b"hi", timeout=5) == b"hi"
+        traceparent = ("traceparent", f"00-{CALLER_TRACE}-{CALLER_SPAN}-01")
+        assert await unary(channel, "Echo")(b"hi", timeout=5, metadata=(traceparent,)) == b"hi"
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await unary(channel, "Crash")(b"", timeout=5)
 
@@ -96,8 +98,13 @@ async def test_sigterm_drains_and_exits_0_with_json_logs() -> None:
     assert all(line["service"] == "echo" for line in echo.lines)
     for event in ("shutting down", "stopped", "stdlib logger says hello"):
         assert echo.events(event), f"no {event!r} line"
-    [echo_called] = echo.events("echo called")
-    assert len(echo_called["trace_id"]) == 32
+    # Unsampled without an exporter, but each call has a trace id, and the caller's
+    # is continued.
+    [own, continued] = echo.events("echo called")
+    assert len(own["trace_id"]) == 32
+    assert own["trace_id"] != CALLER_TRACE
+    assert continued["trace_id"] == CALLER_TRACE
+    assert continued["span_id"] != CALLER_SPAN
 
     # The client's INTERNAL message and the one traceback logged share the error id.
     [crash] = echo.events("unhandled error in handler")

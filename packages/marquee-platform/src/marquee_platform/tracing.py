@@ -13,7 +13,15 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 
 from marquee_platform.interceptors import AroundRpcInterceptor, Context
 
@@ -64,24 +72,30 @@ class SpanInterceptor(AroundRpcInterceptor):
     def __init__(self, provider: TracerProvider) -> None:
         self._tracer = provider.get_tracer("marquee_platform")
         self._methods: dict[str, tuple[str, dict[str, str]]] = {}
+        self._never_sampled = provider.sampler is ALWAYS_OFF
+        self._ids = provider.id_generator
 
     @asynccontextmanager
     async def around(self, method: str, context: Context) -> AsyncIterator[None]:
         if method.startswith(_UNTRACED_PREFIXES):
             yield
             return
-        name, attributes = self._described(method)
         parent = propagate.extract({k: v for k, v in context.invocation_metadata() or ()})
-        # start_span plus attach, not start_as_current_span: its two nested context
-        # managers cost twice the span itself (~14 of ~22 us a call measured here).
-        span = self._tracer.start_span(
-            name,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        )
+        span: Span
+        if self._never_sampled:
+            span = self._unsampled_span(parent)
+        else:
+            name, attributes = self._described(method)
+            # start_span plus attach, not start_as_current_span: its two nested context
+            # managers cost twice the span itself (~14 of ~22 us a call measured here).
+            span = self._tracer.start_span(
+                name,
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes=attributes,
+                record_exception=False,
+                set_status_on_exception=False,
+            )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         try:
             yield
@@ -92,6 +106,26 @@ class SpanInterceptor(AroundRpcInterceptor):
             finally:
                 otel_context.detach(token)
                 span.end()
+
+    def _unsampled_span(self, parent: otel_context.Context) -> Span:
+        """What the SDK makes when its sampler is ALWAYS_OFF, without the SDK's path.
+
+        Measured in the gateway at concurrency 64, the SDK's start_span cost a
+        Get ~60 us of server CPU even unsampled, a quarter of the whole call.
+        The span still has its trace id (the caller's, or a new one) for the
+        logs and for propagation.
+        """
+        caller = trace.get_current_span(parent).get_span_context()
+        ids = self._ids
+        return NonRecordingSpan(
+            SpanContext(
+                caller.trace_id if caller.is_valid else ids.generate_trace_id(),
+                ids.generate_span_id(),
+                is_remote=False,
+                trace_flags=TraceFlags(TraceFlags.DEFAULT),
+                trace_state=caller.trace_state,
+            )
+        )
 
     def _described(self, method: str) -> tuple[str, dict[str, str]]:
         """The span name and rpc.* attributes of a method, worked out once."""
