@@ -5,12 +5,14 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import grpc.aio
 
 Context = grpc.aio.ServicerContext[Any, Any]
+# A string: grpc's classes are generic only in its type stubs.
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
 class AroundRpcInterceptor(grpc.aio.ServerInterceptor, abc.ABC):
@@ -21,6 +23,10 @@ class AroundRpcInterceptor(grpc.aio.ServerInterceptor, abc.ABC):
     writes through `context.write` (as grpc's health Watch does), so outer
     interceptors that iterate responses keep working.
     """
+
+    def __init__(self) -> None:
+        # method -> (the handler grpc gave, our wrapper of it)
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
     @abc.abstractmethod
     def around(self, method: str, context: Context) -> AbstractAsyncContextManager[None]:
@@ -36,7 +42,14 @@ class AroundRpcInterceptor(grpc.aio.ServerInterceptor, abc.ABC):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return self._wrap(handler, handler_call_details.method)
+        # grpc hands back the same handler object for a method on every call (and so
+        # does each inner interceptor, thanks to this), so its wrapper is built once.
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None or wrapped[0] is not handler:
+            wrapped = handler, self._wrap(handler, method)
+            self._wrapped[method] = wrapped
+        return wrapped[1]
 
     def _wrap(
         self, handler: grpc.RpcMethodHandler[Any, Any], method: str

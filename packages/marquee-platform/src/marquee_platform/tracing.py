@@ -70,6 +70,7 @@ class SpanInterceptor(AroundRpcInterceptor):
     """
 
     def __init__(self, provider: TracerProvider) -> None:
+        super().__init__()
         self._tracer = provider.get_tracer("marquee_platform")
         self._methods: dict[str, tuple[str, dict[str, str]]] = {}
         self._never_sampled = provider.sampler is ALWAYS_OFF
