@@ -7,6 +7,7 @@ with settings from MARQUEE_ECHO_* variables.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -66,7 +67,7 @@ class EchoService:
         return [SERVICE]
 
     async def echo(self, request: bytes, context: Context) -> bytes:
-        self.context.log.info("echo called", size=len(request))
+        self.context.log.info("echo called", size=len(request), gc_frozen=gc.get_freeze_count())
         return request
 
     async def invalid(self, request: bytes, context: Context) -> bytes:

@@ -105,6 +105,7 @@ async def test_sigterm_drains_and_exits_0_with_json_logs() -> None:
     assert own["trace_id"] != CALLER_TRACE
     assert continued["trace_id"] == CALLER_TRACE
     assert continued["span_id"] != CALLER_SPAN
+    assert own["gc_frozen"] > 10_000, "start-up's heap is kept out of later GC passes"
 
     # The client's INTERNAL message and the one traceback logged share the error id.
     [crash] = echo.events("unhandled error in handler")
