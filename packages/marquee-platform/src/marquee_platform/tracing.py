@@ -111,8 +111,9 @@ class SpanInterceptor(AroundRpcInterceptor):
     def _unsampled_span(self, parent: otel_context.Context) -> Span:
         """What the SDK makes when its sampler is ALWAYS_OFF, without the SDK's path.
 
-        Measured in the gateway at concurrency 64, the SDK's start_span cost a
-        Get ~60 us of server CPU even unsampled, a quarter of the whole call.
+        Measured in the gateway at concurrency 64, a Get traced through the SDK
+        took 60-80 us more server CPU than one left untraced (~265 us), even
+        unsampled: its sampler, attributes and bookkeeping run for every span.
         The span still has its trace id (the caller's, or a new one) for the
         logs and for propagation.
         """
