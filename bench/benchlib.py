@@ -7,6 +7,7 @@ reading the last line of each bench.
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import time
@@ -36,6 +37,8 @@ class Throughput:
     per_second: float
     p50_ms: float
     p99_ms: float
+    max_gap_ms: float = 0.0
+    """The longest time in which no call completed: a pause (GC, a stall) shows here."""
 
 
 async def measure_calls(
@@ -45,13 +48,16 @@ async def measure_calls(
     import asyncio
 
     latencies: list[float] = []
+    completions: list[float] = []
     deadline = time.perf_counter() + seconds
 
     async def worker() -> None:
         while time.perf_counter() < deadline:
             began = time.perf_counter()
             await call()
-            latencies.append(time.perf_counter() - began)
+            ended = time.perf_counter()
+            latencies.append(ended - began)
+            completions.append(ended)
 
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -60,6 +66,7 @@ async def measure_calls(
         per_second=len(latencies) / elapsed,
         p50_ms=statistics.median(latencies) * 1000,
         p99_ms=percentile(latencies, 0.99) * 1000,
+        max_gap_ms=max((b - a for a, b in itertools.pairwise(completions)), default=0.0) * 1000,
     )
 
 

@@ -121,6 +121,7 @@ def _median(results: list[Throughput]) -> Throughput:
         per_second=statistics.median(r.per_second for r in results),
         p50_ms=statistics.median(r.p50_ms for r in results),
         p99_ms=statistics.median(r.p99_ms for r in results),
+        max_gap_ms=statistics.median(r.max_gap_ms for r in results),
     )
 
 
@@ -147,6 +148,10 @@ async def gateway_rows(address: str, url: str) -> list[Row]:
             rows.append(
                 Row(f"(b) gateway Get p99 @{concurrency}", ours.p99_ms, floor.p99_ms,
                     "ms vs no-op health Check")
+            )  # fmt: skip
+            rows.append(
+                Row(f"(b) longest gap with no reply @{concurrency}", ours.max_gap_ms,
+                    floor.max_gap_ms, "ms vs no-op health Check")
             )  # fmt: skip
 
         many = cache_pb2.GetManyRequest(keys=keys)
