@@ -36,9 +36,15 @@ HANDLING_SECONDS = prometheus_client.Histogram(
 class MetricsInterceptor(AroundRpcInterceptor):
     """Counts every RPC by its final status code and times it."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        # labels() takes a lock and a dict lookup on every call (~3 us each here):
+        # the children of a method are looked up once and kept.
+        self._handled: dict[tuple[str, grpc.StatusCode], prometheus_client.Counter] = {}
+        self._timing: dict[str, prometheus_client.Histogram] = {}
+
     @asynccontextmanager
     async def around(self, method: str, context: Context) -> AsyncIterator[None]:
-        service, _, name = method.lstrip("/").partition("/")
         start = time.perf_counter()
         code = grpc.StatusCode.UNKNOWN
         try:
@@ -51,8 +57,17 @@ class MetricsInterceptor(AroundRpcInterceptor):
             code = grpc.StatusCode.CANCELLED
             raise
         finally:
-            HANDLED.labels(service, name, code.name).inc()
-            HANDLING_SECONDS.labels(service, name).observe(time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            handled = self._handled.get((method, code))
+            if handled is None:
+                service, _, name = method.lstrip("/").partition("/")
+                handled = self._handled[method, code] = HANDLED.labels(service, name, code.name)
+            handled.inc()
+            timing = self._timing.get(method)
+            if timing is None:
+                service, _, name = method.lstrip("/").partition("/")
+                timing = self._timing[method] = HANDLING_SECONDS.labels(service, name)
+            timing.observe(elapsed)
 
 
 def _code_set_on(context: Context, default: grpc.StatusCode) -> grpc.StatusCode:
