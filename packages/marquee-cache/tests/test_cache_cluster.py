@@ -210,6 +210,26 @@ async def test_a_dead_default_node_does_not_stop_the_other_masters(
     assert await cache.get(live) == b"still"
 
 
+async def test_keyed_commands_route_by_slot_after_a_failed_slot_map_reread(
+    cache_factory: CacheFactory, redis_cluster_factory: Callable[..., RedisClusterServer]
+) -> None:
+    """A re-read that fails or is cancelled leaves redis-py without a default node;
+    it then sent SET to a random master, here often the dead one (seen under load)."""
+    cluster = redis_cluster_factory()
+    cache = await cluster_cache(cache_factory, cluster.url, **FAST)
+    client = cache._redis.client
+    assert isinstance(client, aioredis.RedisCluster)
+    victim = cluster.nodes[1]
+    keys = key_per_master(client, "r")
+    live = [k for name, k in keys.items() if name != f"{victim.host}:{victim.port}"]
+    victim.kill()
+    for i in range(20):
+        client._initialize = True  # what a failed or cancelled re-read leaves behind
+        client.nodes_manager.default_node = None  # type: ignore[assignment]  # as redis-py does
+        await cache.set(live[i % 2], f"v{i}")
+    assert await cache.get(live[1]) == b"v19"
+
+
 async def test_a_slot_moved_to_another_master_is_followed(
     cache_factory: CacheFactory, redis_cluster_factory: Callable[..., RedisClusterServer]
 ) -> None:

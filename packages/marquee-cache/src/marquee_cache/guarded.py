@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis._parsers import AsyncCommandsParser
@@ -15,6 +15,7 @@ from redis.exceptions import ClusterDownError, RedisClusterException, ResponseEr
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
+from redis.typing import EncodableT
 
 from marquee_cache.breaker import CircuitBreaker
 from marquee_cache.config import CacheConfig
@@ -112,7 +113,7 @@ def _client(config: CacheConfig) -> aioredis.Redis:
 def _cluster_client(config: CacheConfig) -> aioredis.RedisCluster:
     if config.db:
         raise ValueError("a Redis Cluster has only database 0")
-    client = aioredis.RedisCluster(
+    client = _RedisCluster(
         host=config.host,
         port=config.port,
         username=config.username,
@@ -126,6 +127,21 @@ def _cluster_client(config: CacheConfig) -> aioredis.RedisCluster:
     )
     client.commands_parser = _CommandTableReadOnce()
     return client
+
+
+class _RedisCluster(aioredis.RedisCluster):
+    """redis-py's cluster client, routing by slot even right after a failed re-read.
+
+    redis-py 8 decides how to route a command before it re-reads the slot map.
+    A re-read that failed or was cancelled (our deadline) leaves no default
+    node behind, and a command without a known routing flag, SET for one, is
+    then treated as keyless and sent to a random master: a dead one fails it
+    even though its own master is up. Re-reading first keeps slot routing.
+    """
+
+    async def execute_command(self, *args: EncodableT, **kwargs: Any) -> Any:
+        await self.initialize()  # returns at once unless a re-read is due
+        return await super().execute_command(*args, **kwargs)
 
 
 class _CommandTableReadOnce(AsyncCommandsParser):
