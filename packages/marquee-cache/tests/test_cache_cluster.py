@@ -230,6 +230,17 @@ async def test_keyed_commands_route_by_slot_after_a_failed_slot_map_reread(
     assert await cache.get(live[1]) == b"v19"
 
 
+async def test_a_burst_beyond_the_connection_limit_waits_instead_of_failing(
+    cache_factory: CacheFactory, redis_cluster_url: str, ns: str
+) -> None:
+    """redis-py's cluster pool raises MaxConnectionsError past its size instead of waiting."""
+    cache = await cluster_cache(cache_factory, redis_cluster_url, max_connections=2)
+    keys = [f"{ns}burst:{i}" for i in range(60)]
+    await asyncio.gather(*(cache.set(key, key) for key in keys))  # writes use the pools
+    assert await cache.get_many(keys) == {key: key.encode() for key in keys}
+    assert cache.health().status == "ok"
+
+
 async def test_a_slot_moved_to_another_master_is_followed(
     cache_factory: CacheFactory, redis_cluster_factory: Callable[..., RedisClusterServer]
 ) -> None:

@@ -46,6 +46,12 @@ class GuardedRedis:
         self.breaker_for = breaker_for
         self.timeout = config.command_timeout
         self.client: Client = _cluster_client(config) if config.cluster else _client(config)
+        # redis-py's cluster pools do not wait for a free connection as the single-node
+        # BlockingConnectionPool does: past max_connections to one node they raise
+        # MaxConnectionsError, which a burst would turn into failures and an open
+        # breaker. Calls queue here instead, within their deadline; a call holds at
+        # most one connection per node, so no node's pool runs out.
+        self._in_flight = asyncio.Semaphore(config.max_connections) if config.cluster else None
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -71,7 +77,11 @@ class GuardedRedis:
             raise CacheUnavailable("Redis circuit breaker is open")
         try:
             async with asyncio.timeout(self.timeout):
-                result = await make()
+                if self._in_flight is None:
+                    result = await make()
+                else:
+                    async with self._in_flight:
+                        result = await make()
         except TrackingUnavailable:
             # Says the tracking connection is down, not Redis: the caller falls back.
             breaker.abandon()
