@@ -49,8 +49,9 @@ class GuardedRedis:
         # redis-py's cluster pools do not wait for a free connection as the single-node
         # BlockingConnectionPool does: past max_connections to one node they raise
         # MaxConnectionsError, which a burst would turn into failures and an open
-        # breaker. Calls queue here instead, within their deadline; a call holds at
-        # most one connection per node, so no node's pool runs out.
+        # breaker. Calls through `run` (the ones that use those pools; tracked reads
+        # do not) queue here instead, within their deadline; a call holds at most
+        # one connection per node, so no node's pool runs out.
         self._in_flight = asyncio.Semaphore(config.max_connections) if config.cluster else None
 
     @property
@@ -67,7 +68,15 @@ class GuardedRedis:
     ) -> T:
         """Run `op(client)` under the deadline and the breaker of `key`'s node
         (or `breaker`); on a cluster, a call naming no key has a breaker of its own."""
-        return await self.guard(lambda: op(self.client), breaker or self.breaker_for(key))
+        in_flight = self._in_flight
+        if in_flight is None:
+            return await self.guard(lambda: op(self.client), breaker or self.breaker_for(key))
+
+        async def queued() -> T:
+            async with in_flight:  # waited for under guard's deadline
+                return await op(self.client)
+
+        return await self.guard(queued, breaker or self.breaker_for(key))
 
     async def guard(
         self, make: Callable[[], Awaitable[T]], breaker: CircuitBreaker | None = None
@@ -77,11 +86,7 @@ class GuardedRedis:
             raise CacheUnavailable("Redis circuit breaker is open")
         try:
             async with asyncio.timeout(self.timeout):
-                if self._in_flight is None:
-                    result = await make()
-                else:
-                    async with self._in_flight:
-                        result = await make()
+                result = await make()
         except TrackingUnavailable:
             # Says the tracking connection is down, not Redis: the caller falls back.
             breaker.abandon()
