@@ -13,23 +13,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode
 
 from marquee_cache import Cache, CacheUnavailable, RateLimiter
-from marquee_cache_support import CacheFactory
+from marquee_cache_support import FAST, CacheFactory, until
 from marquee_localservers import RedisClusterServer
-
-FAST = {
-    "command_timeout": 0.2,
-    "connect_timeout": 0.2,
-    "heartbeat_interval": 0.1,
-    "heartbeat_timeout": 0.2,
-    "reconnect_max_delay": 0.2,
-    "breaker_reset_timeout": 0.3,
-}
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 @pytest.fixture

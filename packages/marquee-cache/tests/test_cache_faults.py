@@ -15,23 +15,8 @@ from redis.backoff import ConstantBackoff
 from marquee_cache import BreakerState, Cache, CacheConfig, CacheUnavailable
 from marquee_cache.connection import RespConnection
 from marquee_cache.tracking import Tracker
-from marquee_cache_support import CacheFactory
+from marquee_cache_support import FAST, CacheFactory, until
 from marquee_localservers import RedisServer, free_port
-
-FAST = {
-    "command_timeout": 0.2,
-    "connect_timeout": 0.2,
-    "heartbeat_interval": 0.1,
-    "heartbeat_timeout": 0.2,
-    "reconnect_max_delay": 0.2,
-    "breaker_reset_timeout": 0.3,
-}
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 async def test_kill_and_restart_mid_traffic(
