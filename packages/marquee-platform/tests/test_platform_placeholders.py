@@ -9,7 +9,7 @@ import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from marquee_platform.error_mapping import ErrorMappingInterceptor
+from marquee_platform.observed import ObservedServer, RpcObserver
 from marquee_platform.placeholders import pending_servicer
 
 # Stands in for a generated servicer: Check is unary, Watch streams responses.
@@ -19,7 +19,7 @@ HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
 @pytest.fixture
 async def pending_health() -> AsyncIterator[grpc.aio.Channel]:
     # A server of its own: serve() would add the real Health service under the same name.
-    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
+    server = ObservedServer(grpc.aio.server(), RpcObserver(None))
     servicer = pending_servicer(health_pb2_grpc.HealthServicer, HEALTH, "issue: health")
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")

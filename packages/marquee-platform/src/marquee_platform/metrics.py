@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
 
 import grpc
-import grpc.aio
 import prometheus_client
-
-from marquee_platform.interceptors import AroundRpcInterceptor, Context
 
 # Each counter would otherwise also export a `_created` series: a second name
 # for the same metric, which the scrape lint (P-2) forbids.
@@ -33,47 +26,24 @@ HANDLING_SECONDS = prometheus_client.Histogram(
 )
 
 
-class MetricsInterceptor(AroundRpcInterceptor):
-    """Counts every RPC by its final status code and times it."""
+class MethodMetrics:
+    """The handled-call counter and latency histogram of one method.
 
-    def __init__(self) -> None:
-        super().__init__()
-        # labels() takes a lock and a dict lookup on every call (~3 us each here):
-        # the children of a method are looked up once and kept.
-        self._handled: dict[tuple[str, grpc.StatusCode], prometheus_client.Counter] = {}
-        self._timing: dict[str, prometheus_client.Histogram] = {}
+    labels() takes a lock and a dict lookup on every call (~3 us each here),
+    so a method's series are looked up once and kept.
+    """
 
-    @asynccontextmanager
-    async def around(self, method: str, context: Context) -> AsyncIterator[None]:
-        start = time.perf_counter()
-        code = grpc.StatusCode.UNKNOWN
-        try:
-            yield
-            code = _code_set_on(context, default=grpc.StatusCode.OK)
-        except grpc.aio.AbortError:
-            code = _code_set_on(context, default=grpc.StatusCode.UNKNOWN)
-            raise
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        finally:
-            elapsed = time.perf_counter() - start
-            handled = self._handled.get((method, code))
-            if handled is None:
-                service, _, name = method.lstrip("/").partition("/")
-                handled = self._handled[method, code] = HANDLED.labels(service, name, code.name)
-            handled.inc()
-            timing = self._timing.get(method)
-            if timing is None:
-                service, _, name = method.lstrip("/").partition("/")
-                timing = self._timing[method] = HANDLING_SECONDS.labels(service, name)
-            timing.observe(elapsed)
+    def __init__(self, method: str) -> None:
+        self._service, _, self._name = method.lstrip("/").partition("/")
+        self._timing = HANDLING_SECONDS.labels(self._service, self._name)
+        self._handled: dict[grpc.StatusCode, prometheus_client.Counter] = {}
 
-
-def _code_set_on(context: Context, default: grpc.StatusCode) -> grpc.StatusCode:
-    # grpc.aio answers None until the handler sets a code, whatever the stubs say.
-    code: object = context.code()
-    return code if isinstance(code, grpc.StatusCode) else default
+    def record(self, code: grpc.StatusCode, seconds: float) -> None:
+        handled = self._handled.get(code)
+        if handled is None:
+            handled = self._handled[code] = HANDLED.labels(self._service, self._name, code.name)
+        handled.inc()
+        self._timing.observe(seconds)
 
 
 @dataclass

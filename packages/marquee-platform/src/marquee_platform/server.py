@@ -18,11 +18,11 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from marquee_platform.context import Registrar, ServiceContext
-from marquee_platform.error_mapping import ErrorMappingInterceptor
 from marquee_platform.logging import configure_logging
-from marquee_platform.metrics import MetricsInterceptor, MetricsServer, start_metrics_server
+from marquee_platform.metrics import MetricsServer, start_metrics_server
+from marquee_platform.observed import ObservedServer, RpcObserver
 from marquee_platform.settings import InvalidSettings, ServiceSettings, load_settings
-from marquee_platform.tracing import configure_tracing, tracing_interceptor
+from marquee_platform.tracing import ServerSpans, configure_tracing
 
 EXIT_BAD_SETTINGS = 2
 EXIT_FAILED = 1
@@ -56,14 +56,8 @@ async def serve(
         force_stop = asyncio.Event()
     log = structlog.stdlib.get_logger("marquee_platform.server")
     tracer_provider = configure_tracing(name, settings.otlp_endpoint)
-    # Outermost first: the span covers everything and metrics see the mapped status.
-    server = grpc.aio.server(
-        interceptors=[
-            tracing_interceptor(tracer_provider),
-            MetricsInterceptor(),
-            ErrorMappingInterceptor(),
-        ]
-    )
+    # Every handler registered on it runs inside a span, the metrics and the error mapping.
+    server = ObservedServer(grpc.aio.server(), RpcObserver(ServerSpans(tracer_provider)))
     health_servicer = health.aio.HealthServicer()
     context = ServiceContext(name, settings, structlog.stdlib.get_logger(name), health_servicer)
     metrics_server: MetricsServer | None = None

@@ -1,9 +1,9 @@
-"""OpenTelemetry tracing: one tracer provider per process, and the gRPC server interceptor."""
+"""OpenTelemetry tracing: one tracer provider per process, and a server span per call."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextvars import Token
+from typing import Any, TypeAlias
 
 import grpc.aio
 from opentelemetry import context as otel_context
@@ -23,7 +23,9 @@ from opentelemetry.trace import (
     TraceFlags,
 )
 
-from marquee_platform.interceptors import AroundRpcInterceptor, Context
+Context = grpc.aio.ServicerContext[Any, Any]
+StartedSpan: TypeAlias = tuple[Span, Token[otel_context.Context]]
+"""A started span and the token that restores the context it replaced."""
 
 # Probes and grpcurl would otherwise fill the traces with noise.
 _UNTRACED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/")
@@ -54,13 +56,8 @@ def configure_tracing(service: str, otlp_endpoint: str | None) -> TracerProvider
     return _provider
 
 
-def tracing_interceptor(provider: TracerProvider) -> grpc.aio.ServerInterceptor:
-    """A server span per RPC, continuing the caller's trace from the request metadata."""
-    return SpanInterceptor(provider)
-
-
-class SpanInterceptor(AroundRpcInterceptor):
-    """A SERVER span around every call, with the W3C trace context the caller sent.
+class ServerSpans:
+    """A SERVER span per call, with the W3C trace context the caller sent.
 
     Written here rather than taken from opentelemetry-instrumentation-grpc: its
     aio interceptor (a proxy around the servicer context, peer parsing, a
@@ -70,18 +67,21 @@ class SpanInterceptor(AroundRpcInterceptor):
     """
 
     def __init__(self, provider: TracerProvider) -> None:
-        super().__init__()
         self._tracer = provider.get_tracer("marquee_platform")
         self._methods: dict[str, tuple[str, dict[str, str]]] = {}
         self._never_sampled = provider.sampler is ALWAYS_OFF
         self._ids = provider.id_generator
+        self._textmap: object = None
+        self._fields: frozenset[str] = frozenset()
 
-    @asynccontextmanager
-    async def around(self, method: str, context: Context) -> AsyncIterator[None]:
-        if method.startswith(_UNTRACED_PREFIXES):
-            yield
-            return
-        parent = propagate.extract({k: v for k, v in context.invocation_metadata() or ()})
+    @staticmethod
+    def traced(method: str) -> bool:
+        """Health probes and reflection stay out of the traces."""
+        return not method.startswith(_UNTRACED_PREFIXES)
+
+    def start(self, method: str, context: Context) -> StartedSpan:
+        """Start the call's span and make it current (for logs and outgoing calls)."""
+        parent = self._caller_context(context)
         span: Span
         if self._never_sampled:
             span = self._unsampled_span(parent)
@@ -97,16 +97,31 @@ class SpanInterceptor(AroundRpcInterceptor):
                 record_exception=False,
                 set_status_on_exception=False,
             )
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        return span, otel_context.attach(trace.set_span_in_context(span, parent))
+
+    @staticmethod
+    def end(started: StartedSpan, context: Context) -> None:
+        """Record the call's status on the span, end it, and restore the previous context."""
+        span, token = started
         try:
-            yield
+            if span.is_recording():
+                _record_status(span, context)
         finally:
-            try:
-                if span.is_recording():
-                    _record_status(span, context)
-            finally:
-                otel_context.detach(token)
-                span.end()
+            otel_context.detach(token)
+            span.end()
+
+    def _caller_context(self, context: Context) -> otel_context.Context:
+        """The trace context the caller sent, if any.
+
+        Most callers send none: picking out the metadata the propagator reads
+        is far cheaper than running every propagator over each call's metadata.
+        """
+        textmap = propagate.get_global_textmap()
+        if textmap is not self._textmap:  # set_global_textmap may have replaced it
+            self._textmap, self._fields = textmap, frozenset(textmap.fields)
+        fields = self._fields
+        carrier = {k: v for k, v in context.invocation_metadata() or () if k in fields}
+        return propagate.extract(carrier) if carrier else otel_context.get_current()
 
     def _unsampled_span(self, parent: otel_context.Context) -> Span:
         """What the SDK makes when its sampler is ALWAYS_OFF, without the SDK's path.

@@ -1,0 +1,78 @@
+"""ObservedServer wraps every handler once, whichever way a servicer registers it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import grpc.aio
+import prometheus_client
+import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from marquee_platform.observed import ObservedServer, RpcObserver, _ObservedGenericHandler
+
+
+class Details(grpc.HandlerCallDetails):
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.invocation_metadata = ()
+
+
+class Switchable(grpc.GenericRpcHandler):
+    """Answers /s/M with whatever handler it holds now, and nothing else."""
+
+    def __init__(self) -> None:
+        self.handler: grpc.RpcMethodHandler[Any, Any] = grpc.unary_unary_rpc_method_handler(echo)
+
+    def service(self, details: grpc.HandlerCallDetails) -> Any:
+        return self.handler if details.method.startswith("/s/") else None
+
+
+async def echo(request: Any, context: Any) -> Any:
+    return request
+
+
+def test_a_methods_wrapper_is_reused_until_its_handler_changes() -> None:
+    inner = Switchable()
+    generic = _ObservedGenericHandler(inner, RpcObserver(None))
+
+    first = generic.service(Details("/s/M"))
+    assert first is not None
+    assert first is not inner.handler
+    assert generic.service(Details("/s/M")) is first
+    assert generic.service(Details("/s/Other")) is not first
+
+    inner.handler = grpc.unary_unary_rpc_method_handler(echo)
+    assert generic.service(Details("/s/M")) is not first
+    assert generic.service(Details("/t/Nope")) is None
+
+
+def handled(method: str, code: str) -> float:
+    value = prometheus_client.REGISTRY.get_sample_value(
+        "marquee_grpc_server_handled_total",
+        {"grpc_service": "grpc.health.v1.Health", "grpc_method": method, "grpc_code": code},
+    )
+    return value or 0.0
+
+
+async def test_handlers_registered_by_generated_code_are_observed() -> None:
+    # add_HealthServicer_to_server registers through add_registered_method_handlers,
+    # which grpc prefers over the generic handler it also adds.
+    server = ObservedServer(grpc.aio.server(), RpcObserver(None))
+    servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        before = handled("Check", "OK"), handled("Check", "NOT_FOUND")
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Check(health_pb2.HealthCheckRequest(service="nope"), timeout=5)
+            assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        assert handled("Check", "OK") == before[0] + 1
+        assert handled("Check", "NOT_FOUND") == before[1] + 1
+    finally:
+        await server.stop(None)
