@@ -56,12 +56,27 @@ def handled(method: str, code: str) -> float:
     return value or 0.0
 
 
-async def test_handlers_registered_by_generated_code_are_observed() -> None:
-    # add_HealthServicer_to_server registers through add_registered_method_handlers,
-    # which grpc prefers over the generic handler it also adds.
+HEALTH = "grpc.health.v1.Health"
+
+
+def only_registered(servicer: health.aio.HealthServicer, server: grpc.aio.Server) -> None:
+    """Like add_HealthServicer_to_server, without the generic handler it also adds."""
+    checks: Any = grpc.unary_unary_rpc_method_handler(
+        servicer.Check,
+        request_deserializer=health_pb2.HealthCheckRequest.FromString,
+        response_serializer=health_pb2.HealthCheckResponse.SerializeToString,
+    )
+    server.add_registered_method_handlers(HEALTH, {"Check": checks})
+
+
+@pytest.mark.parametrize(
+    "register",
+    [health_pb2_grpc.add_HealthServicer_to_server, only_registered],
+    ids=["generated", "registered-only"],
+)
+async def test_handlers_are_observed_however_they_are_added(register: Any) -> None:
     server = ObservedServer(grpc.aio.server(), RpcObserver(None))
-    servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    register(health.aio.HealthServicer(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:

@@ -164,10 +164,10 @@ class _ObservedGenericHandler(grpc.GenericRpcHandler):
 
 
 class ObservedServer(grpc.aio.Server):
-    """A grpc.aio server whose every registered handler runs under RpcObserver.
+    """A grpc.aio server whose every handler runs under RpcObserver.
 
-    Servicers register on it as on any server (the generated add_*_to_server
-    functions call the two add_* methods below).
+    Servicers register on it as on any server: the generated add_*_to_server
+    functions call the two add_*_handlers methods below.
     """
 
     def __init__(self, server: grpc.aio.Server, observer: RpcObserver) -> None:
@@ -184,11 +184,15 @@ class ObservedServer(grpc.aio.Server):
     def add_registered_method_handlers(
         self, service_name: str, method_handlers: Mapping[str, Handler]
     ) -> None:
-        wrap = self._observer.wrap
-        self._server.add_registered_method_handlers(
-            service_name,
-            {name: wrap(f"/{service_name}/{name}", h) for name, h in method_handlers.items()},
-        )
+        # Served through a generic handler instead. grpc.aio's registered-method
+        # path costs more per call, and more with every method registered:
+        # counted with callgrind on a no-op Check, 310k instructions with only
+        # Health registered, 349k with the cache's 7 methods added, and 291k in
+        # both cases when every service goes through generic handlers.
+        # The generated add_*_to_server functions add a generic handler with the
+        # same methods first, so this one only answers for methods they lack.
+        generic = grpc.method_handlers_generic_handler(service_name, dict(method_handlers))
+        self.add_generic_rpc_handlers([generic])
 
     def add_insecure_port(self, address: str) -> int:
         return self._server.add_insecure_port(address)
