@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 UV := .tools/bin/uv
 PROTO_OUT := packages/marquee-protos/src
 
-.PHONY: help env lock run test lint typecheck pytest proto check-proto buf-lint bench soak test-dragonfly security audit clean
+.PHONY: help env lock run test lint typecheck pytest proto check-proto buf-lint bench bench-instructions soak test-dragonfly security audit clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ check-proto: env ## fail if generated code differs from protos/
 bench: env ## run every benchmark under bench/ (installs etcd, the coordinator's peer, if missing)
 	@scripts/ensure_bench_tools.sh
 	@for b in bench/*/run.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+bench-instructions: env ## server instructions per call under callgrind (~6 min; needs valgrind)
+	@$(PY) bench/service_stack/instructions.py
 
 test-dragonfly: env ## the cache's Dragonfly tests (needs a container engine or MARQUEE_TEST_DRAGONFLY_URL)
 	@$(VENV)/bin/pytest -m dragonfly $(PYTEST_ARGS)

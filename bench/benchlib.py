@@ -70,6 +70,28 @@ async def measure_calls(
     )
 
 
+async def wait_serving(address: str, service: str = "", timeout: float = 30.0) -> None:
+    """Wait until grpc.health.v1 reports `service` ("" is the whole server) SERVING."""
+    import asyncio
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest(service=service)
+        while True:
+            try:
+                reply = await stub.Check(request, timeout=5)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.2)
+
+
 def print_results(
     bench: str, peer: str, rows: Sequence[Row], notes: Mapping[str, object] | None = None
 ) -> None:

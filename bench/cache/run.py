@@ -15,7 +15,6 @@ the machine hits both alike. The client is this process, on uvloop.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import statistics
 import subprocess
@@ -31,7 +30,7 @@ import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchlib import Row, Throughput, measure_calls, print_results
+from benchlib import Row, Throughput, measure_calls, print_results, wait_serving
 from marquee.cache.v1 import cache_pb2, cache_pb2_grpc
 from marquee_cache import Cache
 from marquee_localservers import RedisServer, free_port
@@ -84,22 +83,6 @@ async def library_rows(url: str) -> list[Row]:
         Row("(a) L1 hit cost", hit * 1e9, raw * 1e9, "ns vs redis-py GET"),
         Row("(a) library L1-miss get (tracked)", 1 / miss, 1 / raw, "gets/s vs redis-py GET"),
     ]
-
-
-async def wait_serving(address: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        request = health_pb2.HealthCheckRequest(service="marquee.cache.v1.CacheService")
-        while True:
-            try:
-                reply = await stub.Check(request, timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                if time.monotonic() > deadline:
-                    raise
-            await asyncio.sleep(0.1)
 
 
 Call = Callable[[], Awaitable[object]]
@@ -189,7 +172,7 @@ async def main() -> None:
         try:
             rows = await library_rows(redis_server.url)
             address = f"127.0.0.1:{port}"
-            await wait_serving(address)
+            await wait_serving(address, "marquee.cache.v1.CacheService")
             rows += await gateway_rows(address, redis_server.url)
         finally:
             gateway.terminate()

@@ -1,7 +1,7 @@
 """The cost of the platform's server stack on a no-op unary RPC.
 
-Marquee: a service started by `python -m marquee_search` (tracing, metrics and
-error-mapping interceptors), called on grpc.health.v1 Check. Peer: a bare
+Marquee: a service started by `python -m marquee_search` (span, metrics and
+error mapping around every handler), called on grpc.health.v1 Check. Peer: a bare
 grpc.aio server with the same health servicer and no interceptors. Both run
 as their own process; the client is this process, on uvloop.
 """
@@ -13,7 +13,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import grpc
@@ -21,26 +20,11 @@ import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchlib import Row, measure_calls, print_results
+from benchlib import Row, measure_calls, print_results, wait_serving
 from marquee_localservers import free_port
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "2"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-
-
-async def wait_serving(address: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                if time.monotonic() > deadline:
-                    raise
-            await asyncio.sleep(0.1)
 
 
 async def measure(address: str, concurrency: int) -> tuple[float, float]:

@@ -15,13 +15,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Any, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
 import grpc
 import grpc.aio
 
 from marquee_platform.error_mapping import abort_with, service_error_for
-from marquee_platform.errors import ServiceError
 from marquee_platform.metrics import MethodMetrics
 from marquee_platform.tracing import Context, ServerSpans, StartedSpan
 
@@ -56,6 +55,17 @@ class RpcObserver:
         )
 
 
+class _Started:
+    """One call in progress: when it began, its span, and the status it ends with so far."""
+
+    __slots__ = ("began", "code", "span")
+
+    def __init__(self, span: StartedSpan | None) -> None:
+        self.span = span
+        self.code = grpc.StatusCode.UNKNOWN
+        self.began = time.perf_counter()
+
+
 class _Call:
     """What one method's wrapper does around each of its calls."""
 
@@ -66,26 +76,21 @@ class _Call:
 
     def unary(self, behaviour: Behaviour) -> Behaviour:
         async def unary_response(request: Any, context: Context) -> Any:
-            started = self.begin(context)
-            code = grpc.StatusCode.UNKNOWN
+            call = self.begin(context)
             try:
                 response = await behaviour(request, context)
-                code = _code_set_on(context, default=grpc.StatusCode.OK)
+                call.code = _code_set_on(context, default=grpc.StatusCode.OK)
                 return response
             except BaseException as exc:
-                code, error = self.ending(context, exc)
-                if error is not None:
-                    await abort_with(context, error)  # raises AbortError
-                raise
+                await self.fail(call, context, exc)
             finally:
-                self.finish(started, context, code)
+                self.finish(call, context)
 
         return unary_response
 
     def streaming(self, behaviour: Behaviour) -> Behaviour:
         async def stream_response(request: Any, context: Context) -> AsyncIterator[Any]:
-            started = self.begin(context)
-            code = grpc.StatusCode.UNKNOWN
+            call = self.begin(context)
             try:
                 responses = behaviour(request, context)
                 # A handler may write through context.write (grpc's health Watch does)
@@ -95,45 +100,37 @@ class _Call:
                         yield response
                 else:
                     await responses
-                code = _code_set_on(context, default=grpc.StatusCode.OK)
+                call.code = _code_set_on(context, default=grpc.StatusCode.OK)
             except BaseException as exc:
-                code, error = self.ending(context, exc)
-                if error is not None:
-                    await abort_with(context, error)  # raises AbortError
-                raise
+                await self.fail(call, context, exc)
             finally:
-                self.finish(started, context, code)
+                self.finish(call, context)
 
         return stream_response
 
-    def begin(self, context: Context) -> tuple[float, StartedSpan | None]:
-        span = self.spans.start(self.method, context) if self.spans is not None else None
-        return time.perf_counter(), span
+    def begin(self, context: Context) -> _Started:
+        return _Started(self.spans.start(self.method, context) if self.spans else None)
 
-    def ending(
-        self, context: Context, exc: BaseException
-    ) -> tuple[grpc.StatusCode, ServiceError | None]:
-        """The status a call that raised `exc` ends with, and the error to abort with, if any.
+    async def fail(self, call: _Started, context: Context, exc: BaseException) -> NoReturn:
+        """End the call for `exc`: an Exception becomes its gRPC status (service_error_for).
 
-        context.abort (grpc.aio.AbortError) passes through untouched; any other
-        Exception becomes a ServiceError (service_error_for).
+        context.abort (grpc.aio.AbortError), cancellation and the like pass
+        through untouched; only the status they end with is noted.
         """
         if isinstance(exc, grpc.aio.AbortError):
-            return _code_set_on(context, default=grpc.StatusCode.UNKNOWN), None
-        if isinstance(exc, Exception):
+            call.code = _code_set_on(context, default=grpc.StatusCode.UNKNOWN)
+        elif isinstance(exc, Exception):
             error = service_error_for(self.method, exc)
-            return error.code, error
-        if isinstance(exc, asyncio.CancelledError | GeneratorExit):
-            return grpc.StatusCode.CANCELLED, None
-        return grpc.StatusCode.UNKNOWN, None
+            call.code = error.code
+            await abort_with(context, error)  # raises AbortError
+        elif isinstance(exc, asyncio.CancelledError | GeneratorExit):
+            call.code = grpc.StatusCode.CANCELLED
+        raise exc
 
-    def finish(
-        self, started: tuple[float, StartedSpan | None], context: Context, code: grpc.StatusCode
-    ) -> None:
-        began, span = started
-        self.metrics.record(code, time.perf_counter() - began)
-        if span is not None:
-            ServerSpans.end(span, context)
+    def finish(self, call: _Started, context: Context) -> None:
+        self.metrics.record(call.code, time.perf_counter() - call.began)
+        if call.span is not None:
+            ServerSpans.end(call.span, context)
 
 
 def _code_set_on(context: Context, default: grpc.StatusCode) -> grpc.StatusCode:
