@@ -91,3 +91,37 @@ async def test_handlers_are_observed_however_they_are_added(register: Any) -> No
         assert handled("Check", "NOT_FOUND") == before[1] + 1
     finally:
         await server.stop(None)
+
+
+class Recording(grpc.aio.Server):
+    """Keeps the generic handlers it is given; serves nothing."""
+
+    def __init__(self) -> None:
+        self.generic: list[grpc.GenericRpcHandler] = []
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Any) -> None:
+        self.generic += generic_rpc_handlers
+
+    def add_insecure_port(self, address: str) -> int:
+        raise NotImplementedError
+
+    def add_secure_port(self, address: str, server_credentials: Any) -> int:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self, grace: float | None) -> None:
+        raise NotImplementedError
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:
+        raise NotImplementedError
+
+
+def test_generated_registration_adds_one_lookup_per_service() -> None:
+    inner = Recording()
+    server = ObservedServer(inner, RpcObserver(None))
+    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+    assert len(inner.generic) == 1
+    only_registered(health.aio.HealthServicer(), server)  # Check is served already
+    assert len(inner.generic) == 1
