@@ -14,11 +14,8 @@ help: ## list the targets
 env: ## bootstrap uv and sync the locked environment (.venv)
 	@scripts/bootstrap.sh
 
-lock: ## re-resolve dependencies into requirements.lock (names, versions, hashes only)
-	@$(UV) lock -q
-	@$(UV) export -q --frozen --all-packages --no-emit-workspace --all-groups \
-	  --format requirements-txt --no-header -o requirements.lock
-	@rm -f uv.lock
+lock: ## re-resolve requirements.lock after a dependency change, keeping existing pins (names, versions, hashes only)
+	@scripts/lock.sh
 
 run: env ## start the whole suite locally with embedded defaults (Ctrl-C stops it)
 	@$(VENV)/bin/marquee up $(RUN_ARGS)

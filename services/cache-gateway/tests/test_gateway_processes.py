@@ -279,9 +279,8 @@ async def test_redis_killed_and_restarted_mid_traffic(
         assert limited.degraded, "the local limiter answers"
         assert limited.allowed
         await asyncio.sleep(0.3)
-        # From a worker thread: the loop keeps the traffic going, and the spawn then
-        # skips its preexec_fn (a Python callback run in a forked child of a process
-        # with gRPC's threads, which crashed the child now and then).
+        # From a worker thread, so the loop keeps the traffic going (a spawn from a
+        # worker thread asks for no death signal: marquee_localservers.spawning).
         await asyncio.to_thread(redis_server.start)
         restarted_at = monotonic()
         for gw in gateways:

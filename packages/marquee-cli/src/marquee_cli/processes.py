@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import ctypes
-import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from marquee_cli.endpoints import now
+from marquee_localservers.spawning import child_argv
 
-PR_SET_PDEATHSIG = 1
 # Marks where each run starts in a log that is appended to across runs.
 RUN_MARKER = "=== marquee up"
-
-
-def _die_with(parent_pid: int) -> Callable[[], None]:
-    """A preexec_fn: the kernel sends the child SIGTERM once its parent dies.
-
-    SIGTERM rather than SIGKILL so that even a `kill -9` of the launcher lets a
-    service drain and a coordinator flush its journal. The kernel ties this to
-    the *thread* that forked, so children must be spawned from the main thread.
-    """
-
-    def preexec() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
-            os._exit(126)
-        # The parent died between fork and prctl: no signal will ever come.
-        if os.getppid() != parent_pid:
-            os._exit(1)
-
-    return preexec
 
 
 def mark_run(log_path: Path, title: str) -> None:
@@ -46,17 +25,20 @@ def spawn(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> subpro
     """Start `argv` with stdout and stderr appended to `log_path`.
 
     The child gets its own process group so a terminal's Ctrl-C reaches only
-    the launcher, which then stops the services in order.
+    the launcher, which then stops the services in order. It gets SIGTERM when
+    the launcher dies, rather than SIGKILL, so that even a `kill -9` of the
+    launcher lets a service drain and a coordinator flush its journal. The
+    kernel ties that signal to the spawning *thread*: the launcher's main
+    thread spawns and owns every child (`marquee_localservers.spawning`).
     """
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            argv,
+            child_argv(argv, death_signal=signal.SIGTERM),
             env=dict(env),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             process_group=0,
-            preexec_fn=_die_with(os.getpid()),  # see _die_with: main thread only
         )
 
 

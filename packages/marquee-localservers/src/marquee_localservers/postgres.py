@@ -10,12 +10,12 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import psutil
 
 from marquee_localservers.errors import BackendUnavailable, ServerStartError
 from marquee_localservers.process import ServerProcess, netloc, run_quiet
+from marquee_localservers.spawning import child_argv
 from marquee_localservers.unprivileged import grant_traverse, service_account
 
 _TOOLS = ("initdb", "postgres", "pg_isready", "psql")
@@ -116,7 +116,9 @@ class PostgresServer(ServerProcess):
             "--locale=C",
         ]  # fmt: skip
         result = run_quiet(
-            initdb, deadline - time.monotonic(), cwd=self.data_dir, **self._spawn_options()
+            child_argv(initdb, death_signal=None, run_as=self._account),
+            deadline - time.monotonic(),
+            cwd=self.data_dir,
         )
         if result.returncode != 0:
             raise ServerStartError(
@@ -141,10 +143,8 @@ class PostgresServer(ServerProcess):
                     return
             pidfile.unlink()
 
-    def _spawn_options(self) -> dict[str, Any]:
-        if self._account is None:
-            return {}
-        return {"user": self._account.pw_uid, "group": self._account.pw_gid, "extra_groups": []}
+    def _run_as(self) -> pwd.struct_passwd | None:
+        return self._account
 
     def _command(self) -> list[str]:
         socket_dir = str(self.data_dir)

@@ -5,15 +5,12 @@ from __future__ import annotations
 import abc
 import atexit
 import contextlib
-import ctypes
-import os
+import pwd
 import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, ClassVar, Self
@@ -21,12 +18,12 @@ from typing import IO, Any, ClassVar, Self
 import psutil
 
 from marquee_localservers.errors import ServerStartError
+from marquee_localservers.spawning import child_argv
 
-_PR_SET_PDEATHSIG = 1
 _LOG_TAIL_LINES = 30
 
 # Servers still running when the interpreter exits normally are stopped cleanly;
-# PR_SET_PDEATHSIG only covers the abrupt cases.
+# the death signal (spawning.child_argv) only covers the abrupt cases.
 _running: set[ServerProcess] = set()
 
 
@@ -41,31 +38,6 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def netloc(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _death_signal_preexec(sig: signal.Signals) -> Callable[[], None] | None:
-    """A preexec_fn that makes the child receive `sig` when its parent dies.
-
-    Linux delivers the signal when the *thread* that forked the child exits, not the
-    process: a server started from a worker thread (asyncio.to_thread, an executor)
-    would be stopped as soon as that thread ends. So it is only armed from the main
-    thread; other callers rely on the atexit hook and on calling stop().
-    """
-    if (
-        not sys.platform.startswith("linux")
-        or threading.current_thread() is not threading.main_thread()
-    ):
-        return None
-    libc = ctypes.CDLL(None, use_errno=True)
-    parent = os.getpid()
-
-    def arm() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, int(sig))
-        # The parent may have died between fork and prctl; then no signal would ever come.
-        if os.getppid() != parent:
-            os.kill(os.getpid(), sig)
-
-    return arm
 
 
 class ServerProcess(abc.ABC):
@@ -109,8 +81,16 @@ class ServerProcess(abc.ABC):
         """Hook run once the server answers (e.g. create the database)."""
 
     def _spawn_options(self) -> dict[str, Any]:
-        """Extra subprocess.Popen keyword arguments (e.g. user= to drop root)."""
+        """Extra subprocess.Popen keyword arguments (e.g. env=).
+
+        Never preexec_fn, user or group: they make CPython fork through the
+        at-fork handlers (see marquee_localservers.spawning); use _run_as.
+        """
         return {}
+
+    def _run_as(self) -> pwd.struct_passwd | None:
+        """The account to run the server as (e.g. to drop root), or None for our own."""
+        return None
 
     def _listening(self) -> bool:
         # Without this, another process already on the port would answer our probe
@@ -157,7 +137,7 @@ class ServerProcess(abc.ABC):
             raise
 
     def _spawn(self, log: IO[bytes]) -> subprocess.Popen[bytes]:
-        command = self._command()
+        command = child_argv(self._command(), death_signal=self.stop_signal, run_as=self._run_as())
         try:
             return subprocess.Popen(
                 command,
@@ -168,7 +148,6 @@ class ServerProcess(abc.ABC):
                 # Own session: a Ctrl-C meant for the launcher must not reach the server
                 # before the launcher has stopped the services that use it.
                 start_new_session=True,
-                preexec_fn=_death_signal_preexec(self.stop_signal),
                 **self._spawn_options(),
             )
         except OSError as exc:

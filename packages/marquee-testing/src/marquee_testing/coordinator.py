@@ -2,7 +2,7 @@
 
 Each node is spawned the way `marquee up` spawns it, with its settings in
 MARQUEE_COORDINATOR_* variables (see marquee_coordinator/settings.py). Nodes are
-ServerProcesses, so they die with the test process (PR_SET_PDEATHSIG, atexit)
+ServerProcesses, so they die with the test process (a death signal, atexit)
 even when a fixture never gets to stop them.
 """
 
