@@ -4,6 +4,7 @@ This is the one placeholder the suite allows, so the test walks every method
 of every service each registrar exposes, with the method's streaming shape.
 """
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -35,22 +36,39 @@ def _raw(message: bytes) -> bytes:
     return message
 
 
+# Each call gets its own deadline: an UNIMPLEMENTED answer is immediate, so a call
+# still open after this means a handler hangs, and the test must fail, not wait.
+CALL_TIMEOUT = 10.0
+
+
 async def _call(channel: grpc.aio.Channel, method: MethodDescriptor) -> grpc.aio.AioRpcError:
     path = f"/{method.containing_service.full_name}/{method.name}"
     try:
         if method.client_streaming and method.server_streaming:
-            async for _ in channel.stream_stream(path, _raw, _raw)(_one_empty_message()):
+            bidi = channel.stream_stream(path, _raw, _raw)
+            async for _ in bidi(_one_empty_message(), timeout=CALL_TIMEOUT):
                 pass
         elif method.client_streaming:
-            await channel.stream_unary(path, _raw, _raw)(_one_empty_message())
+            upload = channel.stream_unary(path, _raw, _raw)
+            await upload(_one_empty_message(), timeout=CALL_TIMEOUT)
         elif method.server_streaming:
-            async for _ in channel.unary_stream(path, _raw, _raw)(b""):
+            download = channel.unary_stream(path, _raw, _raw)
+            async for _ in download(b"", timeout=CALL_TIMEOUT):
                 pass
         else:
-            await channel.unary_unary(path, _raw, _raw)(b"")
+            await channel.unary_unary(path, _raw, _raw)(b"", timeout=CALL_TIMEOUT)
     except grpc.aio.AioRpcError as error:
         return error
     raise AssertionError(f"{path} answered without an error")
+
+
+async def _call_bounded(
+    channel: grpc.aio.Channel, method: MethodDescriptor
+) -> grpc.aio.AioRpcError:
+    # The call's deadline covers the RPC; this also bounds the stream's teardown
+    # and anything the client does outside the deadline.
+    async with asyncio.timeout(CALL_TIMEOUT + 5):
+        return await _call(channel, method)
 
 
 @pytest.mark.parametrize(
@@ -67,7 +85,7 @@ async def test_every_pending_rpc_answers_unimplemented_naming_what_is_missing(
             service = pool.FindServiceByName(service_name)
             assert len(service.methods) > 0
             for method in service.methods:
-                error = await _call(server.channel, method)
+                error = await _call_bounded(server.channel, method)
                 assert error.code() == grpc.StatusCode.UNIMPLEMENTED, (method.full_name, error)
                 details = error.details() or ""
                 assert f"{service_name}/{method.name} is not implemented yet" in details
