@@ -11,7 +11,7 @@ PROTO_OUT := packages/marquee-protos/src
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
-env: ## bootstrap uv and sync the locked environment (.venv)
+env: ## bootstrap uv and sync .venv to requirements.lock, only when it or a member's pyproject.toml changed (MARQUEE_FORCE_SYNC=1 forces)
 	@scripts/bootstrap.sh
 
 lock: ## re-resolve requirements.lock after a dependency change, keeping existing pins (names, versions, hashes only)
