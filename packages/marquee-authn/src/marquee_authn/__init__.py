@@ -1,0 +1,1 @@
+"""Local verification of Marquee access tokens (EdDSA JWTs) against a cached JWKS."""
