@@ -31,6 +31,8 @@ from marquee_lease.transport import CHANNEL_OPTIONS, leader_hint
 from marquee_localservers import free_port
 
 CALL_TIMEOUT = 5.0
+# A renewal stream lives for one throughput figure; the deadline only bounds a hang.
+STREAM_TIMEOUT = 300.0
 # The probe write: the same holder re-acquiring one name (each one a log entry).
 PROBE_REQUEST = lease_pb2.AcquireRequest(
     name="bench/probe", holder_id="bench-probe", ttl=Duration(seconds=LEASE_TTL)
@@ -240,3 +242,32 @@ class MarqueeCluster:
             timeout=CALL_TIMEOUT,
         )
         return reply.renewed
+
+    async def open_keepalive(self) -> MarqueeKeepAlive:
+        assert self._leader_stub is not None
+        return MarqueeKeepAlive(self._leader_stub.KeepAlive(timeout=STREAM_TIMEOUT))
+
+
+class MarqueeKeepAlive:
+    """One KeepAlive stream: the server answers each request, in order."""
+
+    def __init__(
+        self,
+        call: grpc.aio.StreamStreamCall[lease_pb2.KeepAliveRequest, lease_pb2.KeepAliveResponse],
+    ) -> None:
+        self.call = call
+
+    async def renew(self, grant: Grant) -> bool:
+        request = lease_pb2.KeepAliveRequest(
+            name=grant.name, holder_id=grant.holder, token=grant.token
+        )
+        # A stream has no per-message deadline: bound each exchange ourselves.
+        async with asyncio.timeout(CALL_TIMEOUT):
+            await self.call.write(request)
+            reply = await self.call.read()
+        if not isinstance(reply, lease_pb2.KeepAliveResponse):  # grpc.aio.EOF
+            raise RuntimeError("the KeepAlive stream ended")
+        return reply.alive
+
+    async def close(self) -> None:
+        self.call.cancel()

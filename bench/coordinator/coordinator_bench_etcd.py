@@ -1,12 +1,17 @@
 """etcd (Debian `etcd-server`) as the peer: a 3-member cluster on loopback, driven with aetcd.
 
-The bench starts its own members in a temp dir with etcd's default timing
-(heartbeat 100 ms, election timeout 1 s); the system service is never used.
+The bench starts its own members in a temp dir with the heartbeat and election
+timeout it is given (run.py matches them to Marquee's timing profile); the
+system service is never used. etcd draws each election timeout in
+[election, 2 x election) in whole heartbeat ticks.
 
 Lease analogues of Marquee's calls, as etcd's own election recipe does them:
 Acquire is LeaseGrant, then a Txn "if the key does not exist, put it with the
-lease"; the fencing token is the key's create_revision. Renew is one
-LeaseKeepAlive round trip (`etcdctl lease keep-alive --once`).
+lease"; the fencing token is the key's create_revision. Renewal: etcd has only
+LeaseKeepAlive, a stream. The stream figure writes each renewal on a long-lived
+stream (as etcd clients keep one); the unary figure opens a fresh stream per
+renewal (`etcdctl lease keep-alive --once`, aetcd's refresh_lease), the nearest
+thing etcd has to Marquee's unary Renew. (LeaseTimeToLive only reads a lease.)
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from types import TracebackType
 from typing import Any
 
 import aetcd
+import grpc
 from aetcd import rpc
 from coordinator.coordinator_bench_measure import (
     LEASE_TTL,
@@ -33,6 +39,8 @@ from marquee_lease.transport import CHANNEL_OPTIONS
 from marquee_localservers import free_port
 
 CALL_TIMEOUT = 5
+# A renewal stream lives for one throughput figure; the deadline only bounds a hang.
+STREAM_TIMEOUT = 300.0
 PROBE_REQUEST = rpc.PutRequest(key=b"bench/probe", value=b"x")
 
 
@@ -48,7 +56,9 @@ class EtcdCluster:
 
     label = "etcd"
 
-    def __init__(self) -> None:
+    def __init__(self, *, heartbeat_ms: int = 100, election_ms: int = 1000) -> None:
+        self.heartbeat_ms = heartbeat_ms
+        self.election_ms = election_ms
         self.binary = find_etcd()
         self._tmp = tempfile.TemporaryDirectory(prefix="bench-etcd-")
         self.data_dir = Path(self._tmp.name)
@@ -98,6 +108,8 @@ class EtcdCluster:
             f"--initial-advertise-peer-urls={self.peer_urls[node_id]}",
             f"--initial-cluster={initial}",
             "--initial-cluster-token=bench",
+            f"--heartbeat-interval={self.heartbeat_ms}",
+            f"--election-timeout={self.election_ms}",
             # Ignored on a restart: the member then rejoins from its data dir.
             "--initial-cluster-state=new",
             "--logger=zap",
@@ -222,3 +234,28 @@ class EtcdCluster:
         # TTL 0 in the answer: the lease is gone (expired or revoked).
         reply = await client.refresh_lease(grant.lease_id)
         return reply is not None and reply.TTL > 0
+
+    async def open_keepalive(self) -> EtcdKeepAlive:
+        client = self._leader_client
+        assert client is not None
+        return EtcdKeepAlive(client.leasestub.LeaseKeepAlive(timeout=STREAM_TIMEOUT))
+
+
+class EtcdKeepAlive:
+    """One long-lived LeaseKeepAlive stream, as etcd's own clients keep."""
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+
+    async def renew(self, grant: Grant) -> bool:
+        # A stream has no per-message deadline: bound each exchange ourselves.
+        async with asyncio.timeout(CALL_TIMEOUT):
+            await self.call.write(rpc.LeaseKeepAliveRequest(ID=grant.lease_id))
+            reply = await self.call.read()
+        if reply is grpc.aio.EOF:
+            raise RuntimeError("the LeaseKeepAlive stream ended")
+        # TTL 0 in the answer: the lease is gone (expired or revoked).
+        return int(reply.TTL) > 0
+
+    async def close(self) -> None:
+        self.call.cancel()

@@ -19,8 +19,10 @@ from typing import Protocol
 
 from benchlib import Throughput, measure_calls
 
-# Every lease in the bench lives this long: far longer than a run, so a name once
-# granted stays held throughout and any second grant of it is a double grant.
+# Every lease in the throughput runs lives this long: far longer than a run, so a
+# name once granted stays held throughout. (So the SafetyLog below cannot see a
+# violation in a fault-free run unless the bench or a server is plainly broken: it
+# is a consistency check of the bench, not a safety measurement.)
 LEASE_TTL = 60
 # How long one probe write may run (others start meanwhile, see first_write).
 PROBE_ATTEMPT_SECONDS = 0.5
@@ -38,6 +40,16 @@ class Grant:
     token: int
     # etcd renews a lease by its id, not by name; Marquee leaves it 0.
     lease_id: int = 0
+
+
+class KeepAliveStream(Protocol):
+    """One long-lived renewal stream (Marquee KeepAlive, etcd LeaseKeepAlive)."""
+
+    async def renew(self, grant: Grant) -> bool:
+        """Send one renewal on the stream and read its answer; False if the lease was lost."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 class Subject(Protocol):
@@ -74,7 +86,15 @@ class Subject(Protocol):
     async def acquire(self, name: str, holder: str) -> Grant: ...
 
     async def renew(self, grant: Grant) -> bool:
-        """Renew a lease we were granted; False if it was lost."""
+        """Renew a lease we were granted with one unary exchange; False if it was lost.
+
+        Marquee: the unary Renew. etcd has no unary renewal: one fresh
+        LeaseKeepAlive stream per call (opened, one request, one answer, closed).
+        """
+        ...
+
+    async def open_keepalive(self) -> KeepAliveStream:
+        """A long-lived renewal stream to the current leader (see use_leader)."""
         ...
 
     async def use_leader(self) -> None:
@@ -206,6 +226,8 @@ class SafetyLog:
     Each name is contended by two would-be holders and no lease ends during a run,
     so every answer about a name (the grant, and the refusal naming the winner)
     must agree on one (holder, token). Renewals of our own grants must succeed.
+    With 60 s leases and no faults this cannot fail unless something is broken, so
+    it is reported as a check of the run, not as a safety figure.
     """
 
     seen: dict[str, set[tuple[str, int]]] = field(default_factory=lambda: defaultdict(set))
@@ -242,7 +264,11 @@ async def acquire_throughput(
 async def renew_throughput(
     subject: Subject, grants: Sequence[Grant], *, concurrency: int, seconds: float, log: SafetyLog
 ) -> Throughput:
-    """Renew calls/s, cycling over leases granted earlier in this run."""
+    """Unary renewals/s, cycling over leases granted earlier in this run.
+
+    Marquee's unary Renew against etcd's only single-shot form: a fresh
+    LeaseKeepAlive stream per renewal (see Subject.renew).
+    """
     pool = itertools.cycle(grants)
 
     async def one() -> None:
@@ -250,6 +276,36 @@ async def renew_throughput(
             log.lost_renewals += 1
 
     return await measure_calls(one, concurrency=concurrency, seconds=seconds)
+
+
+async def renew_stream_throughput(
+    subject: Subject, grants: Sequence[Grant], *, concurrency: int, seconds: float, log: SafetyLog
+) -> Throughput:
+    """Renewals/s over long-lived streams, one per concurrent client, as a holder keeps one.
+
+    Each call writes one renewal on its client's stream and reads its answer;
+    the streams are opened before the clock starts and closed after it stops.
+    """
+    pool = itertools.cycle(grants)
+    streams = [await subject.open_keepalive() for _ in range(concurrency)]
+    free: asyncio.Queue[KeepAliveStream] = asyncio.Queue()
+    for stream in streams:
+        free.put_nowait(stream)
+
+    async def one() -> None:
+        # `concurrency` callers and as many streams: each caller in effect keeps one.
+        stream = free.get_nowait()
+        try:
+            if not await stream.renew(next(pool)):
+                log.lost_renewals += 1
+        finally:
+            free.put_nowait(stream)
+
+    try:
+        return await measure_calls(one, concurrency=concurrency, seconds=seconds)
+    finally:
+        for stream in streams:
+            await stream.close()
 
 
 async def wait_for_quiet_machine(*, threshold: float, tries: int, pause: float) -> float:
