@@ -191,3 +191,22 @@ async def test_observe_follows_the_coordinator_leader(fake: FakeCluster) -> None
             change = await asyncio.wait_for(anext(changes), 2.0)
             assert change is not None
             assert change.key.candidate_id == "a"
+
+
+async def test_a_short_lease_outlives_a_paused_leader(fake: FakeCluster) -> None:
+    async with (
+        no_new_tasks(),
+        CoordinatorClient(fake.endpoints, attempt_timeout=2.0, backoff=FAST) as client,
+        client.lease("jobs/a", ttl=3.0) as held,
+    ):
+        token = held.token
+        fake.members[0].hung = True  # SIGSTOPped right after it granted the lease
+        fake.elect(fake.members[1].id)
+        # The first renewal has 1.7 s (TTL - TTL/3 - margin), under one attempt timeout.
+        async with asyncio.timeout(10):
+            while held.renewals < 2 and not held.lost.is_set():
+                await asyncio.sleep(0.05)  # polls the condition; nothing signals a renewal
+        assert not held.lost.is_set(), held.lost_reason
+        assert held.valid()
+        assert held.token == token
+        fake.members[0].hung = False

@@ -144,3 +144,52 @@ async def test_refusals_are_typed_and_not_retried(fake: FakeCluster) -> None:
             await client.remove_member("coord-9")
     assert caught.value.code == grpc.StatusCode.NOT_FOUND
     assert len(fake.calls) == 1
+
+
+async def test_a_call_that_ran_out_of_time_on_a_silent_leader_sends_the_next_call_elsewhere(
+    fake: FakeCluster,
+) -> None:
+    old, new = fake.members[0], fake.members[1]
+    async with CoordinatorClient(fake.endpoints, attempt_timeout=2.0, backoff=FAST) as client:
+        await client.get("jobs/a")
+        assert client.transport.leader == old.address
+        old.hung = True  # paused: its sockets stay open, it just never answers
+        fake.elect(new.id)
+        # Too short to split: its only attempt uses the whole deadline.
+        with pytest.raises(LeaseUnavailable):
+            await client.get("jobs/a", timeout=0.2)
+        fake.calls.clear()
+        await client.get("jobs/a")
+    assert fake.calls[0][0] != old.id, fake.calls
+    assert fake.calls[-1] == (new.id, "Get")
+
+
+async def test_a_deadline_shorter_than_one_attempt_still_reaches_a_second_member(
+    fake: FakeCluster,
+) -> None:
+    old, new = fake.members[0], fake.members[1]
+    async with CoordinatorClient(fake.endpoints, attempt_timeout=2.0, backoff=FAST) as client:
+        granted = await client.acquire("jobs/a", "me", ttl=5)
+        assert granted.lease is not None
+        old.hung = True
+        fake.elect(new.id)
+        # What a held 3 s lease has left when it renews (0.57 x TTL): less than one
+        # attempt timeout, so a single attempt would have spent it all on the old leader.
+        renewed = await client.renew("jobs/a", "me", granted.lease.token, timeout=1.7)
+    assert renewed.renewed
+    assert [member for member, _ in fake.calls[-2:]] == [old.id, new.id]
+
+
+async def test_a_redirect_to_a_silent_member_is_not_followed_before_the_others_are_tried(
+    fake: FakeCluster,
+) -> None:
+    old, lagging, new = fake.members
+    async with CoordinatorClient(fake.endpoints, attempt_timeout=2.0, backoff=FAST) as client:
+        await client.get("jobs/a")
+        old.hung = True
+        fake.elect(new.id)
+        # A follower that has not noticed the election still names the old leader.
+        lagging.redirect_to = old.address
+        fake.calls.clear()
+        await client.get("jobs/a", timeout=1.7)
+    assert [member for member, _ in fake.calls] == [old.id, lagging.id, new.id]

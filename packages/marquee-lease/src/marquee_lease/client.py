@@ -108,7 +108,9 @@ class CoordinatorClient:
             f"acquire {name!r}",
             lambda channel, t: lease_pb2_grpc.LeaseServiceStub(channel).Acquire(request, timeout=t),
             deadline,
-            attempt_timeout=wait + self.transport.attempt_timeout,
+            # Waiting happens on the server: an attempt must outlast it. Without a
+            # wait it is a plain call, whose attempts share the time left.
+            attempt_timeout=wait + self.transport.attempt_timeout if wait > 0 else None,
         )
         return AcquireResult(
             acquired=response.acquired,
@@ -275,6 +277,7 @@ class CoordinatorClient:
             ),
             deadline,
             attempt_timeout=elections.CAMPAIGN_ATTEMPT_SECONDS,
+            silent_until_done=True,
         )
         return LeaderKey.from_proto(response.leader)
 

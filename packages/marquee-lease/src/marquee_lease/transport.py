@@ -5,6 +5,14 @@ leader's gRPC address in the `x-marquee-leader` trailing metadata; without a
 known leader the answer is UNAVAILABLE. The transport remembers the leader,
 goes there on a redirect, and otherwise tries the members in turn, backing off
 between rounds, all within the caller's deadline.
+
+A paused member (SIGSTOP, a VM freeze) keeps its sockets open, so only a timeout
+tells it apart from a slow one. An attempt that timed out makes its member a
+suspect: the next call goes elsewhere, and a follower's redirect to a suspect
+(followers name the old leader until they elect a new one) is not followed
+straight away; the suspect gets its turn again after the other members. And an
+attempt never takes more than half the time left (down to MIN_ATTEMPT_SECONDS),
+so a call whose deadline is short still reaches a second member.
 """
 
 from __future__ import annotations
@@ -21,6 +29,9 @@ from marquee_lease.errors import LeaseUnavailable, RequestRejected
 from marquee_lease.retry import Backoff, Deadline
 
 LEADER_METADATA_KEY = "x-marquee-leader"
+# The shortest attempt worth making when the time left is split between members:
+# a loaded leader answers a write within this (a Raft commit on loopback is ms).
+MIN_ATTEMPT_SECONDS = 0.25
 
 # A member that was down comes back within a second, not after gRPC's default
 # reconnect backoff of up to two minutes.
@@ -64,6 +75,8 @@ class Transport:
         self.attempt_timeout = attempt_timeout
         self.backoff = backoff or Backoff()
         self.leader: str | None = None
+        # Members whose last attempt timed out without an answer (paused or cut off).
+        self.suspects: set[str] = set()
         self._next = 0
         self._channels: dict[str, grpc.aio.Channel] = {}
 
@@ -84,12 +97,13 @@ class Transport:
         return self.addresses[self._next % len(self.addresses)]
 
     def learn_leader(self, address: str) -> None:
-        if not address:
-            return
-        self.leader = address
         # A member added after this client was made is still worth trying later.
-        if address not in self.addresses:
+        if address and address not in self.addresses:
             self.addresses.append(address)
+        # A suspect named as leader (by a follower that has not noticed yet) is not
+        # trusted: the members are tried in turn instead, the suspect among them.
+        if address and address not in self.suspects:
+            self.leader = address
 
     def unreachable(self, address: str) -> None:
         """`address` did not answer (or knows no leader): move on to the next member."""
@@ -100,6 +114,15 @@ class Transport:
         else:
             self._next += 1
 
+    def timed_out(self, address: str) -> None:
+        """An attempt at `address` got no answer in time: suspect it, try the others first."""
+        self.suspects.add(address)
+        self.unreachable(address)
+
+    def answered(self, address: str) -> None:
+        """`address` answered (anything but a timeout): it is running after all."""
+        self.suspects.discard(address)
+
     def after_error(
         self, address: str, error: grpc.aio.AioRpcError, *, retry_timeouts: bool
     ) -> bool:
@@ -108,17 +131,26 @@ class Transport:
         Raises RequestRejected if the error is an answer that retrying cannot change.
         """
         code = error.code()
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            self.timed_out(address)
+        else:
+            self.answered(address)
         if code == grpc.StatusCode.FAILED_PRECONDITION:
             leader = leader_hint(error)
             if not leader:
                 # A leader refusing the request itself, not a follower redirecting.
                 raise RequestRejected(error.details() or code.name, code)
+            if leader in self.suspects:
+                # Most likely the old leader, not yet replaced: ask the next member.
+                self.learn_leader(leader)
+                self.unreachable(address)
+                return False
             self.learn_leader(leader)
             return leader != address
-        if code == grpc.StatusCode.UNAVAILABLE or (
-            code == grpc.StatusCode.DEADLINE_EXCEEDED and retry_timeouts
-        ):
+        if code == grpc.StatusCode.UNAVAILABLE:
             self.unreachable(address)
+            return False
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED and retry_timeouts:
             return False
         raise RequestRejected(error.details() or code.name, code)
 
@@ -130,27 +162,44 @@ class Transport:
         *,
         attempt_timeout: float | None = None,
         retry_timeouts: bool = True,
+        silent_until_done: bool = False,
     ) -> tuple[R, float]:
         """Invoke until a member answers; returns the response and its attempt's send time.
 
         `attempt_timeout` caps one attempt so a hung member does not eat the whole
-        deadline (math.inf for calls that block by design). `retry_timeouts=False`
-        for calls whose outcome is unknown after a timeout and that must not run twice.
+        deadline; a call that waits on the server (an acquire with a wait) sets its
+        own, and its attempts are not split. `retry_timeouts=False` for calls whose
+        outcome is unknown after a timeout and that must not run twice.
+        `silent_until_done` for calls that rightly say nothing until they are done
+        (Campaign): their timeouts do not make the member a suspect.
         """
         cap = self.attempt_timeout if attempt_timeout is None else attempt_timeout
+        # Only a plain call that may be retried after a timeout gains from a second try.
+        split = attempt_timeout is None and retry_timeouts and not silent_until_done
         delays = self.backoff.delays()
         free_redirect = True
         last_error: grpc.aio.AioRpcError | None = None
         while (remaining := deadline.remaining()) > 0:
             address = self.pick()
-            timeout = min(remaining, cap)
+            timeout = attempt_seconds(remaining, cap) if split else min(remaining, cap)
             sent_at = time.monotonic()
             try:
                 response = await invoke(self.channel(address), timeout)
             except grpc.aio.AioRpcError as error:
                 last_error = error
-                if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED and timeout >= remaining:
-                    break  # the caller's own deadline, not just this attempt's
+                timed_out = error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+                if timed_out and silent_until_done:
+                    if timeout >= remaining:
+                        break
+                    # Not done yet, or not running: re-sent (same request id) to the
+                    # next member, whose redirect leads back to the leader if it runs.
+                    self.unreachable(address)
+                    continue
+                if timed_out and timeout >= remaining:
+                    # The caller's own deadline, not just this attempt's. The member still
+                    # said nothing: the next call should not start with it.
+                    self.timed_out(address)
+                    break
                 redirected = self.after_error(address, error, retry_timeouts=retry_timeouts)
                 # A first hop to a leader we just learned of is worth taking at once;
                 # anything else (a member down, a redirect loop) waits its turn.
@@ -160,6 +209,7 @@ class Transport:
                     break
                 await asyncio.sleep(delay)
                 continue
+            self.answered(address)
             self.learn_leader(response.header.leader_address)
             return response, sent_at
         raise _unavailable(what, last_error)
@@ -172,6 +222,12 @@ class Transport:
             )
         except grpc.aio.AioRpcError as error:
             raise _unavailable(what, error) from None
+
+
+def attempt_seconds(remaining: float, cap: float) -> float:
+    """One attempt's share of the time left: half of it, so another member can be
+    tried if this one says nothing, but at least MIN_ATTEMPT_SECONDS and at most `cap`."""
+    return min(remaining, cap, max(remaining / 2, MIN_ATTEMPT_SECONDS))
 
 
 def _unavailable(what: str, error: grpc.aio.AioRpcError | None) -> LeaseUnavailable:
