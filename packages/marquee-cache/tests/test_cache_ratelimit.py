@@ -33,16 +33,15 @@ async def test_concurrent_callers_never_exceed_the_limit(
 
 
 async def test_refill_admits_one_per_interval(cache_factory: CacheFactory, ns: str) -> None:
+    # No timing bound: a stall between two hits only refills more, so the test
+    # checks what the limiter says (retry_after) and that waiting it out admits.
     limiter = RateLimiter((await cache_factory()).redis)
     key = ns + "k"
-    assert [(await limiter.hit(key, limit=2, window=0.2)).allowed for _ in range(3)] == [
-        True,
-        True,
-        False,
-    ]
-    await asyncio.sleep(0.11)  # one emission interval (0.1 s)
+    first = [await limiter.hit(key, limit=2, window=0.2) for _ in range(3)]
+    assert [d.allowed for d in first] == [True, True, False]
+    assert 0 < first[2].retry_after <= 0.1, "one emission interval (0.1 s) at most"
+    await asyncio.sleep(first[2].retry_after)
     assert (await limiter.hit(key, limit=2, window=0.2)).allowed
-    assert not (await limiter.hit(key, limit=2, window=0.2)).allowed
 
 
 async def test_script_flush_is_survived(
