@@ -9,15 +9,17 @@
 (c) GetMany of 100 hot keys through the gateway in keys/s, against redis-py
     pipelines of 100 GETs straight to Redis, at the same concurrency.
 
-Rounds alternate Marquee and peer and keep medians, so load from elsewhere on
-the machine hits both alike. The client is this process, on uvloop.
+Every figure is the same statistic on both sides: per round, each side is run
+back to back (who goes first alternates in (b) and (c)), and the figure is the
+median over BENCH_ROUNDS rounds, with the spread, and the ratio the median of
+per-round ratios; so load from elsewhere on the machine hits both alike. The
+client is this process, on uvloop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,46 +33,55 @@ import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchlib import Row, Throughput, measure_calls, print_results, wait_serving
+from benchlib import (
+    LoadLog,
+    Row,
+    Throughput,
+    from_runs,
+    measure_calls,
+    print_results,
+    wait_serving,
+)
 from marquee.cache.v1 import cache_pb2, cache_pb2_grpc
 from marquee_cache import Cache
 from marquee_localservers import RedisServer, free_port
+from marquee_localservers.spawning import child_argv
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "2"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 HITS = 20_000
-HIT_REPEATS = 60
-HIT_SPREAD_S = 0.05
+# Rounds of (a) are spread out a little: this machine has slow spells of a second
+# or more, and a round should not fall into the same one as the next.
+ROUND_PAUSE_S = 0.2
 MISSES = 5_000
 BATCH = 100
 BATCH_CONCURRENCY = int(os.environ.get("BENCH_BATCH_CONCURRENCY", "4"))
 VALUE = b"x" * 100
 
 
-async def library_rows(url: str) -> list[Row]:
+async def library_rows(url: str, load: LoadLog) -> list[Row]:
+    """One statistic for both sides: per round, each side's mean cost over a block of
+    gets, taken back to back; the figure is the median over ROUNDS rounds (and the
+    ratio the median of per-round ratios)."""
     cache = await Cache.connect(url)
     plain = aioredis.Redis.from_url(url)
     try:
         await cache.set("hot", VALUE)
         assert await cache.get("hot") == VALUE
         get = cache.get
-        # The best of many short repeats, as timeit does: a hit is ~0.2 us, so any
-        # pause from elsewhere on the machine only ever adds to a repeat. They are
-        # spread over a few seconds because this machine also has slow spells of
-        # a second or more, in which every repeat would run slow.
-        hit_s = []
-        for _ in range(HIT_REPEATS):
+        cold = [f"cold:{i}" for i in range(MISSES * ROUNDS)]
+        await plain.mset(dict.fromkeys(cold, VALUE))
+        for _ in range(1000):  # warm-up: both code paths and connections
+            await get("hot")
+            await plain.get("hot")
+        hit_s, miss_s, raw_s = [], [], []
+        for r in range(ROUNDS):
+            load.sample()
+            keys = cold[r * MISSES : (r + 1) * MISSES]
             started = time.perf_counter()
             for _ in range(HITS):
                 await get("hot")
             hit_s.append((time.perf_counter() - started) / HITS)
-            await asyncio.sleep(HIT_SPREAD_S)
-
-        cold = [f"cold:{i}" for i in range(MISSES * ROUNDS)]
-        await plain.mset(dict.fromkeys(cold, VALUE))
-        miss_s, raw_s = [], []
-        for r in range(ROUNDS):
-            keys = cold[r * MISSES : (r + 1) * MISSES]
             started = time.perf_counter()
             for key in keys:
                 await get(key)  # each one a first read: L1 miss, tracked GET + PTTL
@@ -79,41 +90,65 @@ async def library_rows(url: str) -> list[Row]:
             for key in keys:
                 await plain.get(key)
             raw_s.append((time.perf_counter() - started) / MISSES)
+            await asyncio.sleep(ROUND_PAUSE_S)
     finally:
         await plain.aclose()
         await cache.close()
-    hit, miss, raw = min(hit_s), statistics.median(miss_s), statistics.median(raw_s)
+
+    def per_second(costs: list[float]) -> list[float]:
+        return [1 / c for c in costs]
+
+    def in_ns(costs: list[float]) -> list[float]:
+        return [c * 1e9 for c in costs]
+
+    same_statistic = "per round: mean over a block of gets, back to back; median of rounds"
     return [
-        Row("(a) library hot-key get", 1 / hit, 1 / raw, "gets/s vs redis-py GET"),
-        Row("(a) L1 hit cost", hit * 1e9, raw * 1e9, "ns vs redis-py GET"),
-        Row("(a) library L1-miss get (tracked)", 1 / miss, 1 / raw, "gets/s vs redis-py GET"),
-    ]
+        from_runs(
+            "(a) library hot-key get", per_second(hit_s), per_second(raw_s),
+            "gets/s vs redis-py GET",
+            recipe=f"{HITS:,} L1 hits vs {MISSES:,} redis-py GETs; {same_statistic}",
+        ),
+        from_runs("(a) L1 hit cost", in_ns(hit_s), in_ns(raw_s), "ns vs redis-py GET"),
+        from_runs(
+            "(a) library L1-miss get (tracked)", per_second(miss_s), per_second(raw_s),
+            "gets/s vs redis-py GET",
+            recipe=f"{MISSES:,} first reads (GET+PTTL) vs {MISSES:,} redis-py GETs; "
+            f"{same_statistic}",
+        ),
+    ]  # fmt: skip
 
 
 Call = Callable[[], Awaitable[object]]
 
 
-async def alternate(ours: Call, peer: Call, concurrency: int) -> tuple[Throughput, Throughput]:
-    """Median of ROUNDS alternating runs of each, after a short warm-up."""
+async def alternate(
+    ours: Call, peer: Call, concurrency: int, load: LoadLog
+) -> tuple[list[Throughput], list[Throughput]]:
+    """ROUNDS runs of each, back to back, after a short warm-up; who goes first alternates."""
     runs: tuple[list[Throughput], list[Throughput]] = ([], [])
     for call in (ours, peer):
         await measure_calls(call, concurrency=concurrency, seconds=0.3)
-    for _ in range(ROUNDS):
-        for call, results in zip((ours, peer), runs, strict=True):
+    for round_ in range(ROUNDS):
+        load.sample()
+        pairs = list(zip((ours, peer), runs, strict=True))
+        for call, results in pairs if round_ % 2 == 0 else reversed(pairs):
             results.append(await measure_calls(call, concurrency=concurrency, seconds=SECONDS))
-    return _median(runs[0]), _median(runs[1])
+    return runs
 
 
-def _median(results: list[Throughput]) -> Throughput:
-    return Throughput(
-        per_second=statistics.median(r.per_second for r in results),
-        p50_ms=statistics.median(r.p50_ms for r in results),
-        p99_ms=statistics.median(r.p99_ms for r in results),
-        max_gap_ms=statistics.median(r.max_gap_ms for r in results),
-    )
+def per_second(results: list[Throughput], scale: float = 1.0) -> list[float]:
+    return [r.per_second * scale for r in results]
 
 
-async def gateway_rows(address: str, url: str) -> list[Row]:
+def p99(results: list[Throughput]) -> list[float]:
+    return [r.p99_ms for r in results]
+
+
+def max_gap(results: list[Throughput]) -> list[float]:
+    return [r.max_gap_ms for r in results]
+
+
+async def gateway_rows(address: str, url: str, load: LoadLog) -> list[Row]:
     keys = [f"many:{i}" for i in range(BATCH)]
     async with aioredis.Redis.from_url(url) as plain:
         await plain.mset(dict.fromkeys([*keys, "hot"], VALUE))
@@ -127,19 +162,19 @@ async def gateway_rows(address: str, url: str) -> list[Row]:
         assert (await stub.Get(get)).layer == cache_pb2.CACHE_LAYER_L1
         for concurrency in (1, 64):
             ours, floor = await alternate(
-                lambda: stub.Get(get), lambda: health.Check(check), concurrency
+                lambda: stub.Get(get), lambda: health.Check(check), concurrency, load
             )
             rows.append(
-                Row(f"(b) gateway Get calls/s @{concurrency}", ours.per_second,
-                    floor.per_second, "calls/s vs no-op health Check")
+                from_runs(f"(b) gateway Get calls/s @{concurrency}", per_second(ours),
+                          per_second(floor), "calls/s vs no-op health Check")
             )  # fmt: skip
             rows.append(
-                Row(f"(b) gateway Get p99 @{concurrency}", ours.p99_ms, floor.p99_ms,
-                    "ms vs no-op health Check")
+                from_runs(f"(b) gateway Get p99 @{concurrency}", p99(ours), p99(floor),
+                          "ms vs no-op health Check")
             )  # fmt: skip
             rows.append(
-                Row(f"(b) longest gap with no reply @{concurrency}", ours.max_gap_ms,
-                    floor.max_gap_ms, "ms vs no-op health Check")
+                from_runs(f"(b) longest gap with no reply @{concurrency}", max_gap(ours),
+                          max_gap(floor), "ms vs no-op health Check")
             )  # fmt: skip
 
         many = cache_pb2.GetManyRequest(keys=keys)
@@ -153,15 +188,18 @@ async def gateway_rows(address: str, url: str) -> list[Row]:
                     pipe.get(key)
                 return await pipe.execute()
 
-            ours, peer = await alternate(lambda: stub.GetMany(many), pipelined, BATCH_CONCURRENCY)
+            ours, peer = await alternate(
+                lambda: stub.GetMany(many), pipelined, BATCH_CONCURRENCY, load
+            )
         rows.append(
-            Row(f"(c) GetMany x{BATCH} @{BATCH_CONCURRENCY}", ours.per_second * BATCH,
-                peer.per_second * BATCH, "keys/s vs redis-py pipelined GETs")
+            from_runs(f"(c) GetMany x{BATCH} @{BATCH_CONCURRENCY}", per_second(ours, BATCH),
+                      per_second(peer, BATCH), "keys/s vs redis-py pipelined GETs")
         )  # fmt: skip
     return rows
 
 
 async def main() -> None:
+    load = LoadLog()
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
         redis_server = RedisServer(Path(tmp), persistent=False)
         redis_server.start()
@@ -173,18 +211,21 @@ async def main() -> None:
             "MARQUEE_CACHE_REDIS_URL": redis_server.url,
             "MARQUEE_CACHE_LOG_LEVEL": "WARNING",
         }
-        gateway = subprocess.Popen([sys.executable, "-m", "marquee_cache_gateway"], env=env)
+        gateway = subprocess.Popen(
+            child_argv([sys.executable, "-m", "marquee_cache_gateway"]), env=env
+        )
         try:
-            rows = await library_rows(redis_server.url)
+            rows = await library_rows(redis_server.url, load)
             address = f"127.0.0.1:{port}"
             await wait_serving(address, "marquee.cache.v1.CacheService")
-            rows += await gateway_rows(address, redis_server.url)
+            rows += await gateway_rows(address, redis_server.url, load)
         finally:
             gateway.terminate()
             gateway.wait(timeout=15)
             redis_server.stop()
-    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print_results("cache", "redis-py / no-op RPC", rows)
+    load.sample()
+    notes = {"rounds": ROUNDS, "seconds": SECONDS}
+    print_results("cache", "redis-py / no-op RPC", rows, notes, load=load)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from google.protobuf.duration_pb2 import Duration
 from marquee.coordinator.v1 import cluster_pb2, cluster_pb2_grpc, lease_pb2, lease_pb2_grpc
 from marquee_lease.transport import CHANNEL_OPTIONS, leader_hint
 from marquee_localservers import free_port
+from marquee_localservers.spawning import child_argv
 
 CALL_TIMEOUT = 5.0
 # A renewal stream lives for one throughput figure; the deadline only bounds a hang.
@@ -125,7 +126,8 @@ class MarqueeCluster:
         }
         with (self.data_dir / f"node-{node_id}.log").open("ab") as log:
             node.process = subprocess.Popen(
-                [sys.executable, "-m", "marquee_coordinator"],
+                # Dies with the bench (death signal), started without a fork.
+                child_argv([sys.executable, "-m", "marquee_coordinator"]),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

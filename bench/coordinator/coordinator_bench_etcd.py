@@ -37,6 +37,7 @@ from coordinator.coordinator_bench_measure import (
 
 from marquee_lease.transport import CHANNEL_OPTIONS
 from marquee_localservers import free_port
+from marquee_localservers.spawning import child_argv
 
 CALL_TIMEOUT = 5
 # A renewal stream lives for one throughput figure; the deadline only bounds a hang.
@@ -117,7 +118,10 @@ class EtcdCluster:
         ]
         with (self.data_dir / f"{node_id}.log").open("ab") as log:
             self.processes[node_id] = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT
+                # Dies with the bench (death signal), started without a fork.
+                child_argv(command),
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
 
     def kill(self, node_id: str) -> None:

@@ -28,6 +28,9 @@ LEASE_TTL = 60
 PROBE_ATTEMPT_SECONDS = 0.5
 # A new probe write starts this often: the resolution of the failover figures.
 PROBE_PAUSE_SECONDS = 0.005
+# A cluster that commits nothing for this long is broken (a node that failed to
+# start, say): the bench stops instead of probing forever.
+WRITE_LIMIT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -110,23 +113,33 @@ async def first_write(subject: Subject, node_ids: Sequence[str], min_term: int) 
     to a leader that drops it while it hands over, and the write then hangs
     until the caller's deadline; one attempt at a time would measure that.)
     """
-    loop = asyncio.get_running_loop()
     pending: set[asyncio.Task[int | None]] = set()
     try:
-        for node_id in itertools.cycle(node_ids):
-            pending.add(asyncio.create_task(subject.write_once(node_id, node_ids, min_term)))
-            next_attempt = loop.time() + PROBE_PAUSE_SECONDS
-            while pending and (left := next_attempt - loop.time()) > 0:
-                done, pending = await asyncio.wait(
-                    pending, timeout=left, return_when=asyncio.FIRST_COMPLETED
-                )
-                for task in done:
-                    if (term := task.result()) is not None:
-                        return term
-            await asyncio.sleep(max(0.0, next_attempt - loop.time()))
+        async with asyncio.timeout(WRITE_LIMIT_SECONDS):
+            return await _hedged_writes(subject, node_ids, min_term, pending)
     finally:
         for task in pending:
             task.cancel()
+
+
+async def _hedged_writes(
+    subject: Subject,
+    node_ids: Sequence[str],
+    min_term: int,
+    pending: set[asyncio.Task[int | None]],
+) -> int:
+    """first_write's loop; `pending` is the caller's, so it can cancel what is left."""
+    loop = asyncio.get_running_loop()
+    for node_id in itertools.cycle(node_ids):
+        pending.add(asyncio.create_task(subject.write_once(node_id, node_ids, min_term)))
+        next_attempt = loop.time() + PROBE_PAUSE_SECONDS
+        while pending and (left := next_attempt - loop.time()) > 0:
+            done, _ = await asyncio.wait(pending, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            pending -= done
+            for task in done:
+                if (term := task.result()) is not None:
+                    return term
+        await asyncio.sleep(max(0.0, next_attempt - loop.time()))
     raise AssertionError("unreachable")
 
 

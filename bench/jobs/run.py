@@ -5,60 +5,77 @@ the outcome, i.e. two statements per job). Peer: the textbook loop on a bare
 table: INSERT to enqueue; a transaction that picks one row FOR UPDATE SKIP
 LOCKED and marks it done. Both at 1, 4 and 16 concurrent enqueuers/workers,
 against their own PostgreSQL started here (fsync on, as in production).
+
+Like with like: the peer's table gets the same kind of partial index on ready
+rows that marquee_jobs has (without it every take walks all finished rows, and
+draining is quadratic), both sides stamp `finished_at` on each job, and a drain
+is timed on the database's clock from just before the workers start to the
+last `finished_at`. So neither the wait for the last job to be noticed nor a
+poll is in either figure. Connections are all opened before any timing, and
+each round alternates which side goes first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import statistics
 import sys
 import tempfile
-import time
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchlib import Row, measure_calls, print_results
+from benchlib import LoadLog, Row, from_runs, measure_calls, print_results
 from marquee_jobs import MIGRATIONS, Job, JobQueue, Kind, Worker
 from marquee_localservers import PostgresServer
 from marquee_migrations import Migrator
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "1"))
 JOBS = int(os.environ.get("BENCH_JOBS", "2000"))
-# Both sides are fsync-bound and share the machine: alternating them for a few
-# rounds and keeping the median keeps a burst of outside load from deciding a ratio.
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+# Both sides are fsync-bound and share the machine: alternating them over rounds
+# and keeping the median keeps a burst of outside load from deciding a ratio.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 LEVELS = (1, 4, 16)
 PLAIN_TABLE = """CREATE TABLE plain_jobs (
     id bigserial PRIMARY KEY, kind text NOT NULL, payload jsonb NOT NULL,
-    state text NOT NULL DEFAULT 'queued')"""
+    state text NOT NULL DEFAULT 'queued', finished_at timestamptz)"""
+# The same kind of index marquee_jobs_ready is: only ready rows, in take order.
+PLAIN_INDEX = "CREATE INDEX plain_jobs_ready ON plain_jobs (id) WHERE state = 'queued'"
 PLAIN_INSERT = "INSERT INTO plain_jobs (kind, payload) VALUES ($1, $2::jsonb)"
-PLAIN_TAKE = """UPDATE plain_jobs SET state = 'done' WHERE id = (
+# clock_timestamp(): the moment of the update, as Marquee's autocommit SUCCEED's
+# now() is (here now() would be the earlier BEGIN's).
+PLAIN_TAKE = """UPDATE plain_jobs SET state = 'done', finished_at = clock_timestamp() WHERE id = (
     SELECT id FROM plain_jobs WHERE state = 'queued' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING id"""
 COUNT_SUCCEEDED = "SELECT count(*) FROM marquee_jobs WHERE state = 'succeeded'"
+LAST_FINISHED = {
+    "marquee": "SELECT max(finished_at) FROM marquee_jobs",
+    "plain": "SELECT max(finished_at) FROM plain_jobs",
+}
 
 
 async def reset(pool: asyncpg.Pool) -> None:
     await pool.execute("TRUNCATE marquee_jobs, plain_jobs")
 
 
-async def enqueue_rates(pool: asyncpg.Pool, concurrency: int) -> tuple[float, float]:
-    queue = JobQueue(pool)
-    marquee = await measure_calls(
-        lambda: queue.enqueue("noop", {"n": 1}, queue="bench"),
-        concurrency=concurrency,
-        seconds=SECONDS,
-    )
-    plain = await measure_calls(
-        lambda: pool.execute(PLAIN_INSERT, "noop", '{"n": 1}'),
-        concurrency=concurrency,
-        seconds=SECONDS,
-    )
-    return marquee.per_second, plain.per_second
+async def enqueue_rate(pool: asyncpg.Pool, side: str, concurrency: int) -> float:
+    if side == "marquee":
+        queue = JobQueue(pool)
+        result = await measure_calls(
+            lambda: queue.enqueue("noop", {"n": 1}, queue="bench"),
+            concurrency=concurrency,
+            seconds=SECONDS,
+        )
+    else:
+        result = await measure_calls(
+            lambda: pool.execute(PLAIN_INSERT, "noop", '{"n": 1}'),
+            concurrency=concurrency,
+            seconds=SECONDS,
+        )
+    return result.per_second
 
 
 async def fill(pool: asyncpg.Pool) -> None:
@@ -72,23 +89,45 @@ async def fill(pool: asyncpg.Pool) -> None:
         "INSERT INTO plain_jobs (kind, payload) SELECT 'noop', '{}' FROM generate_series(1, $1)",
         JOBS,
     )
+    # Fresh statistics for both, so autovacuum's timing does not pick a plan for one.
+    await pool.execute("ANALYZE marquee_jobs, plain_jobs")
+
+
+async def database_now(pool: asyncpg.Pool) -> datetime:
+    now: datetime = await pool.fetchval("SELECT clock_timestamp()")
+    return now
+
+
+async def drain_seconds(pool: asyncpg.Pool, side: str, began: datetime) -> float:
+    """From `began` to the side's last finished_at, both on the database's clock."""
+    last: datetime = await pool.fetchval(LAST_FINISHED[side])
+    return (last - began).total_seconds()
 
 
 async def marquee_completion_rate(pool: asyncpg.Pool, concurrency: int) -> float:
+    handled = 0
+    all_handled = asyncio.Event()
+
     async def noop(job: Job) -> None:
-        return None
+        # Counting here, not polling count(*) during the drain: no extra queries
+        # compete with the worker's while it is timed.
+        nonlocal handled
+        handled += 1
+        if handled >= JOBS:
+            all_handled.set()
 
     worker = Worker(pool, [Kind("noop", noop)], {"bench": concurrency}, poll_interval=0.01)
-    began = time.perf_counter()
+    began = await database_now(pool)
     task = asyncio.create_task(worker.run())
     try:
+        await asyncio.wait_for(all_handled.wait(), timeout=600)
+        # The last outcomes are being recorded: a few polls, after the timed work.
         while await pool.fetchval(COUNT_SUCCEEDED) < JOBS:
             await asyncio.sleep(0.01)
-        elapsed = time.perf_counter() - began
     finally:
         task.cancel()
         await asyncio.wait([task])
-    return JOBS / elapsed
+    return JOBS / await drain_seconds(pool, "marquee", began)
 
 
 async def plain_completion_rate(pool: asyncpg.Pool, concurrency: int) -> float:
@@ -98,38 +137,63 @@ async def plain_completion_rate(pool: asyncpg.Pool, concurrency: int) -> float:
                 if await conn.fetchval(PLAIN_TAKE) is None:
                     return
 
-    began = time.perf_counter()
-    await asyncio.gather(*(loop() for _ in range(concurrency)))
-    return JOBS / (time.perf_counter() - began)
-
-
-def medians(pairs: list[tuple[float, float]]) -> tuple[float, float]:
-    return statistics.median(m for m, _ in pairs), statistics.median(p for _, p in pairs)
+    began = await database_now(pool)
+    await asyncio.wait_for(asyncio.gather(*(loop() for _ in range(concurrency))), timeout=600)
+    return JOBS / await drain_seconds(pool, "plain", began)
 
 
 async def main() -> None:
+    load = LoadLog()
     with (
         tempfile.TemporaryDirectory(prefix="marquee-bench-pg-", ignore_cleanup_errors=True) as d,
         PostgresServer(Path(d)) as server,
     ):
         await Migrator(server.url, MIGRATIONS).up()
-        async with asyncpg.create_pool(server.url, min_size=4, max_size=max(LEVELS) + 4) as pool:
+        # Every connection opened up front (min = max): whichever side first needs
+        # 16 connections would otherwise pay for opening them inside its timing.
+        size = max(LEVELS) + 4
+        async with asyncpg.create_pool(server.url, min_size=size, max_size=size) as pool:
             await pool.execute(PLAIN_TABLE)
+            await pool.execute(PLAIN_INDEX)
             rows: list[Row] = []
             for concurrency in LEVELS:
-                enqueued, completed = [], []
-                for _ in range(ROUNDS):
+                enqueued: dict[str, list[float]] = {"marquee": [], "plain": []}
+                completed: dict[str, list[float]] = {"marquee": [], "plain": []}
+                for round_ in range(ROUNDS):
+                    load.sample()
+                    order = ("marquee", "plain") if round_ % 2 == 0 else ("plain", "marquee")
                     await reset(pool)
-                    enqueued.append(await enqueue_rates(pool, concurrency))
+                    for side in order:
+                        enqueued[side].append(await enqueue_rate(pool, side, concurrency))
                     await fill(pool)
-                    m_done = await marquee_completion_rate(pool, concurrency)
-                    p_done = await plain_completion_rate(pool, concurrency)
-                    completed.append((m_done, p_done))
-                rows.append(Row(f"enqueue/s @{concurrency}", *medians(enqueued), "jobs/s"))
+                    for side in order:
+                        if side == "marquee":
+                            rate = await marquee_completion_rate(pool, concurrency)
+                        else:
+                            rate = await plain_completion_rate(pool, concurrency)
+                        completed[side].append(rate)
+                    print(
+                        f"  @{concurrency} round {round_ + 1} ({order[0]} first): enqueue "
+                        f"{enqueued['marquee'][-1]:,.0f} vs {enqueued['plain'][-1]:,.0f}/s, "
+                        f"completed {completed['marquee'][-1]:,.0f} vs "
+                        f"{completed['plain'][-1]:,.0f}/s",
+                        flush=True,
+                    )
                 rows.append(
-                    Row(f"completed/s @{concurrency} workers", *medians(completed), "jobs/s")
-                )
-    print_results("jobs", "plain SKIP LOCKED loop", rows)
+                    from_runs(
+                        f"enqueue/s @{concurrency}", enqueued["marquee"], enqueued["plain"],
+                        "jobs/s",
+                    )
+                )  # fmt: skip
+                rows.append(
+                    from_runs(
+                        f"completed/s @{concurrency} workers", completed["marquee"],
+                        completed["plain"], "jobs/s",
+                    )
+                )  # fmt: skip
+    load.sample()
+    notes = {"rounds": ROUNDS, "jobs": JOBS, "seconds": SECONDS}
+    print_results("jobs", "plain SKIP LOCKED loop", rows, notes, load=load)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -20,11 +19,12 @@ import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchlib import Row, measure_calls, print_results, wait_serving
+from benchlib import LoadLog, Row, from_runs, measure_calls, print_results, wait_serving
 from marquee_localservers import free_port
+from marquee_localservers.spawning import child_argv
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "2"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 
 
 async def measure(address: str, concurrency: int) -> tuple[float, float]:
@@ -39,6 +39,7 @@ async def measure(address: str, concurrency: int) -> tuple[float, float]:
 
 
 async def main() -> None:
+    load = LoadLog()
     marquee_port, peer_port = free_port(), free_port()
     env = {
         **os.environ,
@@ -48,30 +49,43 @@ async def main() -> None:
     }
     here = Path(__file__).resolve().parent
     procs = [
-        subprocess.Popen([sys.executable, "-m", "marquee_search"], env=env),
-        subprocess.Popen([sys.executable, str(here / "plain_server.py"), str(peer_port)]),
+        subprocess.Popen(child_argv([sys.executable, "-m", "marquee_search"]), env=env),
+        subprocess.Popen(
+            child_argv([sys.executable, str(here / "plain_server.py"), str(peer_port)])
+        ),
     ]
     try:
         marquee, peer = f"127.0.0.1:{marquee_port}", f"127.0.0.1:{peer_port}"
         await asyncio.gather(wait_serving(marquee), wait_serving(peer))
         rows: list[Row] = []
         for concurrency in (1, 64):
-            # Alternate the two servers over several rounds and keep medians, so a
-            # burst of load from elsewhere on the machine hits both alike.
+            # The two servers back to back in each round, who goes first alternating,
+            # medians over rounds: a burst of load from elsewhere hits both alike.
             m_runs, p_runs = [], []
-            for _ in range(ROUNDS):
-                m_runs.append(await measure(marquee, concurrency))
-                p_runs.append(await measure(peer, concurrency))
-            m_rate, m_p99 = (statistics.median(x) for x in zip(*m_runs, strict=True))
-            p_rate, p_p99 = (statistics.median(x) for x in zip(*p_runs, strict=True))
-            rows.append(Row(f"no-op unary calls/s @{concurrency}", m_rate, p_rate, "calls/s"))
-            rows.append(Row(f"no-op unary p99 @{concurrency}", m_p99, p_p99, "ms"))
+            for round_ in range(ROUNDS):
+                load.sample()
+                if round_ % 2 == 0:
+                    m_runs.append(await measure(marquee, concurrency))
+                    p_runs.append(await measure(peer, concurrency))
+                else:
+                    p_runs.append(await measure(peer, concurrency))
+                    m_runs.append(await measure(marquee, concurrency))
+            rows.append(
+                from_runs(f"no-op unary calls/s @{concurrency}", [r for r, _ in m_runs],
+                          [r for r, _ in p_runs], "calls/s")
+            )  # fmt: skip
+            rows.append(
+                from_runs(f"no-op unary p99 @{concurrency}", [p for _, p in m_runs],
+                          [p for _, p in p_runs], "ms")
+            )  # fmt: skip
     finally:
         for proc in procs:
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=15)
-    print_results("service_stack", "bare grpc.aio", rows)
+    load.sample()
+    notes = {"rounds": ROUNDS, "seconds": SECONDS}
+    print_results("service_stack", "bare grpc.aio", rows, notes, load=load)
 
 
 if __name__ == "__main__":
