@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from marquee_cli.endpoints import Endpoints, ProcessEndpoint, endpoints_path, read_endpoints
-from marquee_cli.health import SERVING, UNREACHABLE, check_health
+from marquee_cli.health import SERVING, UNREACHABLE, process_health
 
 LISTENING = "LISTENING"
 # started_at is written once everything is healthy, so the launcher must be older;
@@ -45,23 +45,39 @@ def launcher_process(endpoints: Endpoints) -> psutil.Process | None:
 class ProcessStatus:
     endpoint: ProcessEndpoint
     alive: bool
-    # gRPC health for services; LISTENING or UNREACHABLE for backends.
-    health: str
+    # For services the process as a whole (gRPC health ""); LISTENING or UNREACHABLE
+    # for backends.
+    server_health: str
+    # Each service the process serves, by full name, and its own gRPC health status.
+    services: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def health(self) -> str:
+        """SERVING (LISTENING) only if the process and each of its services are."""
+        if self.server_health != SERVING:
+            return self.server_health
+        return next((s for _, s in sorted(self.services.items()) if s != SERVING), SERVING)
 
     @property
     def ok(self) -> bool:
         return self.alive and self.health in (SERVING, LISTENING)
 
     def to_json(self) -> dict[str, Any]:
-        return self.endpoint.to_json() | {"alive": self.alive, "health": self.health, "ok": self.ok}
+        return self.endpoint.to_json() | {
+            "alive": self.alive,
+            "health": self.health,
+            "server_health": self.server_health,
+            "services": self.services,
+            "ok": self.ok,
+        }
 
 
 async def process_status(endpoint: ProcessEndpoint, deadline: float = 2.0) -> ProcessStatus:
-    if endpoint.grpc is not None:
-        health = await check_health(endpoint.grpc, deadline=deadline)
-    else:
-        health = await _tcp_probe(endpoint.url or "", deadline)
-    return ProcessStatus(endpoint, pid_alive(endpoint.pid), health)
+    alive = pid_alive(endpoint.pid)
+    if endpoint.grpc is None:
+        return ProcessStatus(endpoint, alive, await _tcp_probe(endpoint.url or "", deadline))
+    health = await process_health(endpoint.grpc, deadline=deadline)
+    return ProcessStatus(endpoint, alive, health.server, health.services)
 
 
 async def suite_status(endpoints: Endpoints) -> list[ProcessStatus]:

@@ -7,24 +7,85 @@ typer sub-app, registered here with `app.add_typer(<module>.app, name=...)`.
 
 from __future__ import annotations
 
-import asyncio
+import sys
+import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
+# Only light modules here: every command pays for these imports at start-up, so
+# anything heavy (grpc, psutil, redis, the launcher) is imported by the command
+# that needs it. bench/cli measures it.
 from marquee_cli import cache_commands, cluster_commands, lease_commands, migrate_commands, output
-from marquee_cli.control import StopTimeout, launcher_process, stop_suite, suite_status
-from marquee_cli.datadir_lock import DataDirBusy
 from marquee_cli.endpoints import EndpointsFileError, endpoints_path, read_endpoints
-from marquee_cli.launcher import LaunchOptions, launch
-from marquee_cli.ports import check_base_port
+from marquee_cli.output import CommandError, fail
+
+
+def wants_json(args: Sequence[str]) -> bool:
+    """Whether the command line asks for JSON (an option before any `--`)."""
+    options = list(args)
+    if "--" in options:
+        options = options[: options.index("--")]
+    return "--json" in options
+
+
+class MarqueeGroup(TyperGroup):
+    """Reports every failure in one place: `marquee: ...` on stderr, or with --json
+    a JSON document on stdout, usage errors included; a non-zero exit either way."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        json_mode = wants_json(argv)
+        try:
+            # With --json, usage errors come back here instead of being printed.
+            result = super().main(
+                argv,
+                prog_name,
+                complete_var,
+                standalone_mode=standalone_mode and not json_mode,
+                windows_expand_args=windows_expand_args,
+                **extra,
+            )
+            code = result if isinstance(result, int) else 0
+        except CommandError as error:
+            output.report(error, json_mode)
+            code = error.exit_code
+        except typer.TyperException as error:  # click's usage errors, in JSON mode only
+            kind = "usage" if error.exit_code == 2 else "error"
+            message = error.format_message()
+            output.report(CommandError(message, exit_code=error.exit_code, kind=kind), True)
+            code = error.exit_code
+        except typer.Abort:
+            output.report(CommandError("aborted"), json_mode)
+            code = 1
+        except Exception as error:
+            if not json_mode:
+                raise
+            traceback.print_exc()  # a bug: people need the traceback, scripts the JSON
+            output.report(CommandError(f"{type(error).__name__}: {error}", kind="internal"), True)
+            code = 1
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
 
 app = typer.Typer(
     name="marquee",
     help="Run and administer the Marquee services.",
     no_args_is_help=True,
     add_completion=False,
+    cls=MarqueeGroup,
 )
 
 app.add_typer(cluster_commands.app, name="cluster")
@@ -42,11 +103,6 @@ DataDir = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DEFAULT_DATA_DIR = Path(".data")
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"marquee: {message}", err=True)
-    return typer.Exit(1)
 
 
 @app.command()
@@ -69,6 +125,10 @@ def up(
     json_output: Json = False,
 ) -> None:
     """Start Redis, PostgreSQL and every service locally; Ctrl-C stops them all."""
+    from marquee_cli.datadir_lock import DataDirBusy
+    from marquee_cli.launcher import LaunchOptions, launch
+    from marquee_cli.ports import check_base_port
+
     try:
         check_base_port(base_port)
     except ValueError as exc:
@@ -84,25 +144,29 @@ def up(
     try:
         code = launch(options)
     except DataDirBusy as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     raise typer.Exit(code)
 
 
 @app.command()
 def status(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: Json = False) -> None:
-    """Show every process of the running suite: alive, and answering health checks.
+    """Show every process of the running suite: alive, and each of its services healthy.
 
-    Exits 1 when the suite is not running or any process is unhealthy.
+    Exits 1 when the suite is not running or any process or service is unhealthy.
     """
+    import asyncio
+
+    from marquee_cli.control import launcher_process, suite_status
+
     path = endpoints_path(data_dir.absolute())
     try:
         endpoints = read_endpoints(path)
     except FileNotFoundError:
         if json_output:
-            typer.echo(output.render_json({"running": False, "processes": []}))
-        raise _fail(f"no suite running ({path} does not exist)") from None
+            typer.echo(output.render_json({"running": False, "healthy": False, "processes": []}))
+        raise output.negative(f"no suite running ({path} does not exist)") from None
     except EndpointsFileError as exc:
-        raise _fail(f"cannot read endpoints file: {exc}") from None
+        raise fail(f"cannot read endpoints file: {exc}") from None
     launcher_alive = launcher_process(endpoints) is not None
     statuses = asyncio.run(suite_status(endpoints))
     healthy = launcher_alive and all(s.ok for s in statuses)
@@ -116,34 +180,27 @@ def status(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: Json = False) -> N
     else:
         state = "running" if launcher_alive else "NOT RUNNING (stale endpoints file)"
         typer.echo(f"launcher pid {endpoints.launcher_pid}: {state}\n")
-        rows = [
-            (
-                s.endpoint.name,
-                s.endpoint.role,
-                s.endpoint.pid,
-                "yes" if s.alive else "NO",
-                s.health,
-                s.endpoint.grpc or s.endpoint.url,
-            )
-            for s in statuses
-        ]
-        typer.echo(output.render_table(("NAME", "ROLE", "PID", "ALIVE", "HEALTH", "ADDRESS"), rows))
+        typer.echo(output.status_tables(statuses))
     raise typer.Exit(0 if healthy else 1)
 
 
 @app.command()
 def down(
     data_dir: DataDir = DEFAULT_DATA_DIR,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the launcher.")] = 30.0,
+    timeout: Annotated[
+        float, typer.Option(min=0.0, help="Seconds to wait for the launcher.")
+    ] = 30.0,
     json_output: Json = False,
 ) -> None:
     """Stop the suite started by `marquee up` (SIGTERM to its launcher) and wait for it."""
+    from marquee_cli.control import StopTimeout, stop_suite
+
     try:
         outcome, pid = stop_suite(data_dir.absolute(), timeout)
     except StopTimeout as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except EndpointsFileError as exc:
-        raise _fail(f"cannot read endpoints file: {exc}") from None
+        raise fail(f"cannot read endpoints file: {exc}") from None
     messages = {
         "stopped": f"stopped the suite (launcher pid {pid})",
         "not-running": "no suite running",

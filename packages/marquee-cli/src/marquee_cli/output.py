@@ -1,14 +1,65 @@
-"""How commands show what they report: aligned text tables for people, JSON for scripts."""
+"""How commands show what they report: aligned text tables for people, JSON for scripts.
+
+A command that cannot do its job raises `CommandError` (see `fail`); the app
+renders it once, at the top (main.py): one `marquee: ...` line on stderr, or
+with `--json` a JSON document on stdout, and a non-zero exit either way.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import typer
 
 from marquee_cli.endpoints import Endpoints
 
+if TYPE_CHECKING:  # control imports psutil and grpc, which only `status` should pay for
+    from marquee_cli.control import ProcessStatus
+
 EMPTY = "-"
+
+
+class CommandError(Exception):
+    """A failure to report to the user: `message` for people, `to_json()` for scripts.
+
+    `details` are extra JSON fields (e.g. the gRPC status code) a script can act on.
+    """
+
+    def __init__(
+        self, message: str, *, exit_code: int = 1, kind: str = "error", **details: Any
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+        self.kind = kind
+        self.details = details
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": {"kind": self.kind, "message": self.message, **self.details}}
+
+
+def fail(message: str, **details: Any) -> CommandError:
+    """Use as `raise fail(...)`: the error a command reports, exit code 1."""
+    return CommandError(message, **details)
+
+
+def report(error: CommandError, json_mode: bool) -> None:
+    if json_mode:
+        typer.echo(render_json(error.to_json()))
+    else:
+        typer.echo(f"marquee: {error.message}", err=True)
+
+
+def negative(message: str) -> typer.Exit:
+    """Use as `raise negative(...)` for a "no" that is an answer, not an error.
+
+    Not found, not stored, not running: the command has printed its result (with
+    --json, the document that says so), so only people are told why, on stderr.
+    """
+    typer.echo(f"marquee: {message}", err=True)
+    return typer.Exit(1)
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -40,6 +91,32 @@ def endpoints_table(endpoints: Endpoints) -> str:
         for p in endpoints.processes
     ]
     return render_table(("NAME", "ROLE", "PID", "GRPC", "METRICS / URL"), rows)
+
+
+def status_tables(statuses: Sequence[ProcessStatus]) -> str:
+    """One row per process, then one per service a process serves, each with its health."""
+    processes = render_table(
+        ("NAME", "ROLE", "PID", "ALIVE", "HEALTH", "ADDRESS"),
+        [
+            (
+                s.endpoint.name,
+                s.endpoint.role,
+                s.endpoint.pid,
+                "yes" if s.alive else "NO",
+                s.health,
+                s.endpoint.grpc or s.endpoint.url,
+            )
+            for s in statuses
+        ],
+    )
+    services = [
+        (service, s.endpoint.name, health)
+        for s in statuses
+        for service, health in sorted(s.services.items())
+    ]
+    if not services:
+        return processes
+    return f"{processes}\n\n{render_table(('SERVICE', 'PROCESS', 'HEALTH'), services)}"
 
 
 def grpcurl_lines(endpoints: Endpoints) -> str:
