@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import grpc
 from fencing_resource import FencedStore
-from grpc_cluster import GrpcNode, wait_for_leader, wait_until_serving
+from grpc_cluster import ADMIN, GrpcNode, wait_for_leader, wait_until_serving
 
 from marquee.coordinator.v1 import cluster_pb2
 from marquee_lease import (
@@ -227,7 +227,7 @@ class FaultCluster:
         gone = rng.choice([n for n in self.nodes if n is not leader])
         await self._change(
             lambda lead: lead.cluster.MemberRemove(
-                cluster_pb2.MemberRemoveRequest(id=gone.id), timeout=5
+                cluster_pb2.MemberRemoveRequest(id=gone.id), timeout=5, metadata=ADMIN
             )
         )
         await asyncio.to_thread(gone.kill)
@@ -244,6 +244,7 @@ class FaultCluster:
                     id=new.id, raft_address=new.raft_address, grpc_address=new.grpc_address
                 ),
                 timeout=5,
+                metadata=ADMIN,
             )
         )
         new.peers = [m.raft_address for m in added.members if m.id != new.id]

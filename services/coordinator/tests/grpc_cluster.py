@@ -17,6 +17,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from marquee.coordinator.v1 import cluster_pb2, cluster_pb2_grpc, lease_pb2_grpc
 
 SECRET = "test-secret"
+# The nodes run the prod profile without an admin token: the cluster secret is the
+# admin credential that MemberAdd, MemberRemove and TransferLeadership need.
+ADMIN = (("authorization", f"Bearer {SECRET}"),)
 LEASE_SERVICE = "marquee.coordinator.v1.LeaseService"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,6 +12,7 @@ from lease_history import check_events
 from marquee_coordinator.expiry import Deadlines, Due
 from marquee_coordinator.state import (
     Acquire,
+    Batch,
     Command,
     Epoch,
     EventKind,
@@ -24,6 +26,8 @@ from marquee_coordinator.state import (
     Renew,
     StartEpoch,
 )
+
+FIXTURE = Path(__file__).with_name("data") / "journal_before_scoped_request_ids.pickle"
 
 
 def started(term: int = 1) -> LeaseState:
@@ -90,8 +94,26 @@ def test_a_retried_request_id_is_answered_without_a_second_grant() -> None:
     assert ended.rejection is Rejection.GRANT_ENDED
     assert ended.lease is not None
     assert (ended.lease.holder, ended.lease.token) == ("b", 2)
-    reused, _ = state.apply(Acquire("other", "a", 5.0, "req-1", epoch=1))
+    # The same (name, holder, request id) with other arguments is a client's mistake.
+    reused, _ = state.apply(Acquire("job", "a", 9.0, "req-1", epoch=1))
     assert reused.rejection is Rejection.REQUEST_ID_REUSED
+
+
+def test_request_ids_are_scoped_to_the_name_and_the_holder() -> None:
+    """lease.proto: a retry is the same (name, holder_id, request_id); other scopes are new."""
+    state = started()
+    first, _ = state.apply(Acquire("job", "a", 5.0, "r", epoch=1))
+    other_name, _ = state.apply(Acquire("other", "a", 5.0, "r", epoch=1))
+    other_holder, _ = state.apply(Acquire("job", "b", 5.0, "r", epoch=1))
+    assert other_name.ok
+    assert not other_name.replayed
+    assert other_name.lease is not None
+    assert other_name.lease.name == "other"
+    assert (other_holder.rejection, other_holder.lease) == (Rejection.HELD, first.lease)
+    again, _ = state.apply(Acquire("job", "a", 5.0, "r", epoch=1))
+    assert again.replayed
+    assert again.lease == first.lease
+    assert set(state.requests) == {("job", "a", "r"), ("other", "a", "r")}
 
 
 def test_the_dedupe_table_is_bounded_and_forgets_the_oldest() -> None:
@@ -99,7 +121,44 @@ def test_the_dedupe_table_is_bounded_and_forgets_the_oldest() -> None:
     state.apply(StartEpoch(Epoch(1, "n1")))
     for i in range(3):
         state.apply(Acquire(f"n{i}", "a", 5.0, f"r{i}", epoch=1))
-    assert list(state.requests) == ["r1", "r2"]
+    assert list(state.requests) == [("n1", "a", "r1"), ("n2", "a", "r2")]
+
+
+def test_a_journal_written_before_request_ids_were_scoped_loads_and_replays_alike() -> None:
+    """Entries and a full dump pickled by the previous state.py (tests/data, protocol 2 as
+    pysyncobj writes them): they load, and replaying the old entries reaches exactly the
+    state of the old dump, so a node that replays its journal and one that loads a dump
+    agree. Old entries keep the old cluster-wide request ids; new ones are scoped."""
+    fixture = pickle.loads(FIXTURE.read_bytes())
+    entries = [pickle.loads(entry) for entry in fixture["entries"]]
+    dumped: LeaseState = pickle.loads(fixture["dump"])
+    replayed = LeaseState()
+    for entry in entries:
+        for command in entry.commands if isinstance(entry, Batch) else (entry,):
+            replayed.apply(command)
+            if isinstance(command, Acquire | Renew | Release):
+                assert not command.scoped_id
+    assert "other" not in replayed.leases  # refused then, so refused on replay too
+    assert vars(replayed) == vars(dumped)
+
+    for state in (replayed, dumped):
+        # New commands are scoped: the old entry "r1" is no obstacle to another holder.
+        granted, _ = state.apply(Acquire("other", "b", 5.0, "r1", epoch=1))
+        assert granted.ok
+        assert granted.lease is not None
+        assert granted.lease.token == 1
+        assert ("other", "b", "r1") in state.requests
+        assert "r1" in state.requests
+    assert vars(replayed) == vars(dumped)
+
+
+def test_client_commands_survive_pickling_with_their_scope() -> None:
+    for command in (
+        Acquire("job", "a", 5.0, "r", epoch=1, value=b"v", sent_at=2.0),
+        Renew("job", "a", 1, "r", epoch=1, ttl=3.0),
+        Release("job", "a", 1, "r", epoch=1, scoped_id=False),
+    ):
+        assert pickle.loads(pickle.dumps(command, 2)) == command
 
 
 def test_commands_from_a_replaced_epoch_are_refused_and_not_remembered() -> None:

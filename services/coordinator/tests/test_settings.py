@@ -35,3 +35,17 @@ def test_a_cluster_secret_is_required_outside_dev(monkeypatch: pytest.MonkeyPatc
         CoordinatorSettings()
     monkeypatch.setenv("MARQUEE_COORDINATOR_CLUSTER_SECRET", "s3cret")
     assert CoordinatorSettings().cluster_secret is not None
+
+
+def test_the_admin_credential_is_the_admin_token_or_else_the_cluster_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MARQUEE_COORDINATOR_CLUSTER_SECRET", "s3cret")
+    assert CoordinatorSettings().admin_credential is None  # dev: the admin calls are open
+    monkeypatch.setenv("MARQUEE_COORDINATOR_PROFILE", "prod")
+    assert CoordinatorSettings().admin_credential == "s3cret"
+    monkeypatch.setenv("MARQUEE_COORDINATOR_ADMIN_TOKEN", "t0ken")
+    assert CoordinatorSettings().admin_credential == "t0ken"
+    monkeypatch.setenv("MARQUEE_COORDINATOR_ADMIN_TOKEN", " ")
+    with pytest.raises(ValidationError, match="must not be empty"):
+        CoordinatorSettings()

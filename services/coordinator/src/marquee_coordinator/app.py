@@ -15,6 +15,7 @@ from marquee.coordinator.v1 import (
     lease_pb2,
     lease_pb2_grpc,
 )
+from marquee_coordinator.admin_auth import AdminGuard
 from marquee_coordinator.errors import CoordinatorError
 from marquee_coordinator.lifecycle import Stopping
 from marquee_coordinator.raft_config import FAST_TIMING, NodeConfig, RaftTiming
@@ -57,7 +58,8 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
     election_pb2_grpc.add_ElectionServiceServicer_to_server(
         ElectionServicer(node, stopping, queues), server
     )
-    cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterServicer(node), server)
+    admin = AdminGuard(settings.admin_credential)
+    cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterServicer(node, admin), server)
 
     for name in HEALTH_NAMES:
         ctx.set_serving(name, False)

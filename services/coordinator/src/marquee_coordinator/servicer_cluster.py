@@ -1,5 +1,8 @@
 """ClusterService: membership, status and leadership transfer (cluster.proto, K-3).
 
+Changes (MemberAdd, MemberRemove, TransferLeadership) need the admin credential
+outside the dev profile (admin_auth.py); reads (MemberList, Status) are open.
+
 A member's id is its node id (MARQUEE_COORDINATOR_NODE_ID) in decimal, so the
 id MemberAdd records is the one the new node registers itself under.
 """
@@ -13,6 +16,7 @@ from typing import Any
 import grpc
 
 from marquee.coordinator.v1 import cluster_pb2, cluster_pb2_grpc
+from marquee_coordinator.admin_auth import AdminGuard
 from marquee_coordinator.errors import UnknownMember
 from marquee_coordinator.headers import duration, header
 from marquee_coordinator.membership import MemberView, Role
@@ -41,8 +45,9 @@ def _version() -> str:
 
 
 class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
-    def __init__(self, node: LeaseNode) -> None:
+    def __init__(self, node: LeaseNode, admin: AdminGuard) -> None:
         self.node = node
+        self.admin = admin
 
     def _member(self, view: MemberView) -> cluster_pb2.Member:
         alive = (
@@ -71,6 +76,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     async def MemberAdd(
         self, request: cluster_pb2.MemberAddRequest, context: Context
     ) -> cluster_pb2.MemberAddResponse:
+        self.admin.check(context, "MemberAdd")
         check = Violations()
         check.check(
             request.id.isdigit() and int(request.id) > 0,
@@ -94,6 +100,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     async def MemberRemove(
         self, request: cluster_pb2.MemberRemoveRequest, context: Context
     ) -> cluster_pb2.MemberRemoveResponse:
+        self.admin.check(context, "MemberRemove")
         check = Violations()
         check.key("id", request.id)
         check.raise_if_any()
@@ -106,6 +113,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     async def TransferLeadership(
         self, request: cluster_pb2.TransferLeadershipRequest, context: Context
     ) -> cluster_pb2.TransferLeadershipResponse:
+        self.admin.check(context, "TransferLeadership")
         with mapped_errors():
             self.node.require_serving()
             target = None

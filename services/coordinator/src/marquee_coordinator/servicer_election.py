@@ -19,11 +19,11 @@ from marquee_coordinator.lifecycle import Stopping
 from marquee_coordinator.raft_node import LeaseNode
 from marquee_coordinator.state import EventKind, Lease
 from marquee_coordinator.status_mapping import mapped_errors
-from marquee_coordinator.validation import Violations
+from marquee_coordinator.validation import ELECTION_PREFIX, Violations
 from marquee_coordinator.waiting import WaitQueues, acquire_when_free
 
 Context = grpc.aio.ServicerContext[Any, Any]
-PREFIX = "_election/"
+PREFIX = ELECTION_PREFIX
 
 
 def lease_name(election: str) -> str:

@@ -37,7 +37,7 @@ class LeaseServicer(lease_pb2_grpc.LeaseServiceServicer):
         self, request: lease_pb2.AcquireRequest, context: Context
     ) -> lease_pb2.AcquireResponse:
         check = Violations()
-        check.key("name", request.name)
+        check.lease_name("name", request.name)
         check.key("holder_id", request.holder_id)
         check.key("request_id", request.request_id, required=False)
         check.ttl("ttl", request.ttl, self.node.config.timing.min_lease_ttl)
@@ -76,7 +76,7 @@ class LeaseServicer(lease_pb2_grpc.LeaseServiceServicer):
     ) -> AsyncIterator[lease_pb2.KeepAliveResponse]:
         async for request in self.stopping.iterate(request_iterator):
             check = Violations()
-            check.key("name", request.name)
+            check.lease_name("name", request.name)
             check.key("holder_id", request.holder_id)
             check.raise_if_any()
             response = lease_pb2.KeepAliveResponse(name=request.name, token=request.token)
@@ -97,7 +97,7 @@ class LeaseServicer(lease_pb2_grpc.LeaseServiceServicer):
         self, request: lease_pb2.RenewRequest, context: Context
     ) -> lease_pb2.RenewResponse:
         check = Violations()
-        check.key("name", request.name)
+        check.lease_name("name", request.name)
         check.key("holder_id", request.holder_id)
         check.ttl("ttl", request.ttl, self.node.config.timing.min_lease_ttl, required=False)
         check.raise_if_any()
@@ -120,7 +120,7 @@ class LeaseServicer(lease_pb2_grpc.LeaseServiceServicer):
         self, request: lease_pb2.ReleaseRequest, context: Context
     ) -> lease_pb2.ReleaseResponse:
         check = Violations()
-        check.key("name", request.name)
+        check.lease_name("name", request.name)
         check.key("holder_id", request.holder_id)
         check.raise_if_any()
         with mapped_errors():
@@ -132,7 +132,7 @@ class LeaseServicer(lease_pb2_grpc.LeaseServiceServicer):
 
     async def Get(self, request: lease_pb2.GetRequest, context: Context) -> lease_pb2.GetResponse:
         check = Violations()
-        check.key("name", request.name)
+        check.lease_name("name", request.name)
         check.raise_if_any()
         with mapped_errors():
             self.node.require_serving()

@@ -27,6 +27,10 @@ class CoordinatorSettings(ServiceSettings):
     # Authenticates the Raft transport (K-9): without it pysyncobj unpickles
     # whatever reaches its port.
     cluster_secret: SecretStr | None = None
+    # Outside the dev profile MemberAdd, MemberRemove and TransferLeadership need
+    # this as gRPC metadata `authorization: Bearer <token>` (admin_auth.py); unset,
+    # the cluster secret is the admin credential.
+    admin_token: SecretStr | None = None
     # The gRPC address callers are sent to when they reach a follower (and the one
     # recorded for this member); defaults to grpc_host:grpc_port.
     advertise_address: str | None = None
@@ -42,6 +46,23 @@ class CoordinatorSettings(ServiceSettings):
     @classmethod
     def _advertise_address(cls, value: str | None) -> str | None:
         return check_address(value) if value is not None else None
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty (unset it to use the cluster secret)")
+        return value
+
+    @property
+    def admin_credential(self) -> str | None:
+        """What the admin calls must present; None (open) in the dev profile only."""
+        if self.profile == "dev":
+            return None
+        token = self.admin_token or self.cluster_secret
+        # The model validator makes sure a cluster secret exists outside dev.
+        assert token is not None
+        return token.get_secret_value()
 
     @property
     def client_address(self) -> str | None:

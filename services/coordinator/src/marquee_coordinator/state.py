@@ -17,8 +17,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 DEDUPE_CAPACITY = 10_000
 HISTORY_CAPACITY = 1_000
@@ -81,7 +83,8 @@ class Rejection(StrEnum):
     HELD = "held"  # acquire: someone holds the name (see Outcome.lease)
     NOT_HELD = "not_held"  # renew/release/expire: no such lease, or holder/token/revision differ
     STALE_EPOCH = "stale_epoch"  # decided under a leadership that has since been replaced
-    REQUEST_ID_REUSED = "request_id_reused"  # the request id was seen with another command
+    # the same (name, holder, request id) was seen with another command (kind or arguments)
+    REQUEST_ID_REUSED = "request_id_reused"
     # acquire retried with the id of a grant that has since been released or expired
     GRANT_ENDED = "grant_ended"
     INVALID = "invalid"  # malformed arguments
@@ -99,6 +102,23 @@ class StartEpoch:
     cluster_id: str = ""
 
 
+def _unpickle_command(self: Any, state: Sequence[object]) -> None:
+    """Unpickle a client command, also one journaled before `scoped_id` existed.
+
+    A slotted dataclass pickles as the list of its field values in order. An
+    entry written before request ids were scoped lacks the last one and gets
+    `scoped_id=False`: replaying an old journal then reaches exactly the state
+    the old code reached, so a node that replays it and one that loads the old
+    full dump agree. (Old code reading a new entry ignores the extra value.)
+    """
+    fields = dataclasses.fields(self)
+    values = list(state)
+    if len(values) == len(fields) - 1:
+        values.append(False)
+    for field, value in zip(fields, values, strict=True):
+        object.__setattr__(self, field.name, value)
+
+
 @dataclass(frozen=True, slots=True)
 class Acquire:
     name: str
@@ -110,6 +130,12 @@ class Acquire:
     # The leader's wall clock when it accepted the call; informational, and left
     # out of the dedupe fingerprint so a retry is recognised.
     sent_at: float = 0.0
+    # The request id is remembered per (name, holder, request id), as lease.proto
+    # says; False only for entries journaled before (one cluster-wide namespace).
+    # Must stay the last field (see _unpickle_command).
+    scoped_id: bool = True
+
+    __setstate__ = _unpickle_command
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +147,9 @@ class Renew:
     epoch: int
     ttl: float | None = None  # None keeps the lease's TTL
     value: bytes | None = None  # None keeps the published value
+    scoped_id: bool = True  # as Acquire.scoped_id; the last field
+
+    __setstate__ = _unpickle_command
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +159,9 @@ class Release:
     token: int
     request_id: str
     epoch: int
+    scoped_id: bool = True  # as Acquire.scoped_id; the last field
+
+    __setstate__ = _unpickle_command
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +199,7 @@ class ListLeases:
 
 
 ClientCommand = Acquire | Renew | Release
+DedupeKey = tuple[str, str, str] | str
 Command = (
     StartEpoch
     | Acquire
@@ -220,8 +253,10 @@ class LeaseState:
         # Last token issued per name. Never pruned: it is what makes tokens grow
         # across release and expiry; one int per distinct name ever used.
         self.tokens: dict[str, int] = {}
-        # request id -> (the command without its epoch, its outcome), oldest first.
-        self.requests: OrderedDict[str, tuple[ClientCommand, Outcome]] = OrderedDict()
+        # (name, holder, request id) -> (the command without its epoch, its outcome),
+        # oldest first. Entries of commands journaled before request ids were scoped
+        # are keyed by the request id alone (see Acquire.scoped_id).
+        self.requests: OrderedDict[DedupeKey, tuple[ClientCommand, Outcome]] = OrderedDict()
         self.dedupe_capacity = dedupe_capacity
         self.history: deque[LeaseEvent] = deque(maxlen=history_capacity)
 
@@ -272,8 +307,9 @@ class LeaseState:
 
     def _client_command(self, command: ClientCommand) -> tuple[Outcome, tuple[LeaseEvent, ...]]:
         fingerprint = _fingerprint(command)
-        if command.request_id and command.request_id in self.requests:
-            seen, outcome = self.requests[command.request_id]
+        key = _dedupe_key(command)
+        if command.request_id and key in self.requests:
+            seen, outcome = self.requests[key]
             if seen != fingerprint:
                 return self._reject(Rejection.REQUEST_ID_REUSED), ()
             granted = outcome.lease if isinstance(seen, Acquire) else None
@@ -296,7 +332,7 @@ class LeaseState:
         if command.request_id and outcome.ok:
             # Only what was done is remembered: a refused acquire may be retried with
             # the same id once the name is free (an Acquire that waits does that).
-            self._remember(command.request_id, fingerprint, outcome)
+            self._remember(key, fingerprint, outcome)
         return outcome, events
 
     def _acquire(self, command: Acquire) -> tuple[Outcome, tuple[LeaseEvent, ...]]:
@@ -378,11 +414,17 @@ class LeaseState:
     def _reject(self, rejection: Rejection, lease: Lease | None = None) -> Outcome:
         return Outcome(self.revision, lease=lease, rejection=rejection)
 
-    def _remember(self, request_id: str, command: ClientCommand, outcome: Outcome) -> None:
+    def _remember(self, key: DedupeKey, command: ClientCommand, outcome: Outcome) -> None:
         # Evicted in log order, so every replica forgets the same ids at the same point.
-        self.requests[request_id] = (command, outcome)
+        self.requests[key] = (command, outcome)
         while len(self.requests) > self.dedupe_capacity:
             self.requests.popitem(last=False)
+
+
+def _dedupe_key(command: ClientCommand) -> DedupeKey:
+    if command.scoped_id:
+        return (command.name, command.holder, command.request_id)
+    return command.request_id  # journaled before ids were scoped: the old, cluster-wide key
 
 
 def _fingerprint(command: ClientCommand) -> ClientCommand:

@@ -7,6 +7,10 @@ from google.protobuf.duration_pb2 import Duration
 from marquee_coordinator.raft_node import MAX_KEY_LENGTH, MAX_LEASE_TTL
 from marquee_platform import errors
 
+# Leases with this prefix are elections (K-8): only the ElectionService may name them,
+# so a lease call can neither take over nor end an election (nor renew one for its leader).
+ELECTION_PREFIX = "_election/"
+
 
 class Violations:
     def __init__(self) -> None:
@@ -17,6 +21,18 @@ class Violations:
             self._found.append((field, "must not be empty"))
         elif len(value.encode()) > MAX_KEY_LENGTH:
             self._found.append((field, f"must be at most {MAX_KEY_LENGTH} bytes"))
+
+    def lease_name(self, field: str, value: str) -> None:
+        """A name the LeaseService may use: a key outside the election namespace."""
+        self.key(field, value)
+        if value.startswith(ELECTION_PREFIX):
+            self._found.append(
+                (
+                    field,
+                    f"must not start with {ELECTION_PREFIX!r}: names under it are elections, "
+                    "reserved for the ElectionService (Campaign, Proclaim, Resign)",
+                )
+            )
 
     def ttl(self, field: str, value: Duration, minimum: float, *, required: bool = True) -> None:
         if not value.ByteSize():
