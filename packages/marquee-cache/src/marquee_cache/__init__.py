@@ -10,7 +10,7 @@ Redis server-assisted client-side caching (RESP3 CLIENT TRACKING).
 """
 
 from marquee_cache.breaker import BreakerState, CircuitBreaker
-from marquee_cache.client import Cache, Health, Lookup, escape_glob
+from marquee_cache.client import Cache, Health, Layer, Lookup, escape_glob
 from marquee_cache.config import CacheConfig
 from marquee_cache.errors import CacheCommandError, CacheError, CacheUnavailable
 from marquee_cache.events import Invalidation, InvalidationStream
@@ -28,6 +28,7 @@ __all__ = [
     "Health",
     "Invalidation",
     "InvalidationStream",
+    "Layer",
     "LocalLimiter",
     "Lookup",
     "RateLimiter",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import math
 from collections.abc import Callable, Collection, Iterable
@@ -35,6 +36,7 @@ from redis.asyncio.cluster import ClusterNode
 from marquee_cache import metrics
 from marquee_cache.breaker import BreakerState
 from marquee_cache.config import CacheConfig
+from marquee_cache.connection import ConnectionLost
 from marquee_cache.errors import CacheCommandError, CacheUnavailable
 from marquee_cache.events import Invalidation, InvalidationHub, InvalidationStream
 from marquee_cache.fill_guard import FillGuard
@@ -57,6 +59,17 @@ class _Rerouted(Exception):
     """A tracked read hit a redirection: the slot map is stale or a slot is moving."""
 
 
+class Layer(enum.StrEnum):
+    """Which layer answered a read."""
+
+    L1 = "l1"
+    """This process's L1."""
+    L2 = "l2"
+    """Redis (a tracked read, or an untracked one while tracking is down)."""
+    LOADER = "loader"
+    """The caller's loader (the backend of record), after Redis had no value."""
+
+
 @dataclass(frozen=True, slots=True)
 class Lookup:
     value: bytes | None
@@ -64,6 +77,11 @@ class Lookup:
     ttl: float | None
     """Seconds a caller keeping its own L1 may cache this answer, provided it also
     follows the invalidation stream; None: not read under tracking, do not cache."""
+    layer: Layer = Layer.L2
+    expires_at: float | None = None
+    """time.monotonic() after which this answer is known to be out of date (the
+    key's Redis TTL, capped by l1_max_ttl, from when the read was sent); None:
+    unknown."""
 
     @property
     def found(self) -> bool:
@@ -83,6 +101,21 @@ class Health:
     last_error: str | None
 
 
+class _Flight:
+    """One fetch of a key that concurrent readers share (single flight)."""
+
+    __slots__ = ("future", "invalidated", "sent")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.future: asyncio.Future[Lookup] = loop.create_future()
+        self.future.add_done_callback(_retrieve)
+        self.sent = False
+        """Its read has been sent: a reader joining now started after the read ran,
+        perhaps after the key changed or expired."""
+        self.invalidated = False
+        """Detached by a write, an invalidation or a reset of its key."""
+
+
 class Cache:
     def __init__(self, config: CacheConfig) -> None:
         self.config = config
@@ -94,7 +127,7 @@ class Cache:
         self._refreshed_at = -math.inf
         self._refreshing: asyncio.Task[None] | None = None
         self._hub = InvalidationHub()
-        self._flights: dict[str, asyncio.Future[Lookup]] = {}
+        self._flights: dict[str, _Flight] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         # Counted as a plain int on the hit path (a prometheus inc costs ~500 ns here)
         # and folded into the Counter off it.
@@ -204,46 +237,81 @@ class Cache:
 
     async def lookup_many(self, keys: Iterable[str]) -> dict[str, Lookup]:
         """Answers from L1 where it can; the other keys are fetched in one pipeline,
-        sharing any fetch of the same key already in flight (single flight)."""
+        sharing any fetch of the same key already in flight (single flight).
+
+        A reader that joins a fetch whose read was already sent started after that
+        read ran, so it first applies the pushes already received (`drain`): a
+        write or expiry it could have seen detaches the fetch, and it starts its
+        own. It also drops a shared answer that has expired by the time it arrives
+        or whose fetch was invalidated meanwhile, and reads again (issue 9).
+        """
         now = monotonic()
+        wanted = list(dict.fromkeys(keys))
         found: dict[str, Lookup] = {}
-        waiting: dict[str, asyncio.Future[Lookup]] = {}
-        to_fetch: list[str] = []
-        loop = asyncio.get_running_loop()
-        for key in dict.fromkeys(keys):
+        waiting: dict[str, tuple[_Flight, bool]] = {}
+        fresh: dict[str, _Flight] = {}
+        drained: set[str] = set()
+        for key in wanted:
             entry = self._entries.get(key)
             if entry is not None and entry[1] > now:
                 self._l1_hits += 1
-                found[key] = Lookup(entry[0], entry[1] - now)
+                found[key] = Lookup(entry[0], entry[1] - now, Layer.L1, entry[1])
                 continue
             flight = self._flights.get(key)
+            if flight is not None and flight.sent:
+                self._drain(key, drained)
+                flight = self._flights.get(key)
             if flight is None:
-                flight = loop.create_future()
-                flight.add_done_callback(_retrieve)
-                self._flights[key] = flight
-                to_fetch.append(key)
-            waiting[key] = flight
-        if to_fetch:
-            # One fetch per node: a master that is down fails only its own keys.
-            try:
-                groups = self._topology.group(to_fetch)
-            except CacheUnavailable as exc:
-                self._refresh_topology()
-                groups = {}
-                for key in to_fetch:
-                    self._land(key, waiting[key])
-                    waiting[key].set_exception(exc)
-            for name, group in groups.items():
-                node = self._topology.nodes[name]
-                self._spawn(self._fetch(node, group, [waiting[k] for k in group]))
-        for key, flight in waiting.items():
+                flight = fresh[key] = self._new_flight(key)
+            waiting[key] = flight, flight.sent
+        self._start(fresh)
+        retry: list[str] = []
+        for key, (flight, late) in waiting.items():
             # shield: one caller giving up must not cancel the fetch others share.
-            found[key] = await asyncio.shield(flight)
-        return found
+            lookup = await asyncio.shield(flight.future)
+            if late and not _still_valid(flight, lookup):
+                retry.append(key)
+            else:
+                found[key] = lookup
+        if retry:
+            # Fetches of our own, sent after this read started: no second retry.
+            again = {key: self._new_flight(key) for key in retry}
+            self._start(again)
+            for key, flight in again.items():
+                found[key] = await asyncio.shield(flight.future)
+        return {key: found[key] for key in wanted}
 
-    async def _fetch(
-        self, node: Node, keys: list[str], flights: list[asyncio.Future[Lookup]]
-    ) -> None:
+    def _new_flight(self, key: str) -> _Flight:
+        flight = self._flights[key] = _Flight(asyncio.get_running_loop())
+        return flight
+
+    def _start(self, flights: dict[str, _Flight]) -> None:
+        """Spawn the fetches: one per node, so a master that is down fails only its keys."""
+        if not flights:
+            return
+        try:
+            groups = self._topology.group(flights)
+        except CacheUnavailable as exc:
+            self._refresh_topology()
+            for key, flight in flights.items():
+                self._land(key, flight)
+                flight.future.set_exception(exc)
+            return
+        for name, group in groups.items():
+            node = self._topology.nodes[name]
+            self._spawn(self._fetch(node, group, [flights[k] for k in group]))
+
+    def _drain(self, key: str, drained: set[str]) -> None:
+        """Apply the pushes already received on `key`'s tracking connection (once per call)."""
+        with contextlib.suppress(CacheUnavailable):
+            node = self._topology.node_for(key)
+            if node.name not in drained:
+                drained.add(node.name)
+                node.tracker.drain()
+
+    async def _fetch(self, node: Node, keys: list[str], flights: list[_Flight]) -> None:
+        for flight in flights:
+            flight.sent = True  # the read goes out in this step, before any await
         self._fold_hits()
         metrics.L1_MISSES.inc(len(keys))
         try:
@@ -258,8 +326,8 @@ class Cache:
             shared = exc if isinstance(exc, Exception) else CacheUnavailable("cache closed")
             for key, flight in zip(keys, flights, strict=True):
                 self._land(key, flight)
-                if not flight.done():
-                    flight.set_exception(shared)
+                if not flight.future.done():
+                    flight.future.set_exception(shared)
             if not isinstance(exc, Exception):
                 raise
             return
@@ -268,10 +336,10 @@ class Cache:
         metrics.L2_MISSES.inc(len(keys) - hits)
         for key, flight, lookup in zip(keys, flights, lookups, strict=True):
             self._land(key, flight)
-            if not flight.done():
-                flight.set_result(lookup)
+            if not flight.future.done():
+                flight.future.set_result(lookup)
 
-    def _land(self, key: str, flight: asyncio.Future[Lookup]) -> None:
+    def _land(self, key: str, flight: _Flight) -> None:
         # Only our own flight: an invalidation may have detached it and a newer one
         # may already be in the map.
         if self._flights.get(key) is flight:
@@ -287,10 +355,18 @@ class Cache:
         commands: list[tuple[str | bytes | int, ...]] = []
         for key in keys:
             commands += [("GET", key), ("PTTL", key)]
+
+        async def read() -> list[Any]:
+            try:
+                return await _gather(tracker.send(*commands))
+            except ConnectionLost as exc:
+                # Lost under this read (e.g. Redis killed): that says tracking is
+                # down, not that Redis refused; the caller retries untracked and
+                # only that retry speaks for the breaker.
+                raise TrackingUnavailable(f"tracking connection lost: {exc}") from exc
+
         try:
-            replies = await self._redis.guard(
-                lambda: _gather(tracker.send(*commands)), node.breaker
-            )
+            replies = await self._redis.guard(read, node.breaker)
         except BaseException:
             for ticket in tickets:
                 self._guard.settle(ticket)
@@ -307,9 +383,10 @@ class Cache:
                 error = value
                 continue
             ttl = self._l1_ttl(value, pttl)
-            if fillable and ttl is not None:
-                self._l1.put(ticket.key, value, sent_at + ttl)
-            lookups.append(Lookup(value, ttl if fillable else None))
+            expires_at = None if ttl is None else sent_at + ttl
+            if fillable and expires_at is not None:
+                self._l1.put(ticket.key, value, expires_at)
+            lookups.append(Lookup(value, ttl if fillable else None, Layer.L2, expires_at))
         if rerouted:
             raise _Rerouted(str(error))
         if error is not None:
@@ -334,13 +411,21 @@ class Cache:
 
         async def read(client: Client) -> list[Any]:
             # GETs, not MGET: cluster-safe (redis-py sends each to its slot's master).
+            # PTTL too: a reader sharing this fetch needs to know when it expires.
             pipe = client.pipeline(transaction=False)
             for key in keys:
                 pipe.get(key)
+                pipe.pttl(key)
             return await pipe.execute()
 
-        values = await self._redis.run(read, breaker=node.breaker)
-        return [Lookup(v, None) for v in values]
+        sent_at = monotonic()
+        replies = await self._redis.run(read, breaker=node.breaker)
+        lookups = []
+        for i in range(len(keys)):
+            ttl = self._l1_ttl(replies[2 * i], replies[2 * i + 1])
+            expires_at = None if ttl is None else sent_at + ttl
+            lookups.append(Lookup(replies[2 * i], None, Layer.L2, expires_at))
+        return lookups
 
     async def sync(self) -> bool:
         """One round trip on each tracking connection. When it returns, every
@@ -443,14 +528,20 @@ class Cache:
         keys = list(keys)
         self._l1.discard(keys)
         self._guard.invalidate(keys)
+        self._detach(keys)
+
+    def _detach(self, keys: Iterable[str]) -> None:
+        """Later readers must not join a fetch sent before the write; readers that
+        joined it after it was sent read again."""
         for key in keys:
-            self._flights.pop(key, None)  # later readers must not join a pre-write fetch
+            flight = self._flights.pop(key, None)
+            if flight is not None:
+                flight.invalidated = True
 
     def _forget_prefix(self, prefix: str) -> None:
         self._l1.discard_prefix(prefix)
         self._guard.invalidate_prefix(prefix)
-        for key in [k for k in self._flights if k.startswith(prefix)]:
-            del self._flights[key]
+        self._detach([k for k in self._flights if k.startswith(prefix)])
 
     def _on_invalidate(self, keys: list[str] | None) -> None:
         if keys is None:
@@ -487,8 +578,7 @@ class Cache:
         """Drop the L1 entries and flights `doomed` selects, refuse every fill in flight."""
         keys = [key for key in self._entries if doomed(key)]
         self._l1.discard(keys)
-        for key in [key for key in self._flights if doomed(key)]:
-            del self._flights[key]
+        self._detach([key for key in self._flights if doomed(key)])
         self._guard.reset()  # all reads in flight: cheaper than sorting them by node
         metrics.L1_FLUSHES.labels(reason).inc()
         # A remote L1 cannot tell which keys a node held: flush is the safe event.
@@ -523,7 +613,7 @@ class Cache:
         """Drop all of L1 and refuse every fill in flight (flush-all, tracking lost)."""
         self._l1.clear()
         self._guard.reset()
-        self._flights.clear()
+        self._detach(list(self._flights))
         metrics.L1_FLUSHES.labels(reason).inc()
         self._hub.publish(Invalidation(flush=True, reason=reason))
         if reason == "tracking_lost":
@@ -552,6 +642,13 @@ _BREAKER_ORDER = [BreakerState.CLOSED, BreakerState.HALF_OPEN, BreakerState.OPEN
 
 async def _gather(futures: list[asyncio.Future[Any]]) -> list[Any]:
     return await asyncio.gather(*futures)
+
+
+def _still_valid(flight: _Flight, lookup: Lookup) -> bool:
+    """May a reader that joined `flight` after its read was sent use its answer?"""
+    return (
+        not flight.invalidated and lookup.expires_at is not None and lookup.expires_at > monotonic()
+    )
 
 
 def _retrieve(future: asyncio.Future[Lookup]) -> None:

@@ -89,6 +89,12 @@ class Tracker:
             raise TrackingUnavailable("tracking connection is down")
         return conn.send(*commands)
 
+    def drain(self) -> None:
+        """Apply, now, the pushes (and replies) the kernel already holds for us."""
+        conn = self._conn
+        if conn is not None:
+            conn.drain()
+
     async def _supervise(self) -> None:
         failures = 0
         while True:
