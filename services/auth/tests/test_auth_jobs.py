@@ -29,8 +29,12 @@ async def assert_pending(channel: grpc.aio.Channel) -> None:
     assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
-async def test_without_jobs_auth_serves_its_pending_contracts() -> None:
-    settings = AuthSettings(metrics_port=-1, coordinator_endpoints=[])
+async def test_without_jobs_auth_serves_its_pending_contracts(scratch_database_url: str) -> None:
+    settings = AuthSettings(
+        metrics_port=-1,
+        database_url=PostgresDsn(scratch_database_url),
+        coordinator_endpoints=[],
+    )
     async with serving("auth", settings, register) as service:
         await assert_pending(service.channel)
 

@@ -1,38 +1,91 @@
 """gRPC wiring of the auth service."""
 
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import asyncpg
 import grpc
+from joserfc.jwk import KeySet
 
 from marquee.auth.v1 import auth_pb2, auth_pb2_grpc, policy_pb2, policy_pb2_grpc
+from marquee_auth.account_service import AccountService
+from marquee_auth.accounts import Accounts
+from marquee_auth.passwords import Passwords
+from marquee_auth.schema import MIGRATIONS
+from marquee_auth.secret_box import SecretBox
+from marquee_auth.sessions import Sessions
 from marquee_auth.settings import AuthSettings
+from marquee_auth.signing_keys import KeyRing
+from marquee_auth.tokens import AccessTokenIssuer
+from marquee_authn import TokenVerifier
 from marquee_jobs import cleanup_job
 from marquee_jobs.service import start_job_runtime
+from marquee_migrations.startup import migrate_on_start
 from marquee_platform import ServiceContext
 from marquee_platform.placeholders import add_pending
 
-MISSING = "passwords, sessions, MFA, OIDC and RBAC arrive with the auth issue"
+MISSING = "policies and role assignments (RBAC) arrive with the auth issue"
+# How often a replica re-reads the signing keys and rotates them when due.
+KEY_CHECK_SECONDS = 60.0
+
+
+class KeyRingSource:
+    """The verifier's JWKS source inside auth itself: the shared key table."""
+
+    def __init__(self, ring: KeyRing) -> None:
+        self._ring = ring
+
+    async def fetch(self) -> KeySet:
+        await self._ring.reload()
+        return self._ring.key_set()
 
 
 async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
     settings = ctx.settings
     assert isinstance(settings, AuthSettings)
+    if settings.encryption_key is None:
+        ctx.log.warning("secrets are encrypted under the dev profile's fixed key (dev only)")
+    dsn = str(settings.database_url)
+    await migrate_on_start(dsn, MIGRATIONS, apply=settings.migrate_on_start)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=10)
+    assert pool is not None
+    ctx.on_shutdown(pool.close)
+
+    access_lifetime = timedelta(seconds=settings.access_token_ttl_seconds)
+    keys = KeyRing(
+        pool,
+        SecretBox.from_settings(settings),
+        rotation=timedelta(seconds=settings.signing_key_rotation_seconds),
+        token_lifetime=access_lifetime,
+    )
+    await keys.ensure_current()
+    ctx.spawn(_keep_keys_current(ctx, keys, settings), name="auth-signing-keys")
+
+    service = AccountService(
+        settings,
+        Accounts(pool),
+        Sessions(pool, lifetime=timedelta(seconds=settings.refresh_token_ttl_seconds)),
+        Passwords(settings),
+        keys,
+        AccessTokenIssuer(keys, issuer=settings.issuer, lifetime=access_lifetime),
+        TokenVerifier(KeyRingSource(keys), issuer=settings.issuer, min_refresh_interval=1.0),
+    )
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(service, server)
+
     if settings.run_jobs:
         # Auth owns a database, so it hosts the queue's own `cleanup` job; the
         # coordinator lease keeps it to one replica however many run.
         await start_job_runtime(
             ctx,
-            str(settings.database_url),
+            dsn,
             settings.coordinator_endpoints,
             periodic=[cleanup_job],
             migrate=settings.migrate_on_start,
         )
     return [
-        add_pending(
-            server,
-            auth_pb2_grpc.add_AuthServiceServicer_to_server,
-            auth_pb2_grpc.AuthServiceServicer,
-            auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
-            MISSING,
-        ),
+        auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
         add_pending(
             server,
             policy_pb2_grpc.add_PolicyServiceServicer_to_server,
@@ -41,3 +94,14 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
             MISSING,
         ),
     ]
+
+
+async def _keep_keys_current(ctx: ServiceContext, keys: KeyRing, settings: AuthSettings) -> None:
+    interval = min(KEY_CHECK_SECONDS, settings.signing_key_rotation_seconds / 4)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await keys.ensure_current()
+        except (OSError, asyncpg.PostgresError) as exc:
+            # The keys in memory keep signing; the next round tries again.
+            ctx.log.warning("signing keys not refreshed", error=str(exc))

@@ -1,11 +1,17 @@
 """Settings of the auth service, read from MARQUEE_AUTH_* variables."""
 
+import base64
+import binascii
 from typing import Annotated, Self
 
-from pydantic import Field, PostgresDsn, field_validator, model_validator
+from pydantic import Field, PostgresDsn, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from marquee_platform import ServiceSettings
+
+# Base64 of 32 zero bytes would be a key anyone can read here; the dev profile
+# derives its key from this fixed text instead, and says so in the log.
+DEV_ENCRYPTION_KEY_SOURCE = "marquee-auth-dev-profile-only"
 
 
 class AuthSettings(ServiceSettings):
@@ -20,6 +26,35 @@ class AuthSettings(ServiceSettings):
     # coordinator endpoints are configured, as periodic jobs need its leases.
     jobs_enabled: bool | None = None
 
+    # Encrypts secrets at rest (signing keys, TOTP seeds): 32 bytes, base64.
+    # Required outside the dev profile.
+    encryption_key: SecretStr | None = None
+
+    # argon2id. Defaults are OWASP's minimum (m=19 MiB, t=2, p=1): ~26 ms a
+    # hash on this project's 2-core machines. Changing them rehashes each
+    # password at its owner's next login.
+    argon2_time_cost: int = Field(default=2, ge=1, le=20)
+    argon2_memory_kib: int = Field(default=19 * 1024, ge=8 * 1024, le=1024 * 1024)
+    argon2_parallelism: int = Field(default=1, ge=1, le=16)
+    # Hashes running at once; each holds argon2_memory_kib, so this bounds memory
+    # under a login flood. Further logins wait their turn.
+    max_concurrent_hashes: int = Field(default=2, ge=1, le=64)
+    min_password_length: int = Field(default=12, ge=8, le=128)
+
+    # Consecutive wrong passwords before the account locks, and for how long.
+    # Below the threshold each failure adds backoff_base_seconds * 2^(n-1) of
+    # lock (capped by the lockout), so guessing slows down long before it stops.
+    lockout_threshold: int = Field(default=10, ge=1, le=1000)
+    lockout_seconds: float = Field(default=900.0, gt=0)
+    backoff_after_failures: int = Field(default=3, ge=1)
+    backoff_base_seconds: float = Field(default=1.0, ge=0)
+
+    issuer: str = "marquee-auth"
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    refresh_token_ttl_seconds: int = Field(default=30 * 86_400, ge=300)
+    # A new signing key after this long; the previous one stays published.
+    signing_key_rotation_seconds: int = Field(default=7 * 86_400, ge=60)
+
     @field_validator("coordinator_endpoints", mode="before")
     @classmethod
     def _split_endpoints(cls, value: object) -> object:
@@ -32,6 +67,27 @@ class AuthSettings(ServiceSettings):
         if self.jobs_enabled and not self.coordinator_endpoints:
             raise ValueError(
                 "jobs_enabled needs coordinator_endpoints (periodic jobs use its leases)"
+            )
+        return self
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _key_is_32_bytes_base64(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                key = base64.b64decode(value.get_secret_value(), validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("not valid base64") from None
+            if len(key) != 32:
+                raise ValueError(f"must decode to 32 bytes, not {len(key)}")
+        return value
+
+    @model_validator(mode="after")
+    def _encryption_key_outside_dev(self) -> Self:
+        if self.encryption_key is None and self.profile != "dev":
+            raise ValueError(
+                "MARQUEE_AUTH_ENCRYPTION_KEY is required outside the dev profile "
+                "(32 random bytes, base64: `openssl rand -base64 32`)"
             )
         return self
 

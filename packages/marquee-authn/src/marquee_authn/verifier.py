@@ -1,0 +1,154 @@
+"""Verifying access tokens locally: signature against the cached JWKS, then the claims.
+
+The JWKS is fetched once and again only when a token names a key id we do not
+hold (a rotation), at most once per `min_refresh_interval`, so a flood of
+tokens with made-up key ids cannot turn into a flood of GetJwks calls.
+Verified tokens are remembered until they expire: a caller sends the same
+token for many calls, and a dict lookup costs far less than an Ed25519 check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import grpc
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet, OKPKey
+
+from marquee_authn.identity import Identity, InvalidToken
+from marquee_authn.jwks import JwksSource
+
+# RFC 9864's fully specified name for EdDSA over Ed25519.
+ACCESS_TOKEN_ALGORITHM = "Ed25519"  # noqa: S105  # nosec B105
+_BEARER = "bearer "
+
+
+class KeysUnavailable(Exception):
+    """The JWKS could not be fetched: the answer is UNAVAILABLE, not UNAUTHENTICATED."""
+
+
+def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
+    """The token of an `authorization: Bearer <token>` entry, if there is one."""
+    for key, value in metadata or ():
+        is_bearer = isinstance(value, str) and value[: len(_BEARER)].lower() == _BEARER
+        if key == "authorization" and is_bearer:
+            assert isinstance(value, str)
+            return value[len(_BEARER) :].strip() or None
+    return None
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        source: JwksSource,
+        *,
+        issuer: str,
+        leeway_seconds: float = 5.0,
+        min_refresh_interval: float = 1.0,
+        cache_size: int = 4096,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._source = source
+        self._issuer = issuer
+        self._leeway = leeway_seconds
+        self._min_refresh_interval = min_refresh_interval
+        self._cache_size = cache_size
+        self._clock = clock
+        self._keys: KeySet | None = None
+        self._fetched_at = float("-inf")
+        self._refresh_lock = asyncio.Lock()
+        self._verified: dict[str, Identity] = {}
+
+    async def verify(self, token: str) -> Identity:
+        """The identity `token` carries; InvalidToken saying why not, KeysUnavailable."""
+        now = self._clock()
+        known = self._verified.get(token)
+        if known is not None:
+            if now <= known.expires_at + self._leeway:
+                return known
+            del self._verified[token]
+        kid = _key_id(token)
+        key = await self._key(kid)
+        try:
+            decoded = jwt.decode(token, key, algorithms=[ACCESS_TOKEN_ALGORITHM])
+        except (JoseError, ValueError) as exc:
+            raise InvalidToken(f"access token rejected: {exc}") from None
+        identity = self._check_claims(decoded.claims, now)
+        if len(self._verified) >= self._cache_size:
+            # Drop the oldest entry (dicts keep insertion order).
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = identity
+        return identity
+
+    def _check_claims(self, claims: dict[str, Any], now: float) -> Identity:
+        if claims.get("iss") != self._issuer:
+            raise InvalidToken("access token rejected: issued by someone else")
+        if claims.get("typ") != "access":
+            raise InvalidToken("access token rejected: not an access token")
+        expires_at = claims.get("exp")
+        if not isinstance(expires_at, int | float):
+            raise InvalidToken("access token rejected: no expiry")
+        if now > expires_at + self._leeway:
+            raise InvalidToken("access token expired")
+        not_before = claims.get("nbf", claims.get("iat", 0))
+        if isinstance(not_before, int | float) and now + self._leeway < not_before:
+            raise InvalidToken("access token rejected: not valid yet")
+        subject, session = claims.get("sub"), claims.get("sid")
+        if not isinstance(subject, str) or not subject or not isinstance(session, str):
+            raise InvalidToken("access token rejected: no subject")
+        return Identity(subject, session, float(expires_at), claims)
+
+    async def _key(self, kid: str) -> OKPKey:
+        keys = self._keys
+        if keys is None or not _holds(keys, kid):
+            keys = await self._refresh()
+        if not _holds(keys, kid):
+            raise InvalidToken(f"access token rejected: unknown signing key {kid!r}")
+        key = keys.get_by_kid(kid)
+        if not isinstance(key, OKPKey):
+            raise InvalidToken("access token rejected: key of the wrong type")
+        return key
+
+    async def _refresh(self) -> KeySet:
+        async with self._refresh_lock:
+            recently = time.monotonic() - self._fetched_at < self._min_refresh_interval
+            if self._keys is not None and recently:
+                return self._keys
+            try:
+                self._keys = await self._source.fetch()
+            except (grpc.aio.AioRpcError, OSError, JoseError, ValueError) as exc:
+                if self._keys is not None:
+                    return self._keys
+                raise KeysUnavailable(f"cannot fetch the verification keys: {exc}") from None
+            self._fetched_at = time.monotonic()
+            return self._keys
+
+
+def _holds(keys: KeySet, kid: str) -> bool:
+    return any(key.kid == kid for key in keys.keys)
+
+
+def _key_id(token: str) -> str:
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise InvalidToken("access token rejected: not a JWT")
+    header_b64 = parts[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(header_b64 + "=" * (-len(header_b64) % 4)))
+    except (binascii.Error, ValueError):
+        raise InvalidToken("access token rejected: unreadable header") from None
+    if not isinstance(header, dict):
+        raise InvalidToken("access token rejected: unreadable header")
+    if header.get("alg") != ACCESS_TOKEN_ALGORITHM:
+        raise InvalidToken(f"access token rejected: algorithm {header.get('alg')!r} not accepted")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise InvalidToken("access token rejected: no key id")
+    return kid

@@ -1,0 +1,139 @@
+"""Users and their password credentials in PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+
+
+class UsernameTaken(Exception):
+    def __init__(self, field: str) -> None:
+        super().__init__(f"{field} is already taken")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    username: str
+    email: str
+    display_name: str
+    created_at: datetime
+    password_hash: str | None
+    failed_logins: int
+    locked_until: datetime | None
+
+
+_SELECT = (
+    "SELECT u.id, u.username, u.email, u.display_name, u.created_at, u.failed_logins,"
+    " u.locked_until, p.hash AS password_hash"
+    " FROM auth_users u LEFT JOIN auth_password_credentials p ON p.user_id = u.id"
+)
+
+
+def _account(row: asyncpg.Record) -> Account:
+    return Account(
+        id=str(row["id"]),
+        username=row["username"],
+        email=row["email"],
+        display_name=row["display_name"],
+        created_at=row["created_at"],
+        password_hash=row["password_hash"],
+        failed_logins=row["failed_logins"],
+        locked_until=row["locked_until"],
+    )
+
+
+class Accounts:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def create(
+        self, username: str, email: str, display_name: str, password_hash: str
+    ) -> Account:
+        user_id = uuid.uuid4()
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "INSERT INTO auth_users (id, username, email, display_name)"
+                    " VALUES ($1, $2, $3, $4)",
+                    user_id,
+                    username,
+                    email,
+                    display_name,
+                )
+                await conn.execute(
+                    "INSERT INTO auth_password_credentials (user_id, hash) VALUES ($1, $2)",
+                    user_id,
+                    password_hash,
+                )
+                row = await conn.fetchrow(_SELECT + " WHERE u.id = $1", user_id)
+        except asyncpg.UniqueViolationError as exc:
+            field = "email" if "email" in (exc.constraint_name or "") else "username"
+            raise UsernameTaken(field) from None
+        assert row is not None
+        return _account(row)
+
+    async def find_for_login(self, name: str) -> Account | None:
+        """The account whose username or email is `name`, case-insensitively."""
+        row = await self._pool.fetchrow(
+            _SELECT + " WHERE lower(u.username) = lower($1) OR lower(u.email) = lower($1)"
+            " ORDER BY lower(u.username) = lower($1) DESC LIMIT 1",
+            name,
+        )
+        return _account(row) if row is not None else None
+
+    async def get(self, user_id: str) -> Account | None:
+        row = await self._pool.fetchrow(_SELECT + " WHERE u.id = $1", uuid.UUID(user_id))
+        return _account(row) if row is not None else None
+
+    async def record_failure(
+        self,
+        user_id: str,
+        *,
+        threshold: int,
+        lockout: timedelta,
+        backoff_after: int,
+        backoff_base: timedelta,
+    ) -> datetime | None:
+        """Count a wrong password; returns until when the account is now locked, if it is.
+
+        One statement, so concurrent failures each count.
+        """
+        row = await self._pool.fetchrow(
+            """
+            UPDATE auth_users SET
+              failed_logins = failed_logins + 1,
+              locked_until = CASE
+                WHEN failed_logins + 1 >= $2 THEN now() + $3::interval
+                WHEN failed_logins + 1 >= $4 THEN now() + least(
+                    $5::interval * power(2, failed_logins + 1 - $4), $3::interval)
+                ELSE locked_until
+              END
+            WHERE id = $1
+            RETURNING locked_until
+            """,
+            uuid.UUID(user_id),
+            threshold,
+            lockout,
+            backoff_after,
+            backoff_base,
+        )
+        return row["locked_until"] if row is not None else None
+
+    async def record_success(self, user_id: str, new_hash: str | None) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE auth_users SET failed_logins = 0, locked_until = NULL WHERE id = $1",
+                uuid.UUID(user_id),
+            )
+            if new_hash is not None:
+                await conn.execute(
+                    "UPDATE auth_password_credentials SET hash = $2, updated_at = now()"
+                    " WHERE user_id = $1",
+                    uuid.UUID(user_id),
+                    new_hash,
+                )

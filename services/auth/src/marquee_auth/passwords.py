@@ -1,0 +1,63 @@
+"""argon2id password hashing off the event loop, with bounded concurrency.
+
+Each hash holds `memory_cost` KiB for its duration, so a semaphore bounds how
+many run at once: a login flood queues instead of exhausting memory or the
+thread pool. An unknown user is checked against a dummy hash with the same
+parameters, so the answer takes as long as a wrong password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from marquee_auth.settings import AuthSettings
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    # The stored hash uses other parameters than the current ones: store a new one.
+    new_hash: str | None = None
+
+
+class Passwords:
+    def __init__(self, settings: AuthSettings) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+            type=Type.ID,
+        )
+        self._slots = asyncio.Semaphore(settings.max_concurrent_hashes)
+        self._dummy_hash: str | None = None
+
+    async def hash(self, password: str) -> str:
+        async with self._slots:
+            return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def verify(self, stored_hash: str | None, password: str) -> Verdict:
+        """Check `password`; with `stored_hash` None (no such user) spend the same time, fail."""
+        if stored_hash is None:
+            if self._dummy_hash is None:
+                self._dummy_hash = await self.hash("marquee: no such user")
+            await self._check(self._dummy_hash, password)
+            return Verdict(ok=False)
+        if not await self._check(stored_hash, password):
+            return Verdict(ok=False)
+        if self._hasher.check_needs_rehash(stored_hash):
+            return Verdict(ok=True, new_hash=await self.hash(password))
+        return Verdict(ok=True)
+
+    async def _check(self, stored_hash: str, password: str) -> bool:
+        async with self._slots:
+            return await asyncio.to_thread(self._verify_sync, stored_hash, password)
+
+    def _verify_sync(self, stored_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(stored_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
