@@ -7,13 +7,14 @@ import os
 import signal
 from collections.abc import Callable
 from time import monotonic
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from redis.backoff import ConstantBackoff
 
 from marquee_cache import BreakerState, Cache, CacheConfig, CacheUnavailable
-from marquee_cache.connection import RespConnection
+from marquee_cache.connection import ConnectionLost, RespConnection
 from marquee_cache.tracking import Tracker
 from marquee_cache_support import FAST, CacheFactory, until
 from marquee_localservers import RedisServer, free_port
@@ -81,6 +82,88 @@ async def test_kill_and_restart_mid_traffic(
     assert cache.health().tracking_connects == 2
 
 
+async def test_a_read_cut_off_by_a_lost_tracking_connection_is_retried_untracked(
+    cache_factory: CacheFactory, ns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tracking connection, not Redis, failed: the read is answered, the breaker unmoved."""
+    cache = await cache_factory(**FAST)
+    key = ns + "k"
+    await cache.set(key, b"v")
+    (node,) = cache._topology.nodes.values()
+    tracker = node.tracker
+    send = tracker.send
+
+    def send_then_cut(*commands: tuple[str | bytes | int, ...]) -> list[asyncio.Future[Any]]:
+        futures = send(*commands)
+        if commands[0][0] == "GET" and tracker._conn is not None:
+            tracker._conn.close(ConnectionLost("cut under a read"))  # as a kill -9 would
+        return futures
+
+    monkeypatch.setattr(tracker, "send", send_then_cut)
+    lookup = await cache.lookup(key)
+    assert lookup.value == b"v"
+    assert lookup.ttl is None, "answered untracked, not cached"
+    assert node.breaker._failures == 0, "a lost tracking connection is not a Redis failure"
+    assert node.breaker.state is BreakerState.CLOSED
+
+
+@pytest.mark.timeout(90)
+async def test_reads_recover_as_soon_as_a_restarted_redis_answers(
+    cache_factory: CacheFactory, redis_server_factory: Callable[..., RedisServer]
+) -> None:
+    """kill -9 and restart: the breaker closes on tracking's reconnect, not on its timer.
+
+    reset_timeout is 30 s here, so reads that work again within seconds show the
+    breaker was closed by a successful probe. The precise figure is printed.
+    """
+    server = redis_server_factory(persistent=False)
+    settings = {**FAST, "breaker_reset_timeout": 30.0}
+    del settings["reconnect_max_delay"]  # the default schedule is the one measured
+    cache = await cache_factory(server.url, **settings)
+    keys = [f"k{i}" for i in range(10)]
+    await asyncio.gather(*(cache.set(k, b"v") for k in keys))
+    failures: list[float] = []
+    successes: list[float] = []
+    stop = asyncio.Event()
+
+    async def traffic() -> None:
+        while not stop.is_set():
+            for key in keys:
+                try:
+                    await cache.get(key)
+                except CacheUnavailable:
+                    failures.append(monotonic())
+                else:
+                    successes.append(monotonic())
+                await asyncio.sleep(0.001)
+
+    readers = [asyncio.create_task(traffic()) for _ in range(4)]
+    try:
+        await until(lambda: len(successes) > 20)
+        server.kill()
+        await until(lambda: cache.health().breaker is BreakerState.OPEN)
+        await asyncio.sleep(0.1)
+        server.start()  # blocks (the loop too) until Redis answers PING
+        answering = monotonic()
+        await until(lambda: cache.health().breaker is BreakerState.CLOSED, timeout=10)
+        closed = monotonic()
+        await until(lambda: any(t > closed for t in successes), timeout=10)
+    finally:
+        stop.set()
+        await asyncio.gather(*readers)
+    after = [t - answering for t in failures if t >= answering]
+    last_failure = max(after, default=0.0)
+    first_success = min(t for t in successes if t >= answering) - answering
+    print(
+        f"\nafter Redis answered again: breaker seen closed by "
+        f"{(closed - answering) * 1e3:.1f} ms, "
+        f"first read served at {first_success * 1e3:.1f} ms, last failure at "
+        f"{last_failure * 1e3:.1f} ms ({len(after)} failures after it answered)"
+    )
+    assert cache.health().status == "ok"
+    assert last_failure < 5.0, "sanity bound only: the breaker's own timer is 30 s"
+
+
 async def test_heartbeat_catches_a_silent_loss(
     cache_factory: CacheFactory, redis_server_factory: Callable[..., RedisServer]
 ) -> None:
@@ -113,8 +196,8 @@ async def test_tracking_down_reads_are_answered_but_not_cached(
     cache_factory: CacheFactory, redis_server_factory: Callable[..., RedisServer]
 ) -> None:
     server = redis_server_factory(persistent=False)
-    cache = await cache_factory(server.url, **FAST)
     # A reconnect slow enough to observe the degraded state.
+    cache = await cache_factory(server.url, **FAST, reconnect_fast_window=0)
     (node,) = cache._topology.nodes.values()
     node.tracker._backoff = ConstantBackoff(0.5)  # type: ignore[assignment]
     await cache.set("k", b"v")

@@ -553,13 +553,22 @@ class Cache:
         self._hub.publish(Invalidation(tuple(keys)))
 
     def _make_tracker(self, name: str, config: CacheConfig) -> Tracker:
+        def on_up() -> None:
+            self._on_tracking_up(name)
+
         def on_down(reason: str) -> None:
             self._on_tracking_lost(name, reason)
 
-        return Tracker(config, self._on_invalidate, self._on_tracking_up, on_down)
+        return Tracker(config, self._on_invalidate, on_up, on_down)
 
-    def _on_tracking_up(self) -> None:
+    def _on_tracking_up(self, name: str) -> None:
         log.info("marquee-cache: tracking connection up, L1 in use")
+        node = self._topology.nodes.get(name)
+        if node is not None:
+            # The node just answered HELLO and CLIENT TRACKING: a successful probe.
+            # Waiting out the breaker's reset_timeout as well would refuse every
+            # read for up to that long after a restarted Redis is back (issue 9).
+            node.breaker.record_success()
 
     def _on_tracking_lost(self, name: str, reason: str) -> None:
         """Runs inside the connection's close, before any other task (C-3)."""

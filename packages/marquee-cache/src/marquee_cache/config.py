@@ -33,6 +33,11 @@ class CacheConfig:
     heartbeat_timeout: float = 0.5
     reconnect_base_delay: float = 0.05
     reconnect_max_delay: float = 2.0
+    reconnect_fast_delay: float = 0.025
+    """For the first `reconnect_fast_window` seconds of an outage, retries are at
+    most this far apart: a restarted Redis is back in use within about this long
+    (a refused connect costs next to nothing; reads fail until tracking is back)."""
+    reconnect_fast_window: float = 5.0
 
     # Circuit breaker
     breaker_failure_threshold: int = 3

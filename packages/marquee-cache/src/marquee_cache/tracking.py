@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from time import monotonic
 from typing import Any
 
 import hiredis
@@ -95,8 +96,16 @@ class Tracker:
         if conn is not None:
             conn.drain()
 
+    def _retry_delay(self, failures: int, outage_started: float) -> float:
+        """Jittered exponential backoff, but short early in an outage (a restart)."""
+        delay = self._backoff.compute(failures)
+        if monotonic() - outage_started < self._config.reconnect_fast_window:
+            delay = min(delay, self._config.reconnect_fast_delay)
+        return delay
+
     async def _supervise(self) -> None:
         failures = 0
+        outage_started = monotonic()
         while True:
             try:
                 conn = await self._connect()
@@ -106,7 +115,7 @@ class Tracker:
                 # Bounded: the backoff computes 2**failures as a float, which
                 # overflows after ~1000 failed connects (a long outage).
                 failures = min(failures + 1, _BACKOFF_STEPS)
-                await asyncio.sleep(self._backoff.compute(failures))
+                await asyncio.sleep(self._retry_delay(failures, outage_started))
                 continue
             failures = 0
             self._conn = conn
@@ -118,7 +127,8 @@ class Tracker:
             finally:
                 conn.close()
                 await conn.wait_closed()
-            await asyncio.sleep(self._backoff.compute(1))
+            outage_started = monotonic()
+            await asyncio.sleep(self._retry_delay(1, outage_started))
 
     async def _connect(self) -> RespConnection:
         cfg = self._config
