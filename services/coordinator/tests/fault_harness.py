@@ -33,10 +33,28 @@ from marquee_lease import (
     RenewResult,
 )
 
-# Short leases so that a pause "longer than the TTL" keeps rounds short; fast Raft
-# timing allows TTLs down to 1.2 s (two maximal election timeouts).
-TTL = 1.5
-PAUSE = TTL + 0.5
+
+@dataclass(frozen=True)
+class Timing:
+    """The nodes' Raft timing (MARQUEE_COORDINATOR_RAFT_TIMING) and the leases used under it.
+
+    Short leases so that a pause "longer than the TTL" keeps rounds short. The
+    TTL is near the shortest each timing allows (two maximal election timeouts:
+    1.2 s fast, 2.0 s default), where the relations between TTL, election timeout,
+    pause threshold and leader fallback are tightest.
+    """
+
+    name: str
+    ttl: float
+
+    @property
+    def pause(self) -> float:
+        """A SIGSTOP outlasts the TTL (default timing: yet not the 3 s leader fallback)."""
+        return self.ttl + 0.5
+
+
+FAST = Timing("fast", ttl=1.5)
+DEFAULT = Timing("default", ttl=2.0)
 NAMES = ("fenced-a", "fenced-b")
 WORKERS = 3
 # A write "takes" this long: the lease is checked before and again at commit.
@@ -157,7 +175,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def worker(
-    index: int, endpoints: list[str], run: Run, rng: random.Random, stop: asyncio.Event
+    index: int,
+    endpoints: list[str],
+    run: Run,
+    rng: random.Random,
+    stop: asyncio.Event,
+    ttl: float,
 ) -> None:
     """Take a lease, write with its token while it is valid, give it up; repeat."""
     attempt = 0
@@ -167,9 +190,9 @@ async def worker(
             name = rng.choice(NAMES)
             holder = f"w{index}-{attempt}"
             try:
-                async with client.lease(name, TTL, holder_id=holder) as held:
+                async with client.lease(name, ttl, holder_id=holder) as held:
                     run.grants.append((name, holder, held.token))
-                    until = time.monotonic() + rng.uniform(0.3, 3 * TTL)
+                    until = time.monotonic() + rng.uniform(0.3, 3 * ttl)
                     while time.monotonic() < until and not stop.is_set():
                         if not held.valid():
                             break
@@ -190,9 +213,10 @@ async def worker(
 class FaultCluster:
     """Three coordinator processes whose membership may change from round to round."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, timing: Timing) -> None:
         self.root = root
-        self.nodes = [GrpcNode(i, root / f"n{i}") for i in (1, 2, 3)]
+        self.timing = timing
+        self.nodes = [GrpcNode(i, root / f"n{i}", timing=timing.name) for i in (1, 2, 3)]
         self.next_id = 4
         for node in self.nodes:
             node.peers = [n.raft_address for n in self.nodes if n is not node]
@@ -236,6 +260,7 @@ class FaultCluster:
             self.root / f"n{self.next_id}",
             raft_address=gone.raft_address,
             grpc_address=gone.grpc_address,
+            timing=self.timing.name,
         )
         self.next_id += 1
         added = await self._change(
@@ -305,7 +330,7 @@ async def one_round(number: int, kind: str, cluster: FaultCluster, run: Run) -> 
         target.process.send_signal(signal.SIGSTOP)
         # Others keep being served while it is stopped; it stays stopped past the TTL.
         failover = await first_success(fault_at)
-        await asyncio.sleep(max(0.0, fault_at + PAUSE - time.monotonic()))
+        await asyncio.sleep(max(0.0, fault_at + cluster.timing.pause - time.monotonic()))
         target.process.send_signal(signal.SIGCONT)
     elif kind == "restart-all":
         target = leader
@@ -343,17 +368,19 @@ def schedule(seed: int, rounds: int) -> list[str]:
     return kinds[:rounds]
 
 
-async def run_faults(root: Path, seed: int, rounds: int) -> Run:
+async def run_faults(root: Path, seed: int, rounds: int, timing: Timing = FAST) -> Run:
     """Start the cluster and workers, apply `rounds` fault rounds, stop, return the history."""
     run = Run(seed)
-    cluster = FaultCluster(root)
+    cluster = FaultCluster(root, timing)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     try:
         await asyncio.to_thread(cluster.start)
         endpoints = cluster.endpoints
         tasks = [
-            asyncio.create_task(worker(i, endpoints, run, random.Random(f"{seed}-w{i}"), stop))
+            asyncio.create_task(
+                worker(i, endpoints, run, random.Random(f"{seed}-w{i}"), stop, timing.ttl)
+            )
             for i in range(WORKERS)
         ]
         started = time.monotonic()

@@ -33,6 +33,10 @@ class GrpcNode:
     # A network namespace to run in (`ip netns exec`); its gRPC then listens on the
     # host of grpc_address, which only exists inside that namespace.
     netns: str | None = None
+    # MARQUEE_COORDINATOR_RAFT_TIMING: "fast" (loopback tests) or "default" (production).
+    timing: str = "fast"
+    # MARQUEE_COORDINATOR_METRICS_PORT: -1 serves no /metrics.
+    metrics_port: int = -1
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _channel: grpc.Channel | None = field(default=None, repr=False)
 
@@ -54,8 +58,8 @@ class GrpcNode:
             "MARQUEE_COORDINATOR_CLUSTER_SECRET": SECRET,
             "MARQUEE_COORDINATOR_PROFILE": "prod",
             "MARQUEE_COORDINATOR_GRPC_PORT": self.grpc_address.rpartition(":")[2],
-            "MARQUEE_COORDINATOR_METRICS_PORT": "-1",
-            "MARQUEE_COORDINATOR_RAFT_TIMING": "fast",
+            "MARQUEE_COORDINATOR_METRICS_PORT": str(self.metrics_port),
+            "MARQUEE_COORDINATOR_RAFT_TIMING": self.timing,
             "MARQUEE_COORDINATOR_SHUTDOWN_GRACE_SECONDS": "3",
         }
         command = [sys.executable, "-m", "marquee_coordinator"]

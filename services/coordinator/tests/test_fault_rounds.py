@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fault_harness import Run, run_faults
+from fault_harness import DEFAULT, KINDS, Run, run_faults
 from fencing_resource import check_writes
 
 
@@ -48,6 +48,19 @@ async def test_fault_rounds(tmp_path: Path) -> None:
     run = await run_faults(tmp_path, seed(), rounds)
     check_run(run, rounds)
     print(f"{rounds} rounds in {time.monotonic() - started:.1f} s")
+
+
+@pytest.mark.timeout(300)
+async def test_fault_rounds_under_the_default_timing(tmp_path: Path) -> None:
+    """Each fault kind once under the production timing (election 0.4-1.0 s, pause
+    threshold 0.4 s, leader fallback 3.0 s against the fast 1.0 s), with 2 s leases: the
+    shortest it allows, where lease safety leans hardest on those relations."""
+    rounds = len(KINDS)  # the schedule has every kind once in its first len(KINDS) rounds
+    started = time.monotonic()
+    run = await run_faults(tmp_path, seed(), rounds, DEFAULT)
+    check_run(run, rounds)
+    assert sorted(r.kind for r in run.rounds) == sorted(KINDS)
+    print(f"{rounds} rounds under the default timing in {time.monotonic() - started:.1f} s")
 
 
 @pytest.mark.soak

@@ -39,7 +39,7 @@ from typing import Any
 import structlog
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConsumer, SyncObjException, replicated
 
-from marquee_coordinator import raft_logging
+from marquee_coordinator import metrics, raft_logging
 from marquee_coordinator.errors import (
     CoordinatorError,
     EventsCompacted,
@@ -59,6 +59,7 @@ from marquee_coordinator.errors import (
 from marquee_coordinator.expiry import Deadlines, Due
 from marquee_coordinator.membership import MemberView, Role, check_add, check_remove
 from marquee_coordinator.raft_config import NodeConfig
+from marquee_coordinator.raft_watch import RaftWatch
 from marquee_coordinator.state import (
     Acquire,
     Batch,
@@ -206,6 +207,7 @@ class LeaseNode:
         self._registering_since: float | None = None
         self._membership_lock = asyncio.Lock()
 
+        self._watch = RaftWatch(config.raft_address, config.timing.election_max)
         self._log_fields = raft_logging.install(config.raft_address)
         self._leases = ReplicatedLeases(self._on_applied, self._on_replaced)
         if not config.cluster_secret:
@@ -214,7 +216,9 @@ class LeaseNode:
             self._raft = SyncObj(
                 config.raft_address,
                 list(config.peers),
-                conf=config.syncobj_conf(bindAddress=config.raft_address),
+                conf=config.syncobj_conf(
+                    bindAddress=config.raft_address, onStateChanged=self._on_state_changed
+                ),
                 consumers=[self._leases],
             )
             self._raft.waitBinded()
@@ -226,6 +230,7 @@ class LeaseNode:
         # own proposals use it the same way.
         self._tick_notifier = getattr(self._raft, "_SyncObj__pipeNotifier", None)
         self._raft.addOnTickCallback(self._on_tick)
+        metrics.NODE.attach(self)
         log.info(
             "raft node started",
             node=self.address,
@@ -349,6 +354,9 @@ class LeaseNode:
     def require_serving(self) -> None:
         """Raise NotLeader/Unavailable unless this node serves leader-only calls right now."""
         self._serving_epoch()
+
+    def is_open(self) -> bool:
+        return not self._closed
 
     def is_serving(self) -> bool:
         return not self._closed and self._is_serving()
@@ -626,6 +634,7 @@ class LeaseNode:
         if self._closed:
             return
         self._closed = True
+        metrics.NODE.detach(self)
         self._raft.destroy_synchronous()
         with self._leases.lock:
             for watcher in self._watchers:
@@ -761,7 +770,8 @@ class LeaseNode:
         if not batch:
             return
         number = next(self._batch_numbers)
-        self._batch_in_flight = (number, time.monotonic())
+        proposed_at = time.monotonic()
+        self._batch_in_flight = (number, proposed_at)
         pendings = [pending for _, pending in batch]
 
         def done(result: Any, error: int) -> None:
@@ -769,6 +779,8 @@ class LeaseNode:
                 self._batch_in_flight = None
             # A tuple of outcomes when applied; None when it failed (then error says why).
             ok = isinstance(result, tuple) and len(result) == len(pendings)
+            if ok:
+                metrics.APPLY_SECONDS.observe(time.monotonic() - proposed_at)
             outcomes = result if ok else (None,) * len(pendings)
             _never_raise(_settle_all, pendings, outcomes, error)
 
@@ -778,6 +790,10 @@ class LeaseNode:
         gap = now - self._last_tick if self._last_tick is not None else 0.0
         self._last_tick = now
         raft = self._raft
+        leader = raft._getLeader()
+        # pysyncobj's role without getStatus(), which builds a whole dict on every wake-up.
+        role = _ROLES[getattr(raft, "_SyncObj__raftState", 0)]
+        self._watch.on_tick(now, raft.raftCurrentTerm, role, leader.address if leader else None)
         self._register_self(now)
         if not raft._isLeader():
             return
@@ -858,9 +874,16 @@ class LeaseNode:
             self._deadlines.restart_all(self._leases.state.leases.values(), now)
             log.info("serving as leader", node=self.address, revision=outcome.revision)
         for event in events:
+            metrics.EVENTS[event.kind].inc()
             self._deadlines.on_event(event, now)
             for watcher in self._watchers:
                 watcher.push(event)
+
+    def _on_state_changed(self, old: int, new: int) -> None:
+        """pysyncobj's onStateChanged, on the tick thread (perhaps before self._raft is set)."""
+        raft = getattr(self, "_raft", None)
+        term = raft.raftCurrentTerm if raft is not None else 0
+        _never_raise(self._watch.on_state_changed, _ROLES[old], _ROLES[new], term)
 
     def _on_replaced(self) -> None:
         self._deadlines.restart_all(self._leases.state.leases.values(), time.monotonic())
