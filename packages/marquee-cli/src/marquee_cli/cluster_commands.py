@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,9 +17,12 @@ from marquee_cli.coordinator_target import (
     member_json,
     run,
 )
-from marquee_lease import ClusterStatus, Member, Membership
+from marquee_cli.names import printable
 
-app = typer.Typer(help="Inspect and change the coordinator cluster.", no_args_is_help=True)
+if TYPE_CHECKING:  # marquee_lease loads grpc and the protos: only commands that call pay for it
+    from marquee_lease import ClusterStatus, Member, Membership
+
+app = output.command_group("Inspect and change the coordinator cluster.")
 
 
 def _members_table(members: list[Member]) -> str:
@@ -92,7 +95,7 @@ def status(
 
 @app.command()
 def join(
-    member_id: Annotated[str, typer.Argument(help="Id of the new member.")],
+    member_id: Annotated[str, typer.Argument(callback=printable, help="Id of the new member.")],
     raft_address: Annotated[str, typer.Option(help="host:port of its Raft transport.")],
     grpc_address: Annotated[str, typer.Option(help="host:port of its gRPC API.")],
     learner: Annotated[bool, typer.Option(help="Join as a non-voting learner.")] = False,
@@ -117,7 +120,9 @@ def join(
 
 @app.command()
 def leave(
-    member_id: Annotated[str, typer.Argument(help="Id of the member to remove.")],
+    member_id: Annotated[
+        str, typer.Argument(callback=printable, help="Id of the member to remove.")
+    ],
     endpoints: Endpoints = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     timeout: Timeout = DEFAULT_TIMEOUT,

@@ -6,16 +6,18 @@ the suite running under `--data-dir` (its "raft node" processes).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from marquee_cli.endpoints import EndpointsFileError, endpoints_path, read_endpoints
-from marquee_lease import CoordinatorClient, CoordinatorError, LeaseInfo, Member
+from marquee_cli.output import CommandError, fail
+
+if TYPE_CHECKING:  # marquee_lease loads grpc and the protos: only commands that call pay for it
+    from marquee_lease import CoordinatorClient, CoordinatorError, LeaseInfo, Member
 
 COORDINATOR_ROLE = "raft node"
 
@@ -45,11 +47,6 @@ DEFAULT_TIMEOUT = 5.0
 T = TypeVar("T")
 
 
-def fail(message: str) -> typer.Exit:
-    typer.echo(f"marquee: {message}", err=True)
-    return typer.Exit(1)
-
-
 def coordinator_endpoints(endpoints: str | None, data_dir: Path) -> list[str]:
     if endpoints:
         addresses = [e.strip() for e in endpoints.split(",") if e.strip()]
@@ -75,17 +72,28 @@ def run(
     timeout: float,
     action: Callable[[CoordinatorClient], Awaitable[T]],
 ) -> T:
-    """Run `action` with a client; any coordinator error becomes one line and exit code 1."""
+    """Run `action` with a client; a coordinator error becomes a CommandError (exit code 1)."""
+    addresses = coordinator_endpoints(endpoints, data_dir)
+    import asyncio
+
+    from marquee_lease import CoordinatorClient, CoordinatorError
 
     async def main() -> T:
         async with CoordinatorClient(addresses, timeout=timeout) as client:
             return await action(client)
 
-    addresses = coordinator_endpoints(endpoints, data_dir)
     try:
         return asyncio.run(main())
     except CoordinatorError as exc:
-        raise fail(str(exc)) from None
+        raise coordinator_error(exc) from None
+
+
+def coordinator_error(exc: CoordinatorError) -> CommandError:
+    """The error as the user sees it, with the gRPC status code when there was one."""
+    code = getattr(exc, "code", None)
+    if code is None:
+        return fail(str(exc))
+    return fail(str(exc), grpc_status=code.name)
 
 
 def _time(value: datetime | None) -> str | None:

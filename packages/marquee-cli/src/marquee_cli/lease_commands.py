@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import getpass
+import os
+import secrets
 import socket
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,23 +18,53 @@ from marquee_cli.coordinator_target import (
     Endpoints,
     Json,
     Timeout,
-    fail,
     lease_json,
     run,
 )
-from marquee_lease import LeaseInfo
+from marquee_cli.names import printable, within_bytes
 
-app = typer.Typer(help="Acquire, inspect and release coordinator leases.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from marquee_lease import CoordinatorClient, LeaseInfo
+
+app = output.command_group("Acquire, inspect and release coordinator leases.")
+
+# The coordinator's own bounds (marquee_coordinator.raft_node: MAX_KEY_LENGTH,
+# MAX_LEASE_TTL; raft_config: min_lease_ttl, two election timeouts). The shortest
+# TTL depends on the cluster's Raft timing: 1.2 s with "fast", 2 s by default; the
+# option allows the lower one and a default-timing cluster answers anything shorter
+# with its own INVALID_ARGUMENT. tests/test_cli_lease.py keeps these in step.
+MAX_NAME_BYTES = 256
+MIN_TTL_SECONDS = 1.2
+MAX_TTL_SECONDS = 24 * 3600.0
 
 
 def default_holder() -> str:
-    # Stable across invocations from one shell, so `release` matches `acquire`.
-    return f"{getpass.getuser()}@{socket.gethostname()}"
+    """user@host:pid plus a random suffix: unique per invocation.
+
+    Two shells (or two scripts on one host) must never both "hold" one lease, as
+    they would under a shared user@host. `acquire` prints the holder it used and
+    `release` can find it from the lease's token.
+    """
+    return f"{getpass.getuser()}@{socket.gethostname()}:{os.getpid()}-{secrets.token_hex(3)}"
 
 
+def _name(value: str) -> str:
+    return within_bytes(value, MAX_NAME_BYTES, "a lease name")
+
+
+def _holder(value: str) -> str:
+    return within_bytes(value, MAX_NAME_BYTES, "a holder id") if value else value
+
+
+Name = Annotated[str, typer.Argument(callback=_name, help="The lease name.")]
 Holder = Annotated[
     str,
-    typer.Option("--holder", envvar="MARQUEE_LEASE_HOLDER", help="Holder id (default: user@host)."),
+    typer.Option(
+        "--holder",
+        envvar="MARQUEE_LEASE_HOLDER",
+        callback=_holder,
+        help="Holder id (default: user@host:pid-<random>, new for each command).",
+    ),
 ]
 HEADERS = ("NAME", "HOLDER", "TOKEN", "TTL", "REMAINING")
 
@@ -43,9 +75,19 @@ def _row(lease: LeaseInfo) -> tuple[object, ...]:
 
 @app.command()
 def acquire(
-    name: str,
-    ttl: Annotated[float, typer.Option(min=0.001, help="Seconds it lives without renewal.")],
-    wait: Annotated[float, typer.Option(min=0.0, help="Seconds to wait for it to be free.")] = 0.0,
+    name: Name,
+    ttl: Annotated[
+        float,
+        typer.Option(
+            min=MIN_TTL_SECONDS,
+            max=MAX_TTL_SECONDS,
+            help="Seconds it lives without renewal (the coordinator's minimum is two "
+            "election timeouts: 2 s with default Raft timing).",
+        ),
+    ],
+    wait: Annotated[
+        float, typer.Option(min=0.0, max=MAX_TTL_SECONDS, help="Seconds to wait for it to be free.")
+    ] = 0.0,
     holder: Holder = "",
     endpoints: Endpoints = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
@@ -70,15 +112,18 @@ def acquire(
             )
         )
     elif result.acquired and result.lease:
-        typer.echo(f"acquired {name!r} with token {result.lease.token} for {ttl:g}s")
+        typer.echo(
+            f"acquired {name!r} as {holder} with token {result.lease.token} for {ttl:g}s; "
+            f"release it with `marquee lease release {name} --token {result.lease.token}`"
+        )
     if not result.acquired:
         holder_text = f"held by {result.lease.holder_id}" if result.lease else "not free"
-        raise fail(f"lease {name!r} is {holder_text}")
+        raise output.negative(f"lease {name!r} is {holder_text}")
 
 
 @app.command()
 def get(
-    name: str,
+    name: Name,
     endpoints: Endpoints = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     timeout: Timeout = DEFAULT_TIMEOUT,
@@ -93,12 +138,14 @@ def get(
     elif lease:
         typer.echo(output.render_table(HEADERS, [_row(lease)]))
     if lease is None:
-        raise fail(f"nobody holds lease {name!r}")
+        raise output.negative(f"nobody holds lease {name!r}")
 
 
 @app.command("list")
 def list_leases(
-    prefix: Annotated[str, typer.Option(help="Only names starting with this.")] = "",
+    prefix: Annotated[
+        str, typer.Option(callback=printable, help="Only names starting with this.")
+    ] = "",
     limit: Annotated[int, typer.Option(min=0, help="At most this many (0: server default).")] = 0,
     endpoints: Endpoints = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
@@ -120,20 +167,34 @@ def list_leases(
 
 @app.command()
 def release(
-    name: str,
-    token: Annotated[int, typer.Option(help="The fencing token it was acquired with.")],
+    name: Name,
+    token: Annotated[int, typer.Option(min=1, help="The fencing token it was acquired with.")],
     holder: Holder = "",
     endpoints: Endpoints = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     timeout: Timeout = DEFAULT_TIMEOUT,
     json_output: Json = False,
 ) -> None:
-    """Release NAME. Exits 1 if it was not held by the holder with TOKEN."""
-    holder = holder or default_holder()
-    released = run(endpoints, data_dir, timeout, lambda client: client.release(name, holder, token))
+    """Release NAME. Exits 1 if it was not held with TOKEN (and by --holder, if given).
+
+    Without --holder, the holder is whoever holds NAME with TOKEN now: a token names
+    one grant of one lease, so this releases that grant and no other.
+    """
+
+    async def release_grant(client: CoordinatorClient) -> tuple[bool, str | None]:
+        owner = holder
+        if not owner:
+            current = await client.get(name)
+            if current is None or current.token != token:
+                return False, None
+            owner = current.holder_id
+        return await client.release(name, owner, token), owner
+
+    released, owner = run(endpoints, data_dir, timeout, release_grant)
     if json_output:
         typer.echo(output.render_json({"released": released}))
     elif released:
-        typer.echo(f"released {name!r} (token {token})")
+        typer.echo(f"released {name!r} (token {token}, holder {owner})")
     if not released:
-        raise fail(f"lease {name!r} is not held by {holder} with token {token}")
+        by = f" by {holder}" if holder else ""
+        raise output.negative(f"lease {name!r} is not held{by} with token {token}")

@@ -86,6 +86,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     cls=MarqueeGroup,
+    rich_markup_mode=None,  # see output.command_group
 )
 
 app.add_typer(cluster_commands.app, name="cluster")
@@ -154,10 +155,6 @@ def status(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: Json = False) -> N
 
     Exits 1 when the suite is not running or any process or service is unhealthy.
     """
-    import asyncio
-
-    from marquee_cli.control import launcher_process, suite_status
-
     path = endpoints_path(data_dir.absolute())
     try:
         endpoints = read_endpoints(path)
@@ -167,6 +164,10 @@ def status(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: Json = False) -> N
         raise output.negative(f"no suite running ({path} does not exist)") from None
     except EndpointsFileError as exc:
         raise fail(f"cannot read endpoints file: {exc}") from None
+    import asyncio
+
+    from marquee_cli.control import launcher_process, suite_status
+
     launcher_alive = launcher_process(endpoints) is not None
     statuses = asyncio.run(suite_status(endpoints))
     healthy = launcher_alive and all(s.ok for s in statuses)

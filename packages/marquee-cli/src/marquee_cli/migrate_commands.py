@@ -9,18 +9,20 @@ and runs `force`. Nothing here forces anything on its own.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from marquee_cli import output
 from marquee_cli.endpoints import EndpointsFileError, endpoints_path, read_endpoints
-from marquee_migrations import MigrationError, MigrationSet, Migrator, Status, installed_sets
+from marquee_cli.output import CommandError, fail
 
-app = typer.Typer(help="Apply, revert and repair database schema migrations.", no_args_is_help=True)
+if TYPE_CHECKING:  # marquee_migrations loads asyncpg: only the commands that migrate pay for it
+    from marquee_migrations import MigrationSet, Migrator, Status
+
+app = output.command_group("Apply, revert and repair database schema migrations.")
 
 T = TypeVar("T")
 
@@ -49,11 +51,6 @@ DEFAULT_DATA_DIR = Path(".data")
 HEADERS = ("SET", "VERSION", "LATEST", "DIRTY", "PENDING", "ERROR")
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"marquee: {message}", err=True)
-    return typer.Exit(1)
-
-
 def _database_url(url: str | None, data_dir: Path) -> str:
     if url:
         return url
@@ -61,41 +58,53 @@ def _database_url(url: str | None, data_dir: Path) -> str:
     try:
         suite = read_endpoints(path)
     except FileNotFoundError:
-        raise _fail(f"no suite running ({path} does not exist); pass --database-url") from None
+        raise fail(f"no suite running ({path} does not exist); pass --database-url") from None
     except EndpointsFileError as exc:
-        raise _fail(f"cannot read endpoints file: {exc}") from None
+        raise fail(f"cannot read endpoints file: {exc}") from None
     for process in suite.processes:
         if process.url and process.url.startswith("postgresql://"):
             return process.url
-    raise _fail(f"the suite in {path} runs no PostgreSQL; pass --database-url")
+    raise fail(f"the suite in {path} runs no PostgreSQL; pass --database-url")
 
 
 def _sets(name: str | None, directory: Path | None) -> list[MigrationSet]:
+    from marquee_migrations import MigrationSet, installed_sets
+
     if directory is not None:
         if name is None:
-            raise _fail("--dir needs --set to name the migration set")
+            raise fail("--dir needs --set to name the migration set")
         if not directory.is_dir():
-            raise _fail(f"{directory} is not a directory")
+            raise fail(f"{directory} is not a directory")
         return [MigrationSet.from_directory(name, directory)]
     found = installed_sets()
     if name is None:
         return [found[key] for key in sorted(found)]
     if name not in found:
         known = ", ".join(sorted(found)) or "none"
-        raise _fail(f"no migration set {name!r} is installed (known: {known}); or pass --dir")
+        raise fail(f"no migration set {name!r} is installed (known: {known}); or pass --dir")
     return [found[name]]
 
 
 def _run(step: Coroutine[Any, Any, T]) -> T:
-    """Run one step; a migration or connection error becomes one line and exit code 1."""
+    """Run one step; a migration or connection error becomes a CommandError (exit code 1)."""
+    import asyncio
+
+    from marquee_migrations import MigrationError
+
     try:
         return asyncio.run(step)
     except MigrationError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except (OSError, TimeoutError) as exc:
-        raise _fail(f"cannot reach the database: {exc}") from None
+        raise fail(f"cannot reach the database: {exc}") from None
     except Exception as exc:  # asyncpg's errors (bad URL, auth, missing database)
-        raise _fail(f"{type(exc).__name__}: {exc}") from None
+        raise fail(f"{type(exc).__name__}: {exc}") from None
+
+
+def _migrator(url: str, migrations: MigrationSet) -> Migrator:
+    from marquee_migrations import Migrator
+
+    return Migrator(url, migrations)
 
 
 def _row(status: Status) -> tuple[object, ...]:
@@ -120,7 +129,7 @@ def status(
 ) -> None:
     """Show each set's version, pending migrations and dirty state. Exits 1 if any is dirty."""
     url = _database_url(database_url, data_dir)
-    statuses = [_run(Migrator(url, s).status()) for s in _sets(set_name, directory)]
+    statuses = [_run(_migrator(url, s).status()) for s in _sets(set_name, directory)]
     if json_output:
         typer.echo(output.render_json({"sets": [s.to_json() for s in statuses]}))
     else:
@@ -128,7 +137,7 @@ def status(
     dirty = [s for s in statuses if s.dirty]
     if dirty:
         names = ", ".join(f"{s.name} at {s.version}" for s in dirty)
-        raise _fail(
+        raise output.negative(
             f"dirty: {names}; run `marquee migrate down --set NAME`, or fix the schema by hand "
             "and `marquee migrate force VERSION --set NAME` (see docs/jobs.md)"
         )
@@ -145,9 +154,13 @@ def up(
 ) -> None:
     """Apply pending migrations, each in its own transaction (refuses a dirty database)."""
     url = _database_url(database_url, data_dir)
-    report = {}
+    report: dict[str, list[int]] = {}
     for migrations in _sets(set_name, directory):
-        applied = _run(Migrator(url, migrations).up(to))
+        try:
+            applied = _run(_migrator(url, migrations).up(to))
+        except CommandError as error:
+            error.details["applied"] = report  # what the sets before this one did
+            raise
         report[migrations.name] = applied
         if not json_output:
             done = ", ".join(str(v) for v in applied) if applied else "nothing to apply"
@@ -168,7 +181,7 @@ def down(
     """Revert the last STEPS migrations of one set; on a dirty set, revert the dirty one."""
     url = _database_url(database_url, data_dir)
     (migrations,) = _sets(set_name, directory)
-    reverted = _run(Migrator(url, migrations).down(steps))
+    reverted = _run(_migrator(url, migrations).down(steps))
     if json_output:
         typer.echo(output.render_json({"set": migrations.name, "reverted": reverted}))
     else:
@@ -188,7 +201,7 @@ def force(
     """Record VERSION as applied and clean, running nothing: only after a fix by hand."""
     url = _database_url(database_url, data_dir)
     (migrations,) = _sets(set_name, directory)
-    after = _run(Migrator(url, migrations).force(version))
+    after = _run(_migrator(url, migrations).force(version))
     if json_output:
         typer.echo(output.render_json(after.to_json()))
     else:
