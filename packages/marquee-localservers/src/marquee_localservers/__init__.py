@@ -6,6 +6,7 @@ from marquee_localservers.process import ServerProcess, free_port
 from marquee_localservers.redis import RedisServer, find_redis_server
 from marquee_localservers.redis_cluster import RedisClusterServer
 from marquee_localservers.tempdirs import server_data_dir
+from marquee_localservers.typesense import TypesenseServer
 
 __all__ = [
     "BackendUnavailable",
@@ -14,6 +15,7 @@ __all__ = [
     "RedisServer",
     "ServerProcess",
     "ServerStartError",
+    "TypesenseServer",
     "find_postgres_bindir",
     "find_redis_server",
     "free_port",

@@ -15,6 +15,7 @@ from marquee_testing.fixtures.redis import (
     redis_url,
 )
 from marquee_testing.fixtures.redis_cluster import redis_cluster_factory, redis_cluster_url
+from marquee_testing.typesense import typesense_server
 
 __all__ = [
     "coordinator_cluster",
@@ -30,4 +31,5 @@ __all__ = [
     "redis_url",
     "require_backend",
     "scratch_database_url",
+    "typesense_server",
 ]

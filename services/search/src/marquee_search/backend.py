@@ -1,0 +1,116 @@
+"""What a search engine must do for the service: the interface both backends implement.
+
+The servicer validates requests against the collection's schema first, so a
+backend receives checked input (a parsed filter, known fields, a page within
+bounds) and answers in the plain types below. Failures a caller can act on are
+the exceptions here; the servicer maps them to status codes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from marquee_search.expressions import Filter, SortClause
+from marquee_search.schema import CollectionSchema, FieldSpec
+
+
+class CollectionNotFound(LookupError):
+    pass
+
+
+class SchemaConflict(Exception):
+    """EnsureCollection asked for a schema the existing collection cannot take."""
+
+
+class EngineUnavailable(Exception):
+    """The engine cannot be reached (or its breaker is open); callers may retry later."""
+
+
+class EngineRejected(Exception):
+    """The engine refused a request the service had accepted (a bug or an engine limit)."""
+
+
+class Action(enum.Enum):
+    CREATE = "create"
+    UPSERT = "upsert"
+    UPDATE = "update"
+    EMPLACE = "emplace"
+
+
+@dataclass
+class CollectionInfo:
+    schema: CollectionSchema
+    num_documents: int
+
+
+@dataclass
+class DocResult:
+    ok: bool
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A checked search: tokens are non-empty unless the query matches everything."""
+
+    q: str
+    wildcard: bool
+    query_by: tuple[FieldSpec, ...]
+    filter: Filter | None
+    filter_text: str
+    facets: tuple[FieldSpec, ...]
+    sort: tuple[SortClause, ...]
+    page: int
+    per_page: int
+    max_facet_values: int
+    include_fields: tuple[str, ...]
+    exclude_fields: tuple[str, ...]
+
+
+@dataclass
+class Highlight:
+    field: str
+    snippet: str = ""
+    snippets: list[str] = dataclasses.field(default_factory=list)
+    matched_tokens: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclass
+class SearchHit:
+    document: dict[str, Any]
+    highlights: list[Highlight]
+    text_match: int
+
+
+@dataclass
+class SearchResult:
+    hits: list[SearchHit]
+    facet_counts: list[tuple[str, list[tuple[str, int]]]]
+    found: int
+    out_of: int
+    search_seconds: float
+
+
+class SearchBackend(Protocol):
+    async def ensure_collection(self, schema: CollectionSchema) -> tuple[CollectionInfo, bool]:
+        """(the collection as it now is, created); SchemaConflict if incompatible."""
+
+    async def get_collection(self, name: str) -> CollectionInfo: ...
+
+    async def delete_collection(self, name: str) -> bool: ...
+
+    async def index(
+        self, name: str, documents: list[dict[str, Any]], action: Action
+    ) -> list[DocResult]:
+        """One result per document, in order; every document has a string id."""
+
+    async def delete_ids(self, name: str, ids: list[str]) -> int: ...
+
+    async def delete_filter(self, name: str, filter_: Filter, filter_text: str) -> int: ...
+
+    async def search(self, name: str, query: SearchQuery) -> SearchResult: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,126 @@
+"""Documents of an IndexRequest: decoding, ids, and the per-document schema check.
+
+Decoding and ids are the service's, so both backends see the same input: a
+Struct's numbers are all doubles, so whole ones become ints (a JSON body keeps
+its own types); a missing id is generated for CREATE and UPSERT. The schema
+check is what Typesense does with `dirty_values=reject`, which the Typesense
+backend asks for: the embedded engine runs it itself, and a failing document
+fails alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import json_format
+
+from marquee.search.v1 import search_pb2 as pb
+from marquee_search.schema import CollectionSchema, FieldSpec, Kind
+
+MAX_ID_BYTES = 512
+_INT_RANGE = {Kind.INT32: (-(2**31), 2**31 - 1), Kind.INT64: (-(2**63), 2**63 - 1)}
+
+
+class DocumentError(ValueError):
+    """Why one document cannot be indexed; the message goes into its IndexResult."""
+
+
+@dataclass
+class Decoded:
+    """One request document: its body, or why it could not be read."""
+
+    id: str
+    body: dict[str, Any] | None
+    error: str = ""
+
+
+def _whole_numbers_as_ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    if isinstance(value, list):
+        return [_whole_numbers_as_ints(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _whole_numbers_as_ints(v) for k, v in value.items()}
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode(document: pb.Document, *, generate_id: bool) -> Decoded:
+    """The document as a dict with a string id, or an error naming the problem."""
+    which = document.WhichOneof("body")
+    body: Any
+    if which == "fields":
+        body = _whole_numbers_as_ints(json_format.MessageToDict(document.fields))
+    elif which == "json":
+        try:
+            body = json.loads(document.json, parse_constant=_reject_constant)
+        except ValueError as exc:
+            return Decoded("", None, f"invalid JSON: {exc}")
+    else:
+        return Decoded("", None, "empty document: set fields or json")
+    if not isinstance(body, dict):
+        return Decoded("", None, "a document must be a JSON object")
+    doc_id = body.get("id")
+    if doc_id is None:
+        if not generate_id:
+            return Decoded("", None, "`id` is required for UPDATE and EMPLACE")
+        doc_id = uuid.uuid4().hex
+        body["id"] = doc_id
+    if not isinstance(doc_id, str):
+        return Decoded("", None, "document `id` must be a string")
+    if not doc_id or len(doc_id.encode()) > MAX_ID_BYTES:
+        return Decoded(doc_id[:64], None, f"document `id` must be 1-{MAX_ID_BYTES} bytes")
+    return Decoded(doc_id, body)
+
+
+def check(schema: CollectionSchema, body: dict[str, Any], *, partial: bool = False) -> None:
+    """Raise DocumentError unless `body` fits the schema; partial=True for UPDATE's merge input."""
+    for spec in schema.fields:
+        value = body.get(spec.name)
+        if value is None:
+            if not spec.optional and not partial:
+                raise DocumentError(
+                    f"Field `{spec.name}` has been declared in the schema, "
+                    "but is not found in the document."
+                )
+            continue
+        _check_value(spec, value)
+
+
+def _check_value(spec: FieldSpec, value: Any) -> None:
+    if spec.kind.is_array:
+        if not isinstance(value, list):
+            raise DocumentError(f"Field `{spec.name}` must be an array.")
+        for element in value:
+            if element is None or not _scalar_ok(spec.kind.scalar, element):
+                raise DocumentError(
+                    f"Field `{spec.name}` must be an array of {spec.kind.scalar.value}."
+                )
+    elif not _scalar_ok(spec.kind, value):
+        article = "an" if spec.kind.value[0] in "aeiou" else "a"
+        raise DocumentError(f"Field `{spec.name}` must be {article} {spec.kind.value}.")
+
+
+def _scalar_ok(kind: Kind, value: Any) -> bool:
+    if kind is Kind.STRING:
+        return isinstance(value, str)
+    if kind is Kind.BOOL:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind is Kind.FLOAT:
+        return isinstance(value, int | float) and math.isfinite(value)
+    low, high = _INT_RANGE[kind]
+    return isinstance(value, int) and low <= value <= high
+
+
+def merged(existing: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """UPDATE/EMPLACE: the given top-level fields replace the stored ones."""
+    return {**existing, **update}

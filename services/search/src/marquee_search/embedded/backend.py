@@ -1,0 +1,206 @@
+"""The embedded backend: collections on disk under the data dir, served from worker threads.
+
+Layout: `<data dir>/collections/<name>/collection.json` holds the schema and the
+generation of the index in use, `index-<generation>/` holds that tantivy index.
+A compatible schema change builds the next generation from the stored
+documents, then switches collection.json to it atomically (write, fsync,
+rename), so a kill at any point leaves one complete generation in use; leftover
+ones are removed when the collection is opened again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from marquee_search import documents
+from marquee_search.backend import (
+    Action,
+    CollectionInfo,
+    CollectionNotFound,
+    DocResult,
+    SchemaConflict,
+    SearchQuery,
+    SearchResult,
+)
+from marquee_search.embedded.collection import EmbeddedCollection
+from marquee_search.expressions import Filter
+from marquee_search.schema import CollectionSchema, added_fields, compatibility_problems
+
+META = "collection.json"
+
+
+def _write_atomically(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(f".tmp-{uuid.uuid4().hex}")
+    with tmp.open("w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+class _Entry:
+    def __init__(self, directory: Path, collection: EmbeddedCollection, generation: int) -> None:
+        self.directory = directory
+        self.collection = collection
+        self.generation = generation
+        self.lock = asyncio.Lock()  # writes and schema changes of this collection, one at a time
+
+
+class EmbeddedBackend:
+    def __init__(self, data_dir: Path) -> None:
+        self._root = Path(data_dir) / "collections"
+        self._entries: dict[str, _Entry] = {}
+        self._catalog_lock = asyncio.Lock()  # creating and dropping collections
+
+    @classmethod
+    async def open(cls, data_dir: Path) -> EmbeddedBackend:
+        backend = cls(data_dir)
+        await asyncio.to_thread(backend._load_all)
+        return backend
+
+    def _load_all(self) -> None:
+        self._root.mkdir(parents=True, exist_ok=True)
+        for directory in sorted(self._root.iterdir()):
+            meta_path = directory / META
+            if directory.name.startswith(".") or not meta_path.exists():
+                shutil.rmtree(directory, ignore_errors=True)  # a create or drop cut short
+                continue
+            meta = json.loads(meta_path.read_text())
+            schema = CollectionSchema.from_json(meta["schema"])
+            generation = int(meta["generation"])
+            for stale in directory.glob("index-*"):
+                if stale.name != f"index-{generation}":
+                    shutil.rmtree(stale, ignore_errors=True)
+            for tmp in directory.glob("*.tmp-*"):
+                tmp.unlink(missing_ok=True)
+            collection = EmbeddedCollection(directory / f"index-{generation}", schema)
+            self._entries[schema.name] = _Entry(directory, collection, generation)
+
+    def _entry(self, name: str) -> _Entry:
+        entry = self._entries.get(name)
+        if entry is None:
+            raise CollectionNotFound(name)
+        return entry
+
+    @staticmethod
+    def _info(entry: _Entry) -> CollectionInfo:
+        return CollectionInfo(entry.collection.schema, entry.collection.count())
+
+    async def ensure_collection(self, schema: CollectionSchema) -> tuple[CollectionInfo, bool]:
+        async with self._catalog_lock:
+            entry = self._entries.get(schema.name)
+            if entry is None:
+                entry = await asyncio.to_thread(self._create, schema)
+                self._entries[schema.name] = entry
+                return self._info(entry), True
+        async with entry.lock:
+            existing = entry.collection.schema
+            problems = compatibility_problems(existing, schema)
+            if problems:
+                raise SchemaConflict("; ".join(problems))
+            new_fields = added_fields(existing, schema)
+            if new_fields:
+                wanted = CollectionSchema(
+                    existing.name,
+                    existing.fields + tuple(new_fields),
+                    existing.default_sorting_field,
+                )
+                await asyncio.to_thread(self._rebuild, entry, wanted)
+            return self._info(entry), False
+
+    def _create(self, schema: CollectionSchema) -> _Entry:
+        directory = self._root / schema.name
+        shutil.rmtree(directory, ignore_errors=True)
+        # Built aside, then renamed: a crash leaves no half-made collection behind.
+        building = self._root / f".new-{schema.name}-{uuid.uuid4().hex}"
+        building.mkdir(parents=True)
+        collection = EmbeddedCollection(building / "index-1", schema)
+        collection.close()
+        _write_atomically(building / META, {"schema": schema.to_json(), "generation": 1})
+        os.replace(building, directory)
+        return _Entry(directory, EmbeddedCollection(directory / "index-1", schema), 1)
+
+    def _rebuild(self, entry: _Entry, wanted: CollectionSchema) -> None:
+        generation = entry.generation + 1
+        target = entry.directory / f"index-{generation}"
+        shutil.rmtree(target, ignore_errors=True)
+        fresh = EmbeddedCollection(target, wanted)
+        try:
+            for seq, body in entry.collection.documents_in_order():
+                try:
+                    documents.check(wanted, body)
+                except documents.DocumentError as exc:
+                    raise SchemaConflict(
+                        f"document {body.get('id')!r} does not fit the new schema: {exc}"
+                    ) from exc
+                fresh.add_raw(seq, body)
+            fresh.commit()
+        except BaseException:
+            fresh.close()
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        _write_atomically(
+            entry.directory / META, {"schema": wanted.to_json(), "generation": generation}
+        )
+        old = entry.collection
+        entry.collection, entry.generation = fresh, generation
+        old.close()
+        shutil.rmtree(old.index_dir, ignore_errors=True)
+
+    async def get_collection(self, name: str) -> CollectionInfo:
+        return self._info(self._entry(name))
+
+    async def delete_collection(self, name: str) -> bool:
+        async with self._catalog_lock:
+            entry = self._entries.get(name)
+            if entry is None:
+                return False
+            async with entry.lock:
+                del self._entries[name]
+                await asyncio.to_thread(self._drop, entry)
+        return True
+
+    def _drop(self, entry: _Entry) -> None:
+        entry.collection.close()
+        # Renamed first: after a crash mid-delete the collection is gone, not half there.
+        trash = self._root / f".drop-{uuid.uuid4().hex}"
+        os.replace(entry.directory, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    async def index(
+        self, name: str, bodies: list[dict[str, Any]], action: Action
+    ) -> list[DocResult]:
+        entry = self._entry(name)
+        async with entry.lock:
+            return await asyncio.to_thread(entry.collection.index, bodies, action)
+
+    async def delete_ids(self, name: str, ids: list[str]) -> int:
+        entry = self._entry(name)
+        async with entry.lock:
+            return await asyncio.to_thread(entry.collection.delete_ids, ids)
+
+    async def delete_filter(self, name: str, filter_: Filter, filter_text: str) -> int:
+        entry = self._entry(name)
+        async with entry.lock:
+            return await asyncio.to_thread(entry.collection.delete_filter, filter_)
+
+    async def search(self, name: str, query: SearchQuery) -> SearchResult:
+        collection = self._entry(name).collection
+        return await asyncio.to_thread(collection.search, query)
+
+    async def close(self) -> None:
+        for entry in list(self._entries.values()):
+            async with entry.lock:
+                await asyncio.to_thread(entry.collection.close)
+        self._entries.clear()

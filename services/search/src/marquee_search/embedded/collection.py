@@ -1,0 +1,318 @@
+"""One collection of the embedded engine: a tantivy index, its writer, and every operation on it.
+
+All methods are synchronous and CPU-bound; the backend runs them in worker
+threads and serializes the writing ones per collection.
+
+Durability: a write is acknowledged only after tantivy's commit returned, and
+a commit writes and fsyncs the new segments before it atomically replaces
+meta.json. So an Index or Delete reply means the change survives a kill -9;
+a write cut short by one is absent as a whole (no partial batch).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tantivy
+
+from marquee_search import documents
+from marquee_search.backend import (
+    Action,
+    DocResult,
+    Highlight,
+    SearchHit,
+    SearchQuery,
+    SearchResult,
+)
+from marquee_search.embedded import layout
+from marquee_search.embedded.highlight import highlights
+from marquee_search.embedded.translate import filter_query, text_query
+from marquee_search.expressions import TEXT_MATCH, Filter
+from marquee_search.schema import CollectionSchema, FieldSpec, Kind
+
+WRITER_HEAP_BYTES = 50_000_000
+FACET_SEGMENT_SIZE = 65_000  # tantivy's bucket limit; per-segment counts stay exact below it
+
+
+def _count(result: tantivy.SearchResult) -> int:
+    # `count` exists at run time (count=True) but is missing from tantivy's stub.
+    return int(getattr(result, "count", 0) or 0)
+
+
+@dataclass
+class _Existing:
+    seq: int
+    body: dict[str, Any] | None  # None: deleted earlier in this batch
+
+
+class EmbeddedCollection:
+    def __init__(self, index_dir: Path, schema: CollectionSchema) -> None:
+        self.schema = schema
+        self.index_dir = index_dir
+        index_dir.mkdir(parents=True, exist_ok=True)
+        self._tschema = layout.tantivy_schema(schema)
+        self._index = tantivy.Index(self._tschema, path=str(index_dir), reuse=True)
+        self._writer: tantivy.IndexWriter | None = self._index.writer(WRITER_HEAP_BYTES, 1)
+        self._index.reload()
+        self._next_seq = self._max_seq() + 1
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    def _max_seq(self) -> int:
+        searcher = self._index.searcher()
+        top = searcher.search(
+            tantivy.Query.all_query(), limit=1, order_by_field=layout.SEQ, order=tantivy.Order.Desc
+        ).hits
+        if not top:
+            return 0
+        return int(searcher.fast_field_values(layout.SEQ, [top[0][1]])[0] or 0)
+
+    def count(self) -> int:
+        return int(self._index.searcher().num_docs)
+
+    def _lookup(self, searcher: tantivy.Searcher, doc_id: str) -> _Existing | None:
+        query = tantivy.Query.term_query(self._tschema, layout.ID, doc_id)
+        hits = searcher.search(query, limit=1).hits
+        if not hits:
+            return None
+        address = hits[0][1]
+        seq = int(searcher.fast_field_values(layout.SEQ, [address])[0] or 0)
+        return _Existing(seq, layout.source(searcher.doc(address)))
+
+    def documents_in_order(self) -> list[tuple[int, dict[str, Any]]]:
+        """Every (seq, document), oldest first: the input of a rebuild."""
+        searcher = self._index.searcher()
+        total = searcher.num_docs
+        if not total:
+            return []
+        hits = searcher.search(
+            tantivy.Query.all_query(),
+            limit=total,
+            order_by_field=layout.SEQ,
+            order=tantivy.Order.Asc,
+        ).hits
+        addresses = [address for _, address in hits]
+        seqs = searcher.fast_field_values(layout.SEQ, addresses)
+        return [
+            (int(seq or 0), layout.source(searcher.doc(address)))
+            for seq, address in zip(seqs, addresses, strict=True)
+        ]
+
+    # ---- writing ----------------------------------------------------------------------------
+
+    @property
+    def writer(self) -> tantivy.IndexWriter:
+        if self._writer is None:
+            raise RuntimeError(f"collection {self.schema.name!r} is closed")
+        return self._writer
+
+    def _commit(self) -> None:
+        self.writer.commit()
+        self._index.reload()
+
+    def add_raw(self, seq: int, body: dict[str, Any]) -> None:
+        """Add a document as is (a rebuild copying from the previous index); commit after."""
+        self.writer.add_document(layout.to_tantivy(self.schema, body, seq))
+        self._next_seq = max(self._next_seq, seq + 1)
+
+    def commit(self) -> None:
+        self._commit()
+
+    def index(self, bodies: list[dict[str, Any]], action: Action) -> list[DocResult]:
+        searcher = self._index.searcher()
+        pending: dict[str, _Existing] = {}
+        results = []
+        writer = self.writer
+        for body in bodies:
+            doc_id = body["id"]
+            existing = pending.get(doc_id) or self._lookup(searcher, doc_id)
+            if existing is not None and existing.body is None:
+                existing = None
+            try:
+                final = self._resolve(doc_id, body, existing, action)
+                documents.check(self.schema, final)
+                seq = existing.seq if existing else self._next_seq
+                if existing is not None:
+                    writer.delete_documents_by_term(layout.ID, doc_id)
+                writer.add_document(layout.to_tantivy(self.schema, final, seq))
+            except documents.DocumentError as exc:
+                results.append(DocResult(False, str(exc)))
+                continue
+            if existing is None:
+                self._next_seq += 1
+            pending[doc_id] = _Existing(seq, final)
+            results.append(DocResult(True))
+        if any(r.ok for r in results):
+            self._commit()
+        return results
+
+    @staticmethod
+    def _resolve(
+        doc_id: str, body: dict[str, Any], existing: _Existing | None, action: Action
+    ) -> dict[str, Any]:
+        if action is Action.CREATE:
+            if existing is not None:
+                raise documents.DocumentError(f"A document with id {doc_id} already exists.")
+            return body
+        if action is Action.UPSERT:
+            return body
+        if existing is None:
+            if action is Action.UPDATE:
+                raise documents.DocumentError(f"Could not find a document with id: {doc_id}")
+            return body
+        assert existing.body is not None
+        return documents.merged(existing.body, body)
+
+    def delete_ids(self, ids: list[str]) -> int:
+        searcher = self._index.searcher()
+        deleted = 0
+        for doc_id in dict.fromkeys(ids):
+            if self._lookup(searcher, doc_id) is not None:
+                self.writer.delete_documents_by_term(layout.ID, doc_id)
+                deleted += 1
+        if deleted:
+            self._commit()
+        return deleted
+
+    def delete_filter(self, node: Filter) -> int:
+        query = filter_query(self._tschema, node)
+        found = _count(self._index.searcher().search(query, limit=1, count=True))
+        if found:
+            self.writer.delete_documents_by_query(query)
+            self._commit()
+        return found
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.wait_merging_threads()  # also releases the writer lock
+            self._writer = None
+
+    # ---- searching --------------------------------------------------------------------------
+
+    def search(self, query: SearchQuery) -> SearchResult:
+        started = time.perf_counter()
+        searcher = self._index.searcher()
+        out_of = int(searcher.num_docs)
+        parts: list[tuple[tantivy.Occur, tantivy.Query]] = []
+        if not query.wildcard:
+            text = text_query(self._tschema, query.q, query.query_by)
+            if text is None:
+                return SearchResult([], self._empty_facets(query), 0, out_of, 0.0)
+            parts.append((tantivy.Occur.Must, text))
+        if query.filter is not None:
+            # Scored zero so the text score stays the sum of the match kinds alone.
+            constant = tantivy.Query.const_score_query(
+                filter_query(self._tschema, query.filter), 0.0
+            )
+            parts.append((tantivy.Occur.Must, constant))
+        if not parts:
+            tq = tantivy.Query.all_query()
+        elif len(parts) == 1 and query.wildcard:
+            tq = parts[0][1]
+        else:
+            tq = tantivy.Query.boolean_query(parts)
+        offset = (query.page - 1) * query.per_page
+        page = self._ranked(searcher, tq, query, offset)
+        found, hits = page
+        result_hits = []
+        for score, address in hits:
+            body = layout.source(searcher.doc(address))
+            marks: list[Highlight] = (
+                [] if query.wildcard else highlights(query.q, query.query_by, body)
+            )
+            result_hits.append(
+                SearchHit(_project(body, query), marks, 0 if query.wildcard else int(score))
+            )
+        facets = self._facets(searcher, tq, query) if query.facets else []
+        return SearchResult(result_hits, facets, found, out_of, time.perf_counter() - started)
+
+    def _sort_clauses(self, query: SearchQuery) -> list[tuple[str, bool]]:
+        if query.sort:
+            return [(c.field, c.descending) for c in query.sort]
+        clauses = [] if query.wildcard else [(TEXT_MATCH, True)]
+        if self.schema.default_sorting_field:
+            clauses.append((self.schema.default_sorting_field, True))
+        return clauses
+
+    def _ranked(
+        self, searcher: tantivy.Searcher, tq: tantivy.Query, query: SearchQuery, offset: int
+    ) -> tuple[int, list[tuple[float, tantivy.DocAddress]]]:
+        clauses = self._sort_clauses(query)
+        if not clauses:
+            # Typesense's own order when nothing else decides: newest first.
+            result = searcher.search(
+                tq,
+                limit=query.per_page,
+                offset=offset,
+                order_by_field=layout.SEQ,
+                order=tantivy.Order.Desc,
+            )
+            return _count(result), [(0.0, a) for _, a in result.hits]
+        found = _count(searcher.search(tq, limit=1, count=True))
+        if not found or offset >= found:
+            return found, []
+        hits = searcher.search(tq, limit=found).hits
+        addresses = [address for _, address in hits]
+        columns: list[list[float]] = []
+        for name, descending in [*clauses, (layout.SEQ, True)]:
+            if name == TEXT_MATCH:
+                values = [float(score) for score, _ in hits]
+            else:
+                field = (
+                    layout.SEQ
+                    if name == layout.SEQ
+                    else layout.value_field(self.schema.by_name[name])
+                )
+                raw = searcher.fast_field_values(field, addresses)
+                # A missing value sorts as the smallest (Typesense stores INT64_MIN).
+                values = [float("-inf") if v is None else float(v) for v in raw]
+            columns.append([-v for v in values] if descending else values)
+        order = sorted(range(len(hits)), key=lambda i: tuple(column[i] for column in columns))
+        chosen = order[offset : offset + query.per_page]
+        return found, [(hits[i][0], addresses[i]) for i in chosen]
+
+    def _empty_facets(self, query: SearchQuery) -> list[tuple[str, list[tuple[str, int]]]]:
+        return [(spec.name, []) for spec in query.facets]
+
+    def _facets(
+        self, searcher: tantivy.Searcher, tq: tantivy.Query, query: SearchQuery
+    ) -> list[tuple[str, list[tuple[str, int]]]]:
+        aggregations = {
+            str(i): {
+                "terms": {
+                    "field": layout.facet_field(spec),
+                    "size": query.max_facet_values,
+                    "segment_size": FACET_SEGMENT_SIZE,
+                }
+            }
+            for i, spec in enumerate(query.facets)
+        }
+        answer = searcher.aggregate(tq, aggregations)
+        result = []
+        for i, spec in enumerate(query.facets):
+            buckets = answer.get(str(i), {}).get("buckets", [])
+            counts = [(_facet_value(spec, b), int(b["doc_count"])) for b in buckets]
+            counts.sort(key=lambda pair: (-pair[1], pair[0]))
+            result.append((spec.name, counts[: query.max_facet_values]))
+        return result
+
+
+def _facet_value(spec: FieldSpec, bucket: dict[str, Any]) -> str:
+    if spec.kind.scalar is Kind.BOOL:
+        return str(bucket.get("key_as_string") or ("true" if bucket["key"] else "false"))
+    if spec.kind.is_string:
+        return str(bucket["key"])
+    return str(int(bucket["key"]))
+
+
+def _project(body: dict[str, Any], query: SearchQuery) -> dict[str, Any]:
+    if query.include_fields:
+        keep = set(query.include_fields)
+        body = {k: v for k, v in body.items() if k in keep}
+    if query.exclude_fields:
+        drop = set(query.exclude_fields)
+        body = {k: v for k, v in body.items() if k not in drop}
+    return body

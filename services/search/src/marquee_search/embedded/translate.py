@@ -1,0 +1,139 @@
+"""Queries and filters as tantivy queries, matching what Typesense 0.24 matches.
+
+Text (checked against a real Typesense with the parameters the Typesense
+backend sends): every query token must match in some query_by field; the last
+token also matches as a prefix; a token of 4 or more characters also matches
+with one typo (a transposition counts as one). Scores order results the way
+Typesense's first criteria do: more tokens matched without a typo first, then
+matches in earlier query_by fields. Each match kind gets a constant score and a
+token takes its best one, so the sum is exact in a float.
+"""
+
+from __future__ import annotations
+
+import tantivy
+
+from marquee_search.embedded.layout import exact_field, text_field, value_field
+from marquee_search.expressions import (
+    All,
+    Any_,
+    BoolClause,
+    Filter,
+    NumberClause,
+    StringClause,
+    StringMode,
+)
+from marquee_search.schema import FieldSpec, Kind
+from marquee_search.tokens import tokens
+
+MIN_LEN_ONE_TYPO = 4
+EXACT_WEIGHT = 1000.0  # per token matched without a typo; beats any field bonus below
+
+
+def _field_bonus(rank: int, fields: int) -> float:
+    return float(fields - rank)
+
+
+def text_query(
+    schema: tantivy.Schema, q: str, fields: tuple[FieldSpec, ...]
+) -> tantivy.Query | None:
+    """None when q has no tokens (nothing can match)."""
+    words = tokens(q)
+    if not words:
+        return None
+    per_token = []
+    for i, word in enumerate(words):
+        last = i == len(words) - 1
+        options = []
+        for rank, spec in enumerate(fields):
+            name = text_field(spec)
+            bonus = _field_bonus(rank, len(fields))
+            if last:
+                exact = tantivy.Query.fuzzy_term_query(schema, name, word, distance=0, prefix=True)
+            else:
+                exact = tantivy.Query.term_query(schema, name, word)
+            options.append(tantivy.Query.const_score_query(exact, EXACT_WEIGHT + bonus))
+            if len(word) >= MIN_LEN_ONE_TYPO:
+                typo = tantivy.Query.fuzzy_term_query(
+                    schema, name, word, distance=1, transposition_cost_one=True, prefix=last
+                )
+                options.append(tantivy.Query.const_score_query(typo, bonus))
+        per_token.append((tantivy.Occur.Must, tantivy.Query.disjunction_max_query(options)))
+    return tantivy.Query.boolean_query(per_token)
+
+
+def _any(queries: list[tantivy.Query]) -> tantivy.Query:
+    if len(queries) == 1:
+        return queries[0]
+    return tantivy.Query.boolean_query([(tantivy.Occur.Should, q) for q in queries])
+
+
+def _not(query: tantivy.Query) -> tantivy.Query:
+    return tantivy.Query.boolean_query(
+        [(tantivy.Occur.Must, tantivy.Query.all_query()), (tantivy.Occur.MustNot, query)]
+    )
+
+
+def filter_query(schema: tantivy.Schema, node: Filter) -> tantivy.Query:
+    if isinstance(node, All):
+        parts = [(tantivy.Occur.Must, filter_query(schema, p)) for p in node.parts]
+        return tantivy.Query.boolean_query(parts)
+    if isinstance(node, Any_):
+        return _any([filter_query(schema, p) for p in node.parts])
+    if isinstance(node, StringClause):
+        return _string(schema, node)
+    if isinstance(node, BoolClause):
+        name = value_field(node.field)
+        return _any([tantivy.Query.term_query(schema, name, v) for v in sorted(node.values)])
+    return _number(schema, node)
+
+
+def _string(schema: tantivy.Schema, clause: StringClause) -> tantivy.Query:
+    if clause.mode is StringMode.CONTAINS:
+        name = text_field(clause.field)
+        alternatives = []
+        for words in clause.values:
+            assert isinstance(words, tuple)
+            alternatives.append(
+                tantivy.Query.boolean_query(
+                    [(tantivy.Occur.Must, tantivy.Query.term_query(schema, name, w)) for w in words]
+                )
+            )
+        return _any(alternatives)
+    name = exact_field(clause.field)
+    values = [v for v in clause.values if isinstance(v, str)]
+    matches = tantivy.Query.term_set_query(schema, name, values)
+    return matches if clause.mode is StringMode.EQUALS else _not(matches)
+
+
+def _number(schema: tantivy.Schema, clause: NumberClause) -> tantivy.Query:
+    name = value_field(clause.field)
+    is_float = clause.field.kind.scalar is Kind.FLOAT
+    field_type = tantivy.FieldType.Float if is_float else tantivy.FieldType.Integer
+    alternatives = []
+    for interval in clause.intervals:
+        low = (
+            None
+            if interval.low is None
+            else (float(interval.low) if is_float else int(interval.low))
+        )
+        high = (
+            None
+            if interval.high is None
+            else (float(interval.high) if is_float else int(interval.high))
+        )
+        if low is not None and low == high and interval.include_low and interval.include_high:
+            alternatives.append(tantivy.Query.term_query(schema, name, low))
+            continue
+        alternatives.append(
+            tantivy.Query.range_query(
+                schema,
+                name,
+                field_type,
+                low,
+                high,
+                include_lower=interval.include_low,
+                include_upper=interval.include_high,
+            )
+        )
+    return _any(alternatives)
