@@ -17,7 +17,7 @@ from auth_support import (
 )
 
 from marquee.auth.v1 import auth_pb2
-from marquee_auth.account_service import WRONG_CREDENTIALS
+from marquee_auth.rpc_accounts import WRONG_CREDENTIALS
 
 
 async def test_register_then_login_returns_tokens_for_the_user(scratch_database_url: str) -> None:

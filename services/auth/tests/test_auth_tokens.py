@@ -8,8 +8,8 @@ import pytest
 from auth_support import auth_service, bearer, login, register_user, stub
 
 from marquee.auth.v1 import auth_pb2
-from marquee_auth.account_service import AccountService
 from marquee_auth.secret_box import SecretBoxError
+from marquee_auth.servicer import AuthServicer
 from marquee_authn import GrpcJwksSource, TokenVerifier, undeclared_methods
 from marquee_testing.inprocess import RunningService
 
@@ -122,16 +122,20 @@ async def test_authenticated_methods_need_a_valid_token_and_every_method_is_decl
         tokens = await login(auth, user.username)
         for metadata in [(), bearer("x.y.z")]:
             with pytest.raises(grpc.aio.AioRpcError) as raised:
-                await auth.EnrollTotp(auth_pb2.EnrollTotpRequest(), metadata=metadata, timeout=10)
+                await auth.BeginWebAuthnRegistration(
+                    auth_pb2.BeginWebAuthnRegistrationRequest(), metadata=metadata, timeout=10
+                )
             assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
         # A valid token reaches the handler (which has not landed yet).
         with pytest.raises(grpc.aio.AioRpcError) as reached:
-            await auth.EnrollTotp(
-                auth_pb2.EnrollTotpRequest(), metadata=bearer(tokens.access_token), timeout=10
+            await auth.BeginWebAuthnRegistration(
+                auth_pb2.BeginWebAuthnRegistrationRequest(),
+                metadata=bearer(tokens.access_token),
+                timeout=10,
             )
         assert reached.value.code() == grpc.StatusCode.UNIMPLEMENTED
     descriptor = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
-    assert undeclared_methods(AccountService, descriptor) == []
+    assert undeclared_methods(AuthServicer, descriptor) == []
 
 
 async def test_after_a_key_rotation_old_tokens_still_verify_and_new_ones_use_the_new_key(

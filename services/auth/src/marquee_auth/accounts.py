@@ -51,6 +51,10 @@ class Accounts:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
     async def create(
         self, username: str, email: str, display_name: str, password_hash: str
     ) -> Account:

@@ -10,15 +10,18 @@ import grpc
 from joserfc.jwk import KeySet
 
 from marquee.auth.v1 import auth_pb2, auth_pb2_grpc, policy_pb2, policy_pb2_grpc
-from marquee_auth.account_service import AccountService
 from marquee_auth.accounts import Accounts
+from marquee_auth.deps import AuthDeps
+from marquee_auth.mfa_challenges import MfaChallenges
 from marquee_auth.passwords import Passwords
 from marquee_auth.schema import MIGRATIONS
 from marquee_auth.secret_box import SecretBox
+from marquee_auth.servicer import AuthServicer
 from marquee_auth.sessions import Sessions
 from marquee_auth.settings import AuthSettings
 from marquee_auth.signing_keys import KeyRing
 from marquee_auth.tokens import AccessTokenIssuer
+from marquee_auth.totp import Totp
 from marquee_authn import TokenVerifier
 from marquee_jobs import cleanup_job
 from marquee_jobs.service import start_job_runtime
@@ -54,24 +57,35 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
     ctx.on_shutdown(pool.close)
 
     access_lifetime = timedelta(seconds=settings.access_token_ttl_seconds)
+    box = SecretBox.from_settings(settings)
     keys = KeyRing(
         pool,
-        SecretBox.from_settings(settings),
+        box,
         rotation=timedelta(seconds=settings.signing_key_rotation_seconds),
         token_lifetime=access_lifetime,
     )
     await keys.ensure_current()
     ctx.spawn(_keep_keys_current(ctx, keys, settings), name="auth-signing-keys")
 
-    service = AccountService(
-        settings,
-        Accounts(pool),
-        Sessions(pool, lifetime=timedelta(seconds=settings.refresh_token_ttl_seconds)),
-        Passwords(settings),
-        keys,
-        AccessTokenIssuer(keys, issuer=settings.issuer, lifetime=access_lifetime),
-        TokenVerifier(KeyRingSource(keys), issuer=settings.issuer, min_refresh_interval=1.0),
+    deps = AuthDeps(
+        settings=settings,
+        accounts=Accounts(pool),
+        sessions=Sessions(pool, lifetime=timedelta(seconds=settings.refresh_token_ttl_seconds)),
+        passwords=Passwords(settings),
+        keys=keys,
+        issuer=AccessTokenIssuer(keys, issuer=settings.issuer, lifetime=access_lifetime),
+        totp=Totp(
+            pool,
+            box,
+            issuer_name=settings.totp_issuer_name,
+            enrollment_ttl=timedelta(seconds=settings.totp_enrollment_ttl_seconds),
+        ),
+        challenges=MfaChallenges(
+            pool, lifetime=timedelta(seconds=settings.mfa_challenge_ttl_seconds)
+        ),
     )
+    verifier = TokenVerifier(KeyRingSource(keys), issuer=settings.issuer, min_refresh_interval=1.0)
+    service = AuthServicer(deps, verifier)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(service, server)
 
     if settings.run_jobs:

@@ -1,0 +1,75 @@
+"""What the AuthService handlers share: stores, hashers, keys, settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from marquee.auth.v1 import auth_pb2
+from marquee_auth.accounts import Accounts
+from marquee_auth.mfa_challenges import MfaChallenges
+from marquee_auth.passwords import Passwords
+from marquee_auth.sessions import IssuedRefresh, Sessions
+from marquee_auth.settings import AuthSettings
+from marquee_auth.signing_keys import KeyRing
+from marquee_auth.tokens import AccessTokenIssuer
+from marquee_auth.totp import Totp
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+@dataclass(frozen=True)
+class AuthDeps:
+    settings: AuthSettings
+    accounts: Accounts
+    sessions: Sessions
+    passwords: Passwords
+    keys: KeyRing
+    issuer: AccessTokenIssuer
+    totp: Totp
+    challenges: MfaChallenges
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment.astimezone(UTC))
+    return stamp
+
+
+class HandlerBase:
+    """State every RPC mixin of the servicer reads."""
+
+    deps: AuthDeps
+
+    def tokens(self, issued: IssuedRefresh) -> auth_pb2.Tokens:
+        access = self.deps.issuer.issue(issued.user_id, issued.session_id)
+        return auth_pb2.Tokens(
+            access_token=access.token,
+            refresh_token=issued.token,
+            token_type="Bearer",  # noqa: S106  # nosec B106
+            access_token_expires_at=timestamp(access.expires_at),
+            refresh_token_expires_at=timestamp(issued.expires_at),
+            session_id=issued.session_id,
+            user_id=issued.user_id,
+        )
+
+    async def first_factor_passed(self, user_id: str) -> auth_pb2.LoginResponse:
+        """Tokens, or an MFA challenge when the user has a second factor (never both)."""
+        totp = self.deps.totp
+        if await totp.is_active(user_id):
+            challenge = await self.deps.challenges.issue(user_id)
+            methods = [auth_pb2.MFA_METHOD_TOTP]
+            if await totp.has_recovery_codes(user_id):
+                methods.append(auth_pb2.MFA_METHOD_RECOVERY_CODE)
+            return auth_pb2.LoginResponse(
+                mfa_challenge=auth_pb2.MfaChallenge(
+                    challenge_id=challenge.id,
+                    allowed_methods=methods,
+                    expires_at=timestamp(challenge.expires_at),
+                )
+            )
+        return auth_pb2.LoginResponse(tokens=self.tokens(await self.deps.sessions.open(user_id)))

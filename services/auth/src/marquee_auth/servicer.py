@@ -1,0 +1,16 @@
+"""The AuthService servicer, assembled from one mixin per group of RPCs."""
+
+from __future__ import annotations
+
+from marquee.auth.v1 import auth_pb2_grpc
+from marquee_auth.deps import AuthDeps
+from marquee_auth.rpc_accounts import AccountRpcs
+from marquee_auth.rpc_pending import PendingRpcs
+from marquee_auth.rpc_totp import TotpRpcs
+from marquee_authn import TokenVerifier
+
+
+class AuthServicer(AccountRpcs, TotpRpcs, PendingRpcs, auth_pb2_grpc.AuthServiceServicer):
+    def __init__(self, deps: AuthDeps, token_verifier: TokenVerifier) -> None:
+        self.deps = deps
+        self.token_verifier = token_verifier
