@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from marquee_cache import RateLimiter
-from marquee_cache_support import CacheFactory
+from marquee_cache_support import CacheFactory, until
 from marquee_localservers import RedisServer
 
 
@@ -65,9 +65,11 @@ async def test_local_limiter_takes_over_while_redis_is_down(
     limiter = RateLimiter(cache.redis)
     assert (await limiter.hit("k", limit=3, window=60)).source == "redis"
     server.kill()
+    await until(lambda: not cache.health().tracking)  # the cache knows Redis is down
     down = [await limiter.hit("k", limit=3, window=60) for _ in range(5)]
     assert all(d.source == "local" for d in down)
-    assert [d.allowed for d in down] == [True, True, True, False, False]
+    # The local limiter starts from what Redis last said: one of the three is spent.
+    assert [d.allowed for d in down] == [True, True, False, False, False]
     server.start()
     async with asyncio.timeout(5):
         while (decision := await limiter.hit("other", limit=3, window=60)).source != "redis":
@@ -95,3 +97,23 @@ async def test_a_hit_redis_did_not_answer_in_time_is_refused_not_admitted_locall
     assert decision.source == "timeout"
     assert not decision.allowed
     assert decision.retry_after > 0
+
+
+async def test_while_redis_is_up_a_breaker_opened_by_timeouts_refuses_rather_than_admit_locally(
+    cache_factory: CacheFactory, redis_server_factory: Callable[..., RedisServer]
+) -> None:
+    """Redis up but not answering in time: its shared budget may be spent by others."""
+    server = redis_server_factory(persistent=False)
+    cache = await cache_factory(server.url, command_timeout=0.1, breaker_reset_timeout=30)
+    limiter = RateLimiter(cache.redis)
+    other = RateLimiter((await cache_factory(server.url)).redis)
+    assert [(await other.hit("k", limit=3, window=3600)).allowed for _ in range(3)] == [True] * 3
+    async with aioredis.Redis.from_url(server.url) as admin:
+        await admin.client_pause(2000, all=False)  # EVALSHA waits; PING does not
+        timed_out = [await limiter.hit("k", limit=3, window=3600) for _ in range(3)]
+        assert cache.health().breaker.value == "open"
+        assert cache.health().tracking, "Redis is up: the tracking connection says so"
+        refused = [await limiter.hit("k", limit=3, window=3600) for _ in range(3)]
+        await admin.client_unpause()
+    assert {d.source for d in timed_out + refused} == {"timeout"}
+    assert not any(d.allowed for d in timed_out + refused), "the shared budget was spent"

@@ -124,6 +124,7 @@ class Cache:
         self._guard = FillGuard()
         self._topology = Topology(config, self._make_tracker, self._on_slots_moved)
         self._redis = GuardedRedis(config, self._topology.breaker_for)
+        self._redis.answering = self._answering
         self._refreshed_at = -math.inf
         self._refreshing: asyncio.Task[None] | None = None
         self._hub = InvalidationHub()
@@ -551,6 +552,15 @@ class Cache:
         metrics.KEY_INVALIDATIONS.inc(len(keys))
         self._forget(keys)
         self._hub.publish(Invalidation(tuple(keys)))
+
+    def _answering(self, key: str | None) -> bool:
+        """Redis (the node serving `key`) is up: its tracking connection is."""
+        if key is None:
+            return any(node.tracker.up for node in self._topology.nodes.values())
+        try:
+            return self._topology.node_for(key).tracker.up
+        except CacheUnavailable:
+            return False
 
     def _make_tracker(self, name: str, config: CacheConfig) -> Tracker:
         def on_up() -> None:

@@ -44,6 +44,9 @@ _UNAVAILABLE = (
 class GuardedRedis:
     def __init__(self, config: CacheConfig, breaker_for: BreakerFor) -> None:
         self.breaker_for = breaker_for
+        self.answering: Callable[[str | None], bool] = lambda _key: False
+        """Is the node serving `key` known to be answering (its tracking connection
+        is up)? Set by the Cache; the rate limiter asks it before deciding locally."""
         self.timeout = config.command_timeout
         self.client: Client = _cluster_client(config) if config.cluster else _client(config)
         # redis-py's cluster pools do not wait for a free connection as the single-node

@@ -7,11 +7,15 @@ refilled at limit/window: over any interval of length t at most
 
 The script is loaded once and run by EVALSHA (redis-py's `AsyncScript` reloads it
 on NOSCRIPT, e.g. after SCRIPT FLUSH or a failover), and touches only KEYS[1]
-(Dragonfly refuses undeclared keys). While Redis is unavailable, a process-local
-GCRA with the same arithmetic takes over (C-6): each instance then enforces the
-limit on its own, so N instances admit up to N times the limit until Redis returns.
-A call whose deadline ran out after it was sent is refused instead: it may have
-been counted in Redis, and admitting it locally too would exceed the limit.
+(Dragonfly refuses undeclared keys; untested against Dragonfly). While Redis is
+down, a process-local GCRA with the same arithmetic takes over (C-6), starting
+from the state Redis last reported for the key: each instance then enforces the
+limit on its own, so N instances admit up to N times what was left until Redis
+returns. A call Redis did not answer while Redis is *up* is refused instead (a
+deadline that ran out after the call was sent, a starved process, a breaker
+opened by such timeouts): the hit may have been counted in Redis, and the
+shared budget may already be spent, so admitting it locally could exceed the
+limit. "Up" is the cache's own evidence: the key's tracking connection is.
 """
 
 from __future__ import annotations
@@ -60,8 +64,9 @@ class Decision:
     reset_after: float
     """Seconds until the limiter is back to a full burst."""
     source: str
-    """redis; local while Redis is unavailable; timeout when refused because Redis
-    did not answer in time and the hit may have counted there."""
+    """redis; local while Redis is down; timeout when refused because Redis did not
+    answer this call while it is up (the hit may have counted there, or the shared
+    budget may be spent)."""
 
 
 class LocalLimiter:
@@ -71,16 +76,27 @@ class LocalLimiter:
         self._tat: dict[str, int] = {}
         self._max_keys = max_keys
 
+    def observe(self, key: str, reset_us: int) -> None:
+        """Redis decided for `key`: its TAT is now + reset_us. Kept so that a local
+        decision starts from the shared state, not from a full burst."""
+        now = int(monotonic() * 1_000_000)
+        tat = now + reset_us
+        if tat > self._tat.get(key, 0):
+            self._remember(key, tat, now)
+
     def hit(self, key: str, limit: int, window: float, cost: int = 1) -> Decision:
         now = int(monotonic() * 1_000_000)
         allowed, remaining, retry_us, reset_us = _gcra(
             self._tat.get(key, now), now, limit, _micros(window), cost
         )
         if allowed:
-            if key not in self._tat and len(self._tat) >= self._max_keys:
-                self._sweep(now)
-            self._tat[key] = now + reset_us
+            self._remember(key, now + reset_us, now)
         return _decision(allowed, remaining, retry_us, reset_us, "local")
+
+    def _remember(self, key: str, tat: int, now: int) -> None:
+        if key not in self._tat and len(self._tat) >= self._max_keys:
+            self._sweep(now)
+        self._tat[key] = tat
 
     def _sweep(self, now: int) -> None:
         # Keys whose TAT has passed are back to a full burst: forgetting them is exact.
@@ -111,10 +127,12 @@ class RateLimiter:
             )
             allowed, remaining, retry_us, reset_us = (int(x) for x in reply)
             decision = _decision(bool(allowed), remaining, retry_us, reset_us, "redis")
+            self.local.observe(full_key, reset_us)
         except CacheUnavailable as exc:
-            if _outcome_unknown(exc):
-                # The script may have run and counted this hit in Redis: admitting it
-                # locally as well could let a burst past the limit, so refuse it.
+            if _outcome_unknown(exc) or self._redis.answering(full_key):
+                # The script may have run and counted this hit in Redis, or Redis is
+                # up and others spend the shared budget: admitting it locally could
+                # let a burst past the limit, so refuse it.
                 decision = _decision(False, 0, _micros(UNKNOWN_RETRY_AFTER), 0, "timeout")
             else:
                 decision = self.local.hit(full_key, limit, window, cost)
