@@ -115,7 +115,8 @@ class FakeCluster:
 
     async def start(self, size: int = 3) -> None:
         for i in range(size):
-            member = FakeMember(id=f"coord-{i + 1}", raft_address=f"127.0.0.1:{60000 + i}")
+            # Ids are node ids, as on the real coordinator (MARQUEE_COORDINATOR_NODE_ID).
+            member = FakeMember(id=str(i + 1), raft_address=f"127.0.0.1:{60000 + i}")
             server = grpc.aio.server()
             lease_pb2_grpc.add_LeaseServiceServicer_to_server(FakeLeases(self, member), server)
             election_pb2_grpc.add_ElectionServiceServicer_to_server(
@@ -220,7 +221,17 @@ class FakeLeases(lease_pb2_grpc.LeaseServiceServicer):
         await self.c.gate(self.m, context, "Acquire", leader_only=True)
         key = (request.name, request.holder_id, request.request_id)
         if request.request_id and key in self.c.answered:
-            return self.c.answered[key]
+            answered = self.c.answered[key]
+            current = self.c.current(request.name)
+            if current is not None and current.token == answered.lease.token:
+                return answered
+            # As the real server: once the grant is over (released, expired, taken
+            # over), its retry is answered "not acquired", never granted again.
+            return lease_pb2.AcquireResponse(
+                header=self.c.header(self.m),
+                acquired=False,
+                lease=current.to_proto() if current else None,
+            )
         deadline = time.monotonic() + _seconds(request.wait_timeout)
         while True:
             changed = self.c.changed
@@ -236,7 +247,9 @@ class FakeLeases(lease_pb2_grpc.LeaseServiceServicer):
         if current is None:
             lease = self.c.grant(request.name, request.holder_id, _seconds(request.ttl))
         else:
+            # Acquiring what you hold renews it with the new TTL and keeps the token.
             lease = current
+            lease.ttl = _seconds(request.ttl)
             lease.deadline = time.monotonic() + lease.ttl
         response = lease_pb2.AcquireResponse(
             header=self.c.header(self.m), acquired=True, lease=lease.to_proto()
@@ -406,16 +419,20 @@ class FakeElections(election_pb2_grpc.ElectionServiceServicer):
         self, request: election_pb2.ObserveRequest, context: Context
     ) -> AsyncIterator[election_pb2.ObserveResponse]:
         await self.c.gate(self.m, context, "Observe", leader_only=True)
-        while self.m.id == self.c.leader_id:
+        # Like a real member, it goes on streaming after it stops leading (followers
+        # apply the same log), and only changes of leader or value. A hung member,
+        # like a paused process, sends nothing: its stream just goes quiet.
+        first, sent = True, None
+        while True:
             changed = self.c.changed
             leader = self._leader(request.election)
-            yield election_pb2.ObserveResponse(
-                header=self.c.header(self.m), found=leader is not None, leader=leader
-            )
+            if not self.m.hung and (first or leader != sent):
+                first, sent = False, leader
+                yield election_pb2.ObserveResponse(
+                    header=self.c.header(self.m), found=leader is not None, leader=leader
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), 0.05)
-        # Deposed: end the stream the way a real member would, with a redirect.
-        await self.c.gate(self.m, context, "Observe", leader_only=True)
 
     async def Resign(
         self, request: election_pb2.ResignRequest, context: Context
@@ -459,12 +476,19 @@ class FakeClusterService(cluster_pb2_grpc.ClusterServiceServicer):
         self, request: cluster_pb2.MemberAddRequest, context: Context
     ) -> cluster_pb2.MemberAddResponse:
         await self.c.gate(self.m, context, "MemberAdd", leader_only=True)
-        if not (request.id and request.raft_address and request.grpc_address):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "id and addresses are required")
+        if not (request.id.isdigit() and int(request.id) > 0):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "id must be a node id")
+        if not (request.raft_address and request.grpc_address):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "addresses are required")
+        if request.learner:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "learners are not supported")
         if any(
             m.id == request.id or m.raft_address == request.raft_address for m in self.c.members
         ):
-            await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"{request.id} is a member")
+            await context.abort(
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"member {request.id} ({request.raft_address}) already exists",
+            )
         member = FakeMember(request.id, request.grpc_address, request.raft_address)
         self.c.members.append(member)
         self.c._changed()
@@ -477,7 +501,7 @@ class FakeClusterService(cluster_pb2_grpc.ClusterServiceServicer):
     ) -> cluster_pb2.MemberRemoveResponse:
         await self.c.gate(self.m, context, "MemberRemove", leader_only=True)
         if not any(m.id == request.id for m in self.c.members):
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no member {request.id}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no member with id {request.id!r}")
         self.c.members = [m for m in self.c.members if m.id != request.id]
         self.c._changed()
         return cluster_pb2.MemberRemoveResponse(
@@ -491,7 +515,7 @@ class FakeClusterService(cluster_pb2_grpc.ClusterServiceServicer):
         previous = self.c.leader_id or ""
         target = request.target_id or next(m.id for m in self.c.followers())
         if target not in {m.id for m in self.c.members}:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no member {target}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no member with id {target!r}")
         self.c.elect(target)
         return cluster_pb2.TransferLeadershipResponse(
             header=self.c.header(self.m), previous_leader_id=previous

@@ -148,16 +148,22 @@ async def test_cancelling_the_holder_releases_and_leaks_nothing(fake: FakeCluste
 
 async def test_campaign_elects_in_turn_with_growing_tokens(fake: FakeCluster) -> None:
     seen: list[ElectionLeader | None] = []
+    reported = asyncio.Condition()
 
     async def watch(client: CoordinatorClient) -> None:
         async with aclosing(client.observe("scheduler")) as changes:
             async for change in changes:
-                seen.append(change)
+                async with reported:
+                    seen.append(change)
+                    reported.notify_all()
+
+    def b_reported() -> bool:
+        return any(s is not None and s.key.candidate_id == "b" for s in seen)
 
     async with no_new_tasks(), CoordinatorClient(fake.endpoints, backoff=FAST) as client:
         watcher = asyncio.create_task(watch(client))
-        while not seen:  # the watch has reported "no leader yet"
-            await asyncio.sleep(0.01)
+        async with reported:  # until the watch has reported "no leader yet"
+            await asyncio.wait_for(reported.wait_for(lambda: bool(seen)), 5.0)
         async with client.campaign("scheduler", "a", b"addr-a", ttl=0.6) as first:
             assert first.valid()
             second_campaign = asyncio.create_task(
@@ -172,7 +178,8 @@ async def test_campaign_elects_in_turn_with_growing_tokens(fake: FakeCluster) ->
         second_key = await asyncio.wait_for(second_campaign, 2.0)
         assert second_key.candidate_id == "b"
         assert second_key.token > first.token
-        await asyncio.sleep(0.1)
+        async with reported:
+            await asyncio.wait_for(reported.wait_for(b_reported), 5.0)
         watcher.cancel()
         await asyncio.wait([watcher])
         await client.resign(second_key)
@@ -180,17 +187,28 @@ async def test_campaign_elects_in_turn_with_growing_tokens(fake: FakeCluster) ->
     assert values[:4] == [None, ("a", b"addr-a"), ("a", b"addr-a2"), ("b", b"addr-b")]
 
 
-async def test_observe_follows_the_coordinator_leader(fake: FakeCluster) -> None:
+async def test_observe_leaves_a_silent_coordinator_leader(fake: FakeCluster) -> None:
+    old, new = fake.members[0], fake.members[1]
     async with (
         CoordinatorClient(fake.endpoints, backoff=FAST) as client,
-        aclosing(client.observe("scheduler")) as changes,
+        aclosing(client.observe("scheduler", check_every=0.2)) as changes,
     ):
         assert await anext(changes) is None
-        fake.elect(fake.members[1].id)
-        async with client.campaign("scheduler", "a", ttl=5):
-            change = await asyncio.wait_for(anext(changes), 2.0)
-            assert change is not None
-            assert change.key.candidate_id == "a"
+        assert client.transport.leader == old.address
+        # Paused: the stream stays open and says nothing, like one with nothing to say.
+        old.hung = True
+        fake.elect(new.id)
+        try:
+            async with (
+                CoordinatorClient([new.address], backoff=FAST) as majority,
+                majority.campaign("scheduler", "a", ttl=5),
+            ):
+                change = await asyncio.wait_for(anext(changes), 2.0)
+                assert change is not None
+                assert change.key.candidate_id == "a"
+                assert client.transport.leader == new.address
+        finally:
+            old.hung = False
 
 
 async def test_a_short_lease_outlives_a_paused_leader(fake: FakeCluster) -> None:

@@ -293,13 +293,18 @@ class CoordinatorClient:
         )
         return ElectionLeader.from_proto(response.leader) if response.found else None
 
-    def observe(self, election: str) -> AsyncGenerator[ElectionLeader | None, None]:
+    def observe(
+        self, election: str, *, check_every: float = elections.LEADER_CHECK_SECONDS
+    ) -> AsyncGenerator[ElectionLeader | None, None]:
         """The leader of `election` now, then at every change (None: no leader).
 
-        Follows the coordinator leader across failovers and skips repeats. Close it
-        (`contextlib.aclosing`, or leave the `async for`) to end the stream.
+        Follows the coordinator leader across failovers and skips repeats. A stream
+        quiet for `check_every` seconds costs one Status call to another member, so
+        a paused or cut-off coordinator leader is left within about that long after
+        a new one is elected. Close it (`contextlib.aclosing`, or leave the
+        `async for`) to end the stream.
         """
-        return elections.observe(self.transport, election)
+        return elections.observe(self.transport, election, check_every)
 
     async def resign(self, key: LeaderKey, *, timeout: float | None = None) -> bool:
         """Give leadership up; False if it was not the leader any more."""
