@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import pytest
 
-from marquee_cli.ports import ServicePorts, address, plan_ports
+from marquee_cli.port_record import PortsUnusable, plan_for_data_dir, ports_path, read_record
+from marquee_cli.ports import PortPlan, ServicePorts, address, plan_ports
 from marquee_cli.suite import suite_services
 
 SUITE = [(s.name, s.node_id) for s in suite_services(3)]
@@ -41,3 +47,114 @@ def test_base_out_of_range(base: int) -> None:
 def test_address_brackets_ipv6() -> None:
     assert address("127.0.0.1", 1) == "127.0.0.1:1"
     assert address("::1", 1) == "[::1]:1"
+
+
+# --- the ports a data dir keeps (port_record) ---------------------------------------
+
+
+def plan_in(data_dir: Path, base: int, warnings: list[str] | None = None) -> PortPlan:
+    sink = warnings if warnings is not None else []
+    return plan_for_data_dir(data_dir, base, SUITE, "127.0.0.1", warn=sink.append)
+
+
+def form_cluster(data_dir: Path, nodes: range = range(1, 4)) -> None:
+    """What coordinator nodes leave behind once they have run."""
+    for node in nodes:
+        node_dir = data_dir / "coordinator" / f"node-{node}"
+        node_dir.mkdir(parents=True)
+        (node_dir / "raft.journal").write_bytes(b"x")
+
+
+def test_base_zero_reuses_the_ports_recorded_at_first_start(tmp_path: Path) -> None:
+    first = plan_in(tmp_path, 0)
+    assert read_record(ports_path(tmp_path)) == ("127.0.0.1", first)
+    form_cluster(tmp_path)
+    assert plan_in(tmp_path, 0) == first
+
+
+def test_a_fixed_base_is_recorded_and_reused_by_base_zero(tmp_path: Path) -> None:
+    fixed = plan_in(tmp_path, 40050)
+    form_cluster(tmp_path)
+    assert plan_in(tmp_path, 0) == fixed
+    assert plan_in(tmp_path, 40050) == fixed
+
+
+def test_moving_a_formed_cluster_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    first = plan_in(tmp_path, 0)
+    form_cluster(tmp_path)
+    with pytest.raises(PortsUnusable, match="would never elect a leader") as refused:
+        plan_in(tmp_path, 40050)
+    node_1 = f"coordinator-1 127.0.0.1:{first.services['coordinator-1'].raft}"
+    assert node_1 in str(refused.value)
+    assert "--base-port 0" in str(refused.value)
+    # The record still names the cluster's ports.
+    assert read_record(ports_path(tmp_path)) == ("127.0.0.1", first)
+
+
+def test_another_coordinator_count_is_refused_for_a_formed_cluster(tmp_path: Path) -> None:
+    plan_in(tmp_path, 0)
+    form_cluster(tmp_path)
+    two = [(s.name, s.node_id) for s in suite_services(2)]
+    with pytest.raises(PortsUnusable, match="--coordinators 3"):
+        plan_for_data_dir(tmp_path, 0, two, "127.0.0.1", warn=print)
+
+
+def test_without_raft_data_any_plan_goes(tmp_path: Path) -> None:
+    plan_in(tmp_path, 0)
+    fixed = plan_in(tmp_path, 40050)
+    assert read_record(ports_path(tmp_path)) == ("127.0.0.1", fixed)
+
+
+def test_a_busy_raft_port_of_a_formed_node_is_refused(tmp_path: Path) -> None:
+    first = plan_in(tmp_path, 0)
+    form_cluster(tmp_path)
+    raft = first.services["coordinator-2"].raft
+    assert raft is not None
+    with listening(raft), pytest.raises(PortsUnusable, match=f"port {raft}, the Raft port"):
+        plan_in(tmp_path, 0)
+
+
+def test_a_node_without_data_keeps_its_raft_port_once_others_have_data(tmp_path: Path) -> None:
+    # Nodes 1 and 2 count node 3's recorded address as a voter.
+    first = plan_in(tmp_path, 0)
+    form_cluster(tmp_path, range(1, 3))
+    raft = first.services["coordinator-3"].raft
+    assert raft is not None
+    with listening(raft), pytest.raises(PortsUnusable, match=f"port {raft}, the Raft port"):
+        plan_in(tmp_path, 0)
+
+
+def test_a_busy_stateless_port_is_replaced(tmp_path: Path) -> None:
+    first = plan_in(tmp_path, 0)
+    form_cluster(tmp_path)
+    busy = first.services["auth"].grpc
+    with listening(busy):
+        second = plan_in(tmp_path, 0)
+    assert second.services["auth"].grpc != busy
+    for node in ("coordinator-1", "coordinator-2", "coordinator-3"):
+        assert second.services[node] == first.services[node]
+    assert read_record(ports_path(tmp_path)) == ("127.0.0.1", second)
+
+
+def test_without_raft_data_a_busy_raft_port_is_replaced(tmp_path: Path) -> None:
+    first = plan_in(tmp_path, 0)
+    raft = first.services["coordinator-1"].raft
+    assert raft is not None
+    with listening(raft):
+        assert plan_in(tmp_path, 0).services["coordinator-1"].raft != raft
+
+
+def test_raft_data_without_a_record_warns(tmp_path: Path) -> None:
+    form_cluster(tmp_path)
+    warnings: list[str] = []
+    plan_in(tmp_path, 0, warnings)
+    assert len(warnings) == 1
+    assert "no ports.json" in warnings[0]
+
+
+@contextmanager
+def listening(port: int) -> Iterator[None]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        yield

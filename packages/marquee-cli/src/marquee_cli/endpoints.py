@@ -32,6 +32,14 @@ class ProcessEndpoint:
     grpc: str | None = None
     metrics: str | None = None
     url: str | None = None
+    # A coordinator node's Raft address (reused across runs of one data dir).
+    raft: str | None = None
+    # Supervision: how often `marquee up` restarted it after an unexpected exit,
+    # why it last exited (e.g. "killed by SIGKILL") and when it last restarted.
+    # Defaults keep files written before these fields readable.
+    restarts: int = 0
+    last_exit: str | None = None
+    last_restart_at: datetime | None = None
 
     @property
     def is_service(self) -> bool:
@@ -43,6 +51,13 @@ class ProcessEndpoint:
             fields |= {"grpc": self.grpc, "metrics": self.metrics}
         else:
             fields["url"] = self.url
+        if self.raft is not None:
+            fields["raft"] = self.raft
+        fields |= {
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+            "last_restart_at": _iso(self.last_restart_at),
+        }
         return fields
 
     @classmethod
@@ -54,6 +69,10 @@ class ProcessEndpoint:
             grpc=data.get("grpc"),
             metrics=data.get("metrics"),
             url=data.get("url"),
+            raft=data.get("raft"),
+            restarts=int(data.get("restarts") or 0),
+            last_exit=data.get("last_exit"),
+            last_restart_at=_parse_time(data.get("last_restart_at")),
         )
 
 
@@ -81,6 +100,14 @@ class Endpoints:
             started_at=datetime.fromisoformat(data["started_at"]),
             processes=[ProcessEndpoint.from_json(p) for p in data["processes"]],
         )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds")
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
 
 def endpoints_path(data_dir: Path) -> Path:

@@ -2,7 +2,9 @@
 
 Order of life: Redis and PostgreSQL, then every service process, then wait for
 all of them to answer health checks SERVING, then publish <data>/endpoints.json
-and watch. On SIGINT/SIGTERM the services drain first (they still need their
+and watch: a process that dies is restarted with backoff on its own ports and
+data (supervision.RestartPolicy), and the suite stops with exit code 1 when one
+keeps dying. On SIGINT/SIGTERM the services drain first (they still need their
 backends while draining), then the backends stop cleanly.
 """
 
@@ -13,7 +15,8 @@ import contextlib
 import os
 import signal
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import typer
@@ -23,7 +26,8 @@ from marquee_cli.cluster_secret import load_or_create_secret
 from marquee_cli.datadir_lock import DataDirLock
 from marquee_cli.endpoints import Endpoints, ProcessEndpoint, endpoints_path, now, write_endpoints
 from marquee_cli.health import SERVING, check_health
-from marquee_cli.ports import PortPlan, address, plan_ports
+from marquee_cli.port_record import PortsUnusable, plan_for_data_dir
+from marquee_cli.ports import PortPlan, address
 from marquee_cli.processes import (
     describe_exit,
     log_tail,
@@ -31,6 +35,7 @@ from marquee_cli.processes import (
     python_module_argv,
     spawn,
 )
+from marquee_cli.startup_diagnosis import coordinator_diagnosis
 from marquee_cli.suite import (
     SHUTDOWN_GRACE_SECONDS,
     ServiceSpec,
@@ -38,6 +43,7 @@ from marquee_cli.suite import (
     service_env,
     suite_services,
 )
+from marquee_cli.supervision import RestartPolicy, Restarts
 from marquee_localservers import BackendUnavailable, PostgresServer, RedisServer, ServerStartError
 
 # Beyond the services' own grace, before the launcher SIGKILLs what is left.
@@ -54,6 +60,8 @@ class LaunchOptions:
     coordinators: int = 3
     startup_timeout: float = 60.0
     json_output: bool = False
+    # None: the defaults, overridden by MARQUEE_UP_* variables (RestartPolicy.from_env).
+    restart_policy: RestartPolicy | None = None
 
 
 @dataclass
@@ -61,11 +69,24 @@ class RunningService:
     spec: ServiceSpec
     grpc: str
     metrics: str
+    raft: str | None
     log_path: Path
+    env: dict[str, str]
     process: subprocess.Popen[bytes]
+    restarts: Restarts
 
     def exited(self) -> bool:
         return self.process.poll() is not None
+
+
+@dataclass
+class Backend:
+    server: RedisServer | PostgresServer
+    restarts: Restarts = field(default_factory=lambda: Restarts(started_at=0.0))
+
+    @property
+    def name(self) -> str:
+        return self.server.name
 
 
 def say(message: str) -> None:
@@ -78,28 +99,41 @@ class Launcher:
         self.options = options
         self.data_dir = options.data_dir
         self.specs = suite_services(options.coordinators)
-        self.ports: PortPlan = plan_ports(
-            options.base_port, [(s.name, s.node_id) for s in self.specs], options.host
-        )
+        # Planned under the data dir's lock, from the ports it recorded (port_record).
+        self.ports: PortPlan | None = None
         self.redis: RedisServer | None = None
         self.postgres: PostgresServer | None = None
+        self.backends: list[Backend] = []
         self.services: list[RunningService] = []
         self.endpoints_file = endpoints_path(self.data_dir)
-        self._published = False
+        self._published_at: datetime | None = None
 
     async def run(self) -> int:
-        """The process exit code: 0 after a requested stop, 1 if the suite never came up."""
+        """The process exit code: 0 after a requested stop, 1 if the suite never came up
+        or a process kept dying."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         with DataDirLock(self.data_dir):
             try:
-                return await self._run_until(stop)
+                policy = self.options.restart_policy or RestartPolicy.from_env()
+                self.ports = plan_for_data_dir(
+                    self.data_dir,
+                    self.options.base_port,
+                    [(s.name, s.node_id) for s in self.specs],
+                    self.options.host,
+                    warn=say,
+                )
+            except (PortsUnusable, ValueError) as exc:
+                say(f"not starting: {exc}")
+                return 1
+            try:
+                return await self._run_until(stop, policy)
             finally:
                 await self._shutdown()
 
-    async def _run_until(self, stop: asyncio.Event) -> int:
+    async def _run_until(self, stop: asyncio.Event, policy: RestartPolicy) -> int:
         try:
             # Blocking, and on the main thread on purpose: the backends' parent-death
             # signal is tied to the thread that spawns them. A stop request waits.
@@ -117,24 +151,30 @@ class Launcher:
             self._report_startup_failures(failures)
             return 1
         self._publish()
-        await self._supervise(stop)
-        return 0
+        return await self._supervise(stop, policy)
 
     def _start_backends(self) -> None:
+        assert self.ports is not None
         timeout = self.options.startup_timeout
         say("starting redis and postgres")
         self.redis = RedisServer(
             self.data_dir / "redis", self.ports.redis, self.options.host, persistent=True
         )
+        self.backends.append(Backend(self.redis))
         self.redis.start(timeout)
         self.postgres = PostgresServer(
             self.data_dir / "postgres", self.ports.postgres, self.options.host
         )
+        self.backends.append(Backend(self.postgres))
         self.postgres.start(timeout)
+        started = asyncio.get_running_loop().time()
+        for backend in self.backends:
+            backend.restarts.started_at = started
 
     def _spawn_services(self) -> None:
         assert self.redis is not None
         assert self.postgres is not None
+        assert self.ports is not None
         context = SuiteContext(
             data_dir=self.data_dir,
             host=self.options.host,
@@ -144,18 +184,22 @@ class Launcher:
             cluster_secret=load_or_create_secret(self.data_dir / "coordinator" / "cluster-secret"),
         )
         say(f"starting {len(self.specs)} service processes, logs in {self.data_dir / 'logs'}")
+        started = asyncio.get_running_loop().time()
         for spec in self.specs:
             ports = self.ports.services[spec.name]
             log_path = self.data_dir / "logs" / f"{spec.name}.log"
             mark_run(log_path, f"{spec.name} (launcher pid {os.getpid()})")
-            process = spawn(python_module_argv(spec.module), service_env(spec, context), log_path)
+            env = service_env(spec, context)
             self.services.append(
                 RunningService(
                     spec=spec,
                     grpc=address(self.options.host, ports.grpc),
                     metrics=address(self.options.host, ports.metrics),
+                    raft=None if ports.raft is None else f"{self.options.host}:{ports.raft}",
                     log_path=log_path,
-                    process=process,
+                    env=env,
+                    process=spawn(python_module_argv(spec.module), env, log_path),
+                    restarts=Restarts(started_at=started),
                 )
             )
 
@@ -169,13 +213,22 @@ class Launcher:
             if exited:
                 return [(s, describe_exit(s.process.returncode)) for s in exited]
             statuses = await asyncio.gather(*(check_health(s.grpc, deadline=1.0) for s in pending))
-            pending = [s for s, status in zip(pending, statuses, strict=True) if status != SERVING]
+            last = {s.spec.name: status for s, status in zip(pending, statuses, strict=True)}
+            pending = [s for s in pending if last[s.spec.name] != SERVING]
             if pending and loop.time() > deadline:
-                timeout = self.options.startup_timeout
-                return [(s, f"not SERVING after {timeout:g}s") for s in pending]
+                return [(s, await self._why_not_serving(s, last[s.spec.name])) for s in pending]
             if pending:
                 await _sleep_unless(stop, POLL_SECONDS)
         return []
+
+    async def _why_not_serving(self, service: RunningService, health: str) -> str:
+        """What the start-up waited for and what it got, e.g. a coordinator's missing leader."""
+        why = f"not SERVING after {self.options.startup_timeout:g}s (health: {health})"
+        if service.spec.node_id is None:
+            return why
+        peers = service.env.get(service.spec.env_prefix + "PEERS", "")
+        given = [p for p in peers.split(",") if p]
+        return f"{why}: {await coordinator_diagnosis(service.grpc, given)}"
 
     def _report_startup_failures(self, failures: list[tuple[RunningService, str]]) -> None:
         for service, why in failures:
@@ -185,13 +238,18 @@ class Launcher:
         say("stopping everything")
 
     def _endpoints(self) -> Endpoints:
-        assert self.redis is not None
-        assert self.postgres is not None
+        assert self._published_at is not None
         backends = [
             ProcessEndpoint(
-                name=server.name, role=BACKEND_ROLE, pid=server.pid or 0, url=server.url
+                name=b.name,
+                role=BACKEND_ROLE,
+                pid=b.server.pid or 0,
+                url=b.server.url,
+                restarts=b.restarts.count,
+                last_exit=b.restarts.last_exit,
+                last_restart_at=b.restarts.last_restart_at,
             )
-            for server in (self.redis, self.postgres)
+            for b in self.backends
         ]
         services = [
             ProcessEndpoint(
@@ -200,15 +258,23 @@ class Launcher:
                 pid=s.process.pid,
                 grpc=s.grpc,
                 metrics=s.metrics,
+                raft=s.raft,
+                restarts=s.restarts.count,
+                last_exit=s.restarts.last_exit,
+                last_restart_at=s.restarts.last_restart_at,
             )
             for s in self.services
         ]
-        return Endpoints(launcher_pid=os.getpid(), started_at=now(), processes=backends + services)
+        return Endpoints(
+            launcher_pid=os.getpid(),
+            started_at=self._published_at,
+            processes=backends + services,
+        )
 
     def _publish(self) -> None:
+        self._published_at = now()
         endpoints = self._endpoints()
         write_endpoints(self.endpoints_file, endpoints)
-        self._published = True
         if self.options.json_output:
             typer.echo(output.render_json(endpoints.to_json()))
             return
@@ -218,22 +284,90 @@ class Launcher:
         typer.echo(output.grpcurl_lines(endpoints))
         typer.echo("\nCtrl-C (or `marquee down`) stops everything.")
 
-    async def _supervise(self, stop: asyncio.Event) -> None:
-        """Until asked to stop; a process that dies is reported once, the rest keep running."""
-        reported: set[str] = set()
+    def _republish(self) -> None:
+        """The endpoints file again, with new pids and restart counts (status reads it)."""
+        write_endpoints(self.endpoints_file, self._endpoints())
+
+    async def _supervise(self, stop: asyncio.Event, policy: RestartPolicy) -> int:
+        """Until asked to stop (0), restarting what dies; 1 once a process keeps dying.
+
+        Runs on the main thread (asyncio.run's), which therefore spawns every
+        restarted child too: their parent-death signal stays tied to a thread
+        that lives as long as the launcher.
+        """
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
             for service in self.services:
-                if service.exited() and service.spec.name not in reported:
-                    reported.add(service.spec.name)
+                if service.restarts.due is None and service.exited():
                     why = describe_exit(service.process.returncode)
-                    say(f"!!! {service.spec.name} (pid {service.process.pid}) {why} !!!")
+                    if not self._note_exit(
+                        f"{service.spec.name} (pid {service.process.pid})",
+                        why,
+                        service.restarts,
+                        policy,
+                    ):
+                        return 1
                     for line in log_tail(service.log_path, lines=10):
                         typer.echo(f"    {line}", err=True)
-            for server in (self.redis, self.postgres):
-                if server is not None and not server.is_running() and server.name not in reported:
-                    reported.add(server.name)
-                    say(f"!!! {server.name} stopped unexpectedly; see {server.log_path} !!!")
+                elif service.restarts.is_due(loop.time()):
+                    self._respawn(service)
+            for backend in self.backends:
+                if backend.restarts.due is None and not backend.server.is_running():
+                    why = _backend_exit(backend.server)
+                    message = f"{backend.name} (see {backend.server.log_path})"
+                    if not self._note_exit(message, why, backend.restarts, policy):
+                        return 1
+                elif backend.restarts.is_due(loop.time()) and not self._restart_backend(
+                    backend, policy
+                ):
+                    return 1
             await _sleep_unless(stop, POLL_SECONDS)
+        return 0
+
+    def _note_exit(self, what: str, why: str, restarts: Restarts, policy: RestartPolicy) -> bool:
+        """Record an unexpected exit and say what happens next; False: stop the suite."""
+        at = asyncio.get_running_loop().time()
+        if not restarts.exited(why, at, policy):
+            self._republish()
+            say(
+                f"!!! {what} {why}; giving up after {restarts.failed} failed restarts "
+                f"in a row (each died within {policy.stable_after:g}s); stopping the suite !!!"
+            )
+            return False
+        assert restarts.due is not None
+        say(f"!!! {what} {why}; restarting it in {restarts.due - at:.1f}s !!!")
+        self._republish()
+        return True
+
+    def _respawn(self, service: RunningService) -> None:
+        """Same command, environment (ports, data dir) and log, from the main thread."""
+        service.restarts.restarted(asyncio.get_running_loop().time(), now())
+        count = service.restarts.count
+        mark_run(
+            service.log_path, f"{service.spec.name} restart {count} (launcher pid {os.getpid()})"
+        )
+        service.process = spawn(
+            python_module_argv(service.spec.module), service.env, service.log_path
+        )
+        say(f"restarted {service.spec.name} (pid {service.process.pid}, restart {count})")
+        self._republish()
+
+    def _restart_backend(self, backend: Backend, policy: RestartPolicy) -> bool:
+        """Start it again on its port and data dir; blocks the loop (and so the main thread
+        spawns it) for up to the start-up timeout. False: stop the suite."""
+        loop = asyncio.get_running_loop()
+        backend.restarts.restarted(loop.time(), now())
+        try:
+            backend.server.stop()  # forgets the dead process
+            backend.server.start(self.options.startup_timeout)
+        except (ServerStartError, BackendUnavailable) as exc:
+            why = f"did not start again: {str(exc).splitlines()[0]}"
+            return self._note_exit(backend.name, why, backend.restarts, policy)
+        say(
+            f"restarted {backend.name} (pid {backend.server.pid}, restart {backend.restarts.count})"
+        )
+        self._republish()
+        return True
 
     async def _shutdown(self) -> None:
         """Services first, in parallel, then the backends they were using."""
@@ -245,7 +379,7 @@ class Launcher:
             say("stopping postgres and redis")
             # Stopping spawns nothing, so worker threads are safe here.
             await asyncio.gather(*(asyncio.to_thread(server.stop) for server in backends))
-        if self._published:
+        if self._published_at is not None:
             self.endpoints_file.unlink(missing_ok=True)
 
     async def _stop_services(self) -> None:
@@ -269,6 +403,14 @@ class Launcher:
             if service.process.returncode not in (0, -signal.SIGTERM):
                 why = describe_exit(service.process.returncode)
                 say(f"{service.spec.name} {why} while stopping; see {service.log_path}")
+
+
+def _backend_exit(server: RedisServer | PostgresServer) -> str:
+    # ServerProcess keeps its Popen private and has no returncode property;
+    # the dead process is still there until stop() forgets it.
+    process = server._proc
+    code = process.poll() if process is not None else None
+    return "stopped unexpectedly" if code is None else describe_exit(code)
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
