@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import os
-import secrets
-import socket
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -45,6 +41,11 @@ def default_holder() -> str:
     they would under a shared user@host. `acquire` prints the holder it used and
     `release` can find it from the lease's token.
     """
+    import getpass
+    import os
+    import secrets
+    import socket
+
     return f"{getpass.getuser()}@{socket.gethostname()}:{os.getpid()}-{secrets.token_hex(3)}"
 
 

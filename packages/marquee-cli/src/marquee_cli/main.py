@@ -8,7 +8,6 @@ typer sub-app, registered here with `app.add_typer(<module>.app, name=...)`.
 from __future__ import annotations
 
 import sys
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -72,6 +71,8 @@ class MarqueeGroup(TyperGroup):
         except Exception as error:
             if not json_mode:
                 raise
+            import traceback
+
             traceback.print_exc()  # a bug: people need the traceback, scripts the JSON
             output.report(CommandError(f"{type(error).__name__}: {error}", kind="internal"), True)
             code = 1
