@@ -115,7 +115,11 @@ async def test_delete_prefix_scans_every_master(
 async def test_rate_limiter_on_the_cluster(
     cache_factory: CacheFactory, redis_cluster_url: str, ns: str
 ) -> None:
-    caches = [await cluster_cache(cache_factory, redis_cluster_url) for _ in range(2)]
+    # A generous deadline: this is about atomicity across masters, not a slow Redis
+    # (a starved process's timeouts are refused, which would read as a lost slot).
+    caches = [
+        await cluster_cache(cache_factory, redis_cluster_url, command_timeout=10) for _ in range(2)
+    ]
     limiters = [RateLimiter(cache.redis) for cache in caches]
     subjects = [f"{ns}login:{i}" for i in range(6)]  # several slots, several masters
     decisions = await asyncio.gather(

@@ -17,7 +17,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from marquee_cache import Cache, Layer
+from marquee_cache import Cache
 from marquee_cache_support import CacheFactory
 
 TRIALS = 5
@@ -101,15 +101,3 @@ async def test_a_joined_answer_is_dropped_once_it_has_expired(
     assert first.expires_at is not None
     assert first.expires_at <= joined_at + 0.05
     assert (await b).value is None
-
-
-async def test_lookup_names_the_layer(cache_factory: CacheFactory, ns: str) -> None:
-    cache = await cache_factory()
-    key = ns + "k"
-    await cache.set(key, b"v")
-    first = await cache.lookup(key)
-    assert (first.value, first.layer) == (b"v", Layer.L2)
-    second = await cache.lookup(key)
-    assert (second.value, second.layer) == (b"v", Layer.L1)
-    assert second.expires_at is not None
-    assert second.expires_at > monotonic()

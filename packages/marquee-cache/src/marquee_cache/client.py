@@ -23,7 +23,7 @@ import contextlib
 import enum
 import logging
 import math
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from time import monotonic
 from types import TracebackType
@@ -53,6 +53,10 @@ _METRICS_FOLD_INTERVAL = 1.0
 _TOPOLOGY_REFRESH_INTERVAL = 0.5
 # Replies to a tracked read that mean "ask the cluster client instead".
 _REROUTE = ("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN")
+
+
+Loader = Callable[[str], Awaitable[bytes | None]]
+"""The backend of record for a key: its value, or None if it has none."""
 
 
 class _Rerouted(Exception):
@@ -223,18 +227,51 @@ class Cache:
             return entry[0]
         return False
 
-    async def get(self, key: str) -> bytes | None:
+    async def get(
+        self, key: str, *, loader: Loader | None = None, loader_ttl: float | None = None
+    ) -> bytes | None:
+        """The value, or None; `lookup` is the same read and also says which layer answered."""
         entry = self._entries.get(key)
         if entry is not None and entry[1] > monotonic():
             self._l1_hits += 1
             return entry[0]
-        return (await self.lookup_many((key,)))[key].value
+        return (await self.lookup(key, loader=loader, loader_ttl=loader_ttl)).value
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, bytes | None]:
         return {k: v.value for k, v in (await self.lookup_many(keys)).items()}
 
-    async def lookup(self, key: str) -> Lookup:
-        return (await self.lookup_many((key,)))[key]
+    async def lookup(
+        self, key: str, *, loader: Loader | None = None, loader_ttl: float | None = None
+    ) -> Lookup:
+        """L1, then Redis; with a `loader` (the backend of record), also the loader.
+
+        The loader is asked when Redis has no value (what it returns is stored in
+        Redis with `loader_ttl`, SET NX: a value written meanwhile is newer), or
+        when Redis is unavailable (C-5; then nothing is stored). Its answers have
+        `layer` LOADER and `ttl` None (not read under tracking).
+        """
+        if loader is None:
+            return (await self.lookup_many((key,)))[key]
+        try:
+            found = (await self.lookup_many((key,)))[key]
+        except CacheUnavailable:
+            return Lookup(await loader(key), None, Layer.LOADER)
+        if found.value is not None:
+            return found
+        value = await loader(key)
+        if value is not None:
+            await self._store_loaded(key, value, loader_ttl)
+        return Lookup(value, None, Layer.LOADER)
+
+    async def _store_loaded(self, key: str, value: bytes, ttl: float | None) -> None:
+        px = _px(ttl)
+        self._forget((key,))  # the cached miss
+        try:
+            # The caller has its value: Redis failing to keep it must not fail the read.
+            with contextlib.suppress(CacheUnavailable):
+                await self._redis.run(lambda r: r.set(key, value, px=px, nx=True), key=key)
+        finally:
+            self._forget((key,))
 
     async def lookup_many(self, keys: Iterable[str]) -> dict[str, Lookup]:
         """Answers from L1 where it can; the other keys are fetched in one pipeline,
@@ -446,11 +483,7 @@ class Cache:
 
     async def set(self, key: str, value: bytes | str, ttl: float | None = None) -> None:
         """SET with an optional TTL in seconds, millisecond granularity (PX)."""
-        px = None
-        if ttl is not None:
-            if ttl <= 0:
-                raise ValueError("ttl must be positive")
-            px = max(1, math.ceil(ttl * 1000))
+        px = _px(ttl)
         self._forget((key,))
         try:
             await self._redis.run(lambda r: r.set(key, value, px=px), key=key)
@@ -525,11 +558,14 @@ class Cache:
         """Subscribe to invalidation events (keys, or flush); use `async with` / `async for`."""
         return self._hub.subscribe(maxsize)
 
-    def _forget(self, keys: Iterable[str]) -> None:
+    def _forget(self, keys: Iterable[str]) -> list[str]:
+        """Drop the keys from L1, spoil their fills, detach their fetches; the
+        keys whose L1 entry was dropped."""
         keys = list(keys)
-        self._l1.discard(keys)
+        dropped = self._l1.discard(keys)
         self._guard.invalidate(keys)
         self._detach(keys)
+        return dropped
 
     def _detach(self, keys: Iterable[str]) -> None:
         """Later readers must not join a fetch sent before the write; readers that
@@ -550,8 +586,10 @@ class Cache:
             self._reset("flushall")
             return
         metrics.KEY_INVALIDATIONS.inc(len(keys))
-        self._forget(keys)
-        self._hub.publish(Invalidation(tuple(keys)))
+        dropped = self._forget(keys)
+        self._hub.publish(
+            Invalidation(tuple(keys), dropped=len(dropped), dropped_keys=tuple(dropped))
+        )
 
     def _answering(self, key: str | None) -> bool:
         """Redis (the node serving `key`) is up: its tracking connection is."""
@@ -596,12 +634,12 @@ class Cache:
     def _drop(self, doomed: Callable[[str], bool], reason: str) -> None:
         """Drop the L1 entries and flights `doomed` selects, refuse every fill in flight."""
         keys = [key for key in self._entries if doomed(key)]
-        self._l1.discard(keys)
+        dropped = len(self._l1.discard(keys))
         self._detach([key for key in self._flights if doomed(key)])
         self._guard.reset()  # all reads in flight: cheaper than sorting them by node
         metrics.L1_FLUSHES.labels(reason).inc()
         # A remote L1 cannot tell which keys a node held: flush is the safe event.
-        self._hub.publish(Invalidation(flush=True, reason=reason))
+        self._hub.publish(Invalidation(flush=True, reason=reason, dropped=dropped))
         if reason == "tracking_lost":
             log.warning("marquee-cache: a cluster node's tracking lost, its L1 entries dropped")
 
@@ -630,11 +668,11 @@ class Cache:
 
     def _reset(self, reason: str) -> None:
         """Drop all of L1 and refuse every fill in flight (flush-all, tracking lost)."""
-        self._l1.clear()
+        dropped = self._l1.clear()
         self._guard.reset()
         self._detach(list(self._flights))
         metrics.L1_FLUSHES.labels(reason).inc()
-        self._hub.publish(Invalidation(flush=True, reason=reason))
+        self._hub.publish(Invalidation(flush=True, reason=reason, dropped=dropped))
         if reason == "tracking_lost":
             log.warning("marquee-cache: tracking connection lost, L1 flushed and bypassed")
 
@@ -661,6 +699,15 @@ _BREAKER_ORDER = [BreakerState.CLOSED, BreakerState.HALF_OPEN, BreakerState.OPEN
 
 async def _gather(futures: list[asyncio.Future[Any]]) -> list[Any]:
     return await asyncio.gather(*futures)
+
+
+def _px(ttl: float | None) -> int | None:
+    """A TTL in seconds as SET's PX (milliseconds, at least 1); None: no TTL."""
+    if ttl is None:
+        return None
+    if ttl <= 0:
+        raise ValueError("ttl must be positive")
+    return max(1, math.ceil(ttl * 1000))
 
 
 def _still_valid(flight: _Flight, lookup: Lookup) -> bool:

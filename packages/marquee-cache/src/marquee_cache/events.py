@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from time import monotonic
+from time import monotonic, time
 from types import TracebackType
 
 
@@ -20,7 +20,19 @@ class Invalidation:
     """True: drop every cached key (FLUSHALL/FLUSHDB, tracking lost, subscriber overflow)."""
     reason: str = "write"
     at: float = field(default_factory=monotonic)
-    """time.monotonic() when the push was processed (for delay measurements)."""
+    """time.monotonic() when the push was processed (for delay measurements);
+    also readable as `at_monotonic`. `at_wall` is the same instant by the wall clock."""
+    at_wall: float = field(default_factory=time)
+    """time.time() when the push was processed (for logs and other processes)."""
+    dropped: int = 0
+    """L1 entries this event removed: 0 says L1 held none of `keys` (for a flush,
+    L1 was empty). -1: unknown (an overflow flush stands for events it replaced)."""
+    dropped_keys: tuple[str, ...] = ()
+    """The ones among `keys` whose L1 entry this event removed."""
+
+    @property
+    def at_monotonic(self) -> float:
+        return self.at
 
 
 class InvalidationStream:
@@ -36,7 +48,7 @@ class InvalidationStream:
         except asyncio.QueueFull:
             while not self._queue.empty():
                 self._queue.get_nowait()
-            self._queue.put_nowait(Invalidation(flush=True, reason="overflow"))
+            self._queue.put_nowait(Invalidation(flush=True, reason="overflow", dropped=-1))
 
     def __aiter__(self) -> InvalidationStream:
         return self

@@ -57,13 +57,16 @@ class L1:
             for k in list(entries)[: max(1, self.max_entries // 10)]:
                 del entries[k]
 
-    def discard(self, keys: Iterable[str]) -> None:
+    def discard(self, keys: Iterable[str]) -> list[str]:
+        """Drop the keys' entries; the keys that had one."""
         pop = self.entries.pop
-        for key in keys:
-            pop(key, None)
+        return [key for key in keys if pop(key, None) is not None]
 
-    def discard_prefix(self, prefix: str) -> None:
-        self.discard([k for k in self.entries if k.startswith(prefix)])
+    def discard_prefix(self, prefix: str) -> list[str]:
+        return self.discard([k for k in self.entries if k.startswith(prefix)])
 
-    def clear(self) -> None:
+    def clear(self) -> int:
+        """Drop every entry; how many there were."""
+        count = len(self.entries)
         self.entries.clear()
+        return count
