@@ -56,6 +56,7 @@ async def test_status_json_reports_health(tmp_path: Path) -> None:
     [search] = document["processes"]
     assert (search["name"], search["alive"], search["health"]) == ("search", True, "SERVING")
     assert search["services"] == {UP: "SERVING"}
+    assert (search["restarts"], search["last_exit"]) == (0, None)  # as `marquee up` records them
 
 
 async def test_status_reports_a_service_that_is_not_serving(tmp_path: Path) -> None:
@@ -73,7 +74,7 @@ async def test_status_reports_a_service_that_is_not_serving(tmp_path: Path) -> N
     assert (search["health"], search["ok"]) == ("NOT_SERVING", False)
     assert as_text.exit_code == 1
     rows = [line.split() for line in as_text.stdout.splitlines()]
-    assert ["search", "service", str(os.getpid()), "yes", "NOT_SERVING", address] in rows
+    assert ["search", "service", str(os.getpid()), "yes", "NOT_SERVING", "0", address] in rows
     assert ["SERVICE", "PROCESS", "HEALTH"] in rows
     assert [DOWN, "search", "NOT_SERVING"] in rows
     assert [UP, "search", "SERVING"] in rows

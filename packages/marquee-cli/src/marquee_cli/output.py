@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from marquee_cli.endpoints import Endpoints
+from marquee_cli.endpoints import Endpoints, ProcessEndpoint
 
 if TYPE_CHECKING:  # control imports psutil and grpc, which only `status` should pay for
     from marquee_cli.control import ProcessStatus
@@ -103,9 +103,10 @@ def endpoints_table(endpoints: Endpoints) -> str:
 
 
 def status_tables(statuses: Sequence[ProcessStatus]) -> str:
-    """One row per process, then one per service a process serves, each with its health."""
+    """One row per process, then one per service a process serves, each with its health;
+    then, for each process `marquee up` had to restart, when and why."""
     processes = render_table(
-        ("NAME", "ROLE", "PID", "ALIVE", "HEALTH", "ADDRESS"),
+        ("NAME", "ROLE", "PID", "ALIVE", "HEALTH", "RESTARTS", "ADDRESS"),
         [
             (
                 s.endpoint.name,
@@ -113,19 +114,32 @@ def status_tables(statuses: Sequence[ProcessStatus]) -> str:
                 s.endpoint.pid,
                 "yes" if s.alive else "NO",
                 s.health,
+                s.endpoint.restarts,
                 s.endpoint.grpc or s.endpoint.url,
             )
             for s in statuses
         ],
     )
+    sections = [processes]
     services = [
         (service, s.endpoint.name, health)
         for s in statuses
         for service, health in sorted(s.services.items())
     ]
-    if not services:
-        return processes
-    return f"{processes}\n\n{render_table(('SERVICE', 'PROCESS', 'HEALTH'), services)}"
+    if services:
+        sections.append(render_table(("SERVICE", "PROCESS", "HEALTH"), services))
+    restarted = [_restart_line(s.endpoint) for s in statuses if s.endpoint.restarts]
+    if restarted:
+        sections.append("\n".join(restarted))
+    return "\n\n".join(sections)
+
+
+def _restart_line(endpoint: ProcessEndpoint) -> str:
+    times = "once" if endpoint.restarts == 1 else f"{endpoint.restarts} times"
+    when = endpoint.last_restart_at
+    at = f", last at {when.isoformat(timespec='seconds')}" if when else ""
+    why = f" (last exit: {endpoint.last_exit})" if endpoint.last_exit else ""
+    return f"{endpoint.name}: restarted {times}{at}{why}"
 
 
 def grpcurl_lines(endpoints: Endpoints) -> str:
