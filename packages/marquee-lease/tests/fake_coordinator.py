@@ -31,6 +31,8 @@ from marquee.coordinator.v1 import (
 )
 
 LEADER_KEY = "x-marquee-leader"
+# Elections' leases: the real LeaseService refuses these names (INVALID_ARGUMENT).
+ELECTION_PREFIX = "_election/"
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -205,6 +207,15 @@ class FakeCluster:
             grpc.StatusCode.FAILED_PRECONDITION, "not the leader", ((LEADER_KEY, target),)
         )
 
+    async def lease_api(self, member: FakeMember, context: Context, method: str, name: str) -> None:
+        """A LeaseService call: leader-only, and never about an election's lease."""
+        await self.gate(member, context, method, leader_only=True)
+        if name.startswith(ELECTION_PREFIX):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"invalid argument: name must not start with {ELECTION_PREFIX!r}",
+            )
+
     async def maybe_lose_answer(self, context: Context) -> None:
         if self.lose_answers > 0:
             self.lose_answers -= 1
@@ -218,7 +229,7 @@ class FakeLeases(lease_pb2_grpc.LeaseServiceServicer):
     async def Acquire(
         self, request: lease_pb2.AcquireRequest, context: Context
     ) -> lease_pb2.AcquireResponse:
-        await self.c.gate(self.m, context, "Acquire", leader_only=True)
+        await self.c.lease_api(self.m, context, "Acquire", request.name)
         key = (request.name, request.holder_id, request.request_id)
         if request.request_id and key in self.c.answered:
             answered = self.c.answered[key]
@@ -262,7 +273,7 @@ class FakeLeases(lease_pb2_grpc.LeaseServiceServicer):
     async def Renew(
         self, request: lease_pb2.RenewRequest, context: Context
     ) -> lease_pb2.RenewResponse:
-        await self.c.gate(self.m, context, "Renew", leader_only=True)
+        await self.c.lease_api(self.m, context, "Renew", request.name)
         current = self.c.current(request.name)
         header = self.c.header(self.m)
         if (
@@ -285,7 +296,7 @@ class FakeLeases(lease_pb2_grpc.LeaseServiceServicer):
     async def Release(
         self, request: lease_pb2.ReleaseRequest, context: Context
     ) -> lease_pb2.ReleaseResponse:
-        await self.c.gate(self.m, context, "Release", leader_only=True)
+        await self.c.lease_api(self.m, context, "Release", request.name)
         current = self.c.current(request.name)
         held = current is not None and (current.holder_id, current.token) == (
             request.holder_id,
@@ -296,7 +307,7 @@ class FakeLeases(lease_pb2_grpc.LeaseServiceServicer):
         return lease_pb2.ReleaseResponse(header=self.c.header(self.m), released=held)
 
     async def Get(self, request: lease_pb2.GetRequest, context: Context) -> lease_pb2.GetResponse:
-        await self.c.gate(self.m, context, "Get", leader_only=True)
+        await self.c.lease_api(self.m, context, "Get", request.name)
         current = self.c.current(request.name)
         return lease_pb2.GetResponse(
             header=self.c.header(self.m),
@@ -402,8 +413,14 @@ class FakeElections(election_pb2_grpc.ElectionServiceServicer):
         await self.c.gate(self.m, context, "Proclaim", leader_only=True)
         ok = self._is_leader(request.leader)
         if ok:
+            # Like the real server, a Proclaim renews the election's lease.
+            lease = self.c.leases[request.leader.lease_name]
+            lease.deadline = time.monotonic() + lease.ttl
+            self.c.renewals += 1
             self.c._changed()
-            self.c.values[request.leader.election] = (request.value, self.c.revision)
+            election = request.leader.election
+            _, revision = self.c.values.get(election, (b"", 0))
+            self.c.values[election] = (request.value, revision)
         return election_pb2.ProclaimResponse(header=self.c.header(self.m), proclaimed=ok)
 
     async def Leader(

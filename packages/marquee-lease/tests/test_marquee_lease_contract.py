@@ -22,7 +22,13 @@ from typer.testing import CliRunner, Result
 
 from marquee.coordinator.v1 import election_pb2, election_pb2_grpc, lease_pb2, lease_pb2_grpc
 from marquee_cli.main import app
-from marquee_lease import Backoff, ClusterStatus, CoordinatorClient, CoordinatorError
+from marquee_lease import (
+    Backoff,
+    ClusterStatus,
+    CoordinatorClient,
+    CoordinatorError,
+    RequestRejected,
+)
 from marquee_lease.transport import LEADER_METADATA_KEY
 from marquee_localservers import free_port
 from marquee_testing.coordinator import CoordinatorCluster
@@ -304,3 +310,22 @@ async def test_cli_lease_acquire_get_list_release(
     gone = await marquee("lease", "get", name, *where)
     assert gone.exit_code == 1
     assert "nobody holds" in gone.output
+
+
+async def test_an_elections_lease_is_kept_by_proclaim_not_by_the_lease_api(
+    client: CoordinatorClient,
+) -> None:
+    election = fresh("election")
+    key = await client.campaign_once(election, "a", b"value-a", TTL, timeout=10)
+    try:
+        with pytest.raises(RequestRejected) as caught:
+            await client.renew(key.lease_name, "a", key.token)
+        assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        kept = await client.renew_leadership(key, b"value-a")
+        assert kept.renewed
+        leader = await client.leader(election)
+        assert leader is not None
+        assert (leader.key.token, leader.value) == (key.token, b"value-a")
+    finally:
+        assert await client.resign(key)
+    assert not (await client.renew_leadership(key, b"value-a")).renewed

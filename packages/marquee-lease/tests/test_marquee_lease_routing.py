@@ -193,3 +193,18 @@ async def test_a_redirect_to_a_silent_member_is_not_followed_before_the_others_a
         fake.calls.clear()
         await client.get("jobs/a", timeout=1.7)
     assert [member for member, _ in fake.calls] == [old.id, lagging.id, new.id]
+
+
+async def test_a_campaign_waiting_on_a_silent_leader_moves_to_the_one_elected_meanwhile(
+    fake: FakeCluster,
+) -> None:
+    old, new = fake.members[0], fake.members[1]
+    async with CoordinatorClient(fake.endpoints, backoff=FAST) as client:
+        await client.get("jobs/a")
+        old.hung = True
+        fake.elect(new.id)
+        # Campaign says nothing until elected, so silence alone cannot condemn `old`.
+        key = await client.campaign_once("scheduler", "a", b"", ttl=5, timeout=10)
+    assert key.candidate_id == "a"
+    campaigns = [member for member, method in fake.calls if method == "Campaign"]
+    assert campaigns == [old.id, new.id]

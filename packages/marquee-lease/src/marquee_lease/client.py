@@ -38,7 +38,7 @@ from marquee_lease.models import (
     duration,
 )
 from marquee_lease.retry import Backoff, Deadline
-from marquee_lease.transport import Transport
+from marquee_lease.transport import LEADER_CHECK_SECONDS, Transport
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -206,11 +206,12 @@ class CoordinatorClient:
         result = await self.acquire(name, holder_id, ttl, wait=wait, timeout=timeout)
         if not result.acquired or result.lease is None:
             raise LeaseTaken(name, result.lease)
+        token = result.lease.token
         held = HeldLease(
-            self,
+            lambda t: self.renew(name, holder_id, token, timeout=t),
             name=name,
             holder_id=holder_id,
-            token=result.lease.token,
+            token=token,
             ttl=ttl,
             margin=default_margin(ttl) if margin is None else margin,
             sent_at=result.sent_at,
@@ -294,7 +295,7 @@ class CoordinatorClient:
         return ElectionLeader.from_proto(response.leader) if response.found else None
 
     def observe(
-        self, election: str, *, check_every: float = elections.LEADER_CHECK_SECONDS
+        self, election: str, *, check_every: float = LEADER_CHECK_SECONDS
     ) -> AsyncGenerator[ElectionLeader | None, None]:
         """The leader of `election` now, then at every change (None: no leader).
 
@@ -320,15 +321,31 @@ class CoordinatorClient:
 
     async def proclaim(self, key: LeaderKey, value: bytes, *, timeout: float | None = None) -> bool:
         """Publish a new value as leader; False if `key` is not the leader any more."""
+        return (await self.renew_leadership(key, value, timeout=timeout)).renewed
+
+    async def renew_leadership(
+        self, key: LeaderKey, value: bytes, *, timeout: float | None = None
+    ) -> RenewResult:
+        """Keep `key`'s leadership alive for another TTL, publishing `value`.
+
+        A Proclaim: it renews the election's lease, which the lease API may not
+        touch (names under `_election/` are the ElectionService's). Publishing the
+        current value again is no change: observers see nothing.
+        """
         request = election_pb2.ProclaimRequest(leader=key.to_proto(), value=value)
-        response, _ = await self.transport.call(
+        response, sent_at = await self.transport.call(
             f"proclaim in {key.election!r}",
             lambda channel, t: election_pb2_grpc.ElectionServiceStub(channel).Proclaim(
                 request, timeout=t
             ),
             self._deadline(timeout),
         )
-        return response.proclaimed
+        return RenewResult(
+            renewed=response.proclaimed,
+            lease=None,
+            header=Header.from_proto(response.header),
+            sent_at=sent_at,
+        )
 
     # -- membership --------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """Election helpers: campaign for leadership and hold it; observe who leads.
 
 Leadership is the lease `LeaderKey.lease_name` held by the candidate, so it is
-kept exactly like any lease (`leases.HeldLease`), and its token fences the term.
+kept like any lease (`leases.HeldLease`), and its token fences the term. The
+lease API refuses names under `_election/`, so the renewals are Proclaims of
+the current value, which renew the lease and change nothing observers see.
 """
 
 from __future__ import annotations
@@ -10,28 +12,31 @@ import asyncio
 import itertools
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import grpc
 
-from marquee.coordinator.v1 import cluster_pb2, cluster_pb2_grpc, election_pb2, election_pb2_grpc
+from marquee.coordinator.v1 import election_pb2, election_pb2_grpc
 from marquee_lease.errors import NotHeld
 from marquee_lease.leases import HeldLease, default_margin, granted_time, kept_alive
-from marquee_lease.models import ElectionLeader, LeaderKey
+from marquee_lease.models import ElectionLeader, LeaderKey, RenewResult
 from marquee_lease.transport import Transport
 
 if TYPE_CHECKING:
     from marquee_lease.client import CoordinatorClient
 
-# How long an Observe stream may stay quiet before another member is asked who
-# leads: one maximal election timeout of the default Raft timing, as no new
-# leader can be elected sooner after the old one fell silent.
-LEADER_CHECK_SECONDS = 1.0
-
 # One Campaign attempt waits this long before it is re-sent (same request id,
 # same candidacy), so even an unbounded campaign never waits on a hung member forever.
 CAMPAIGN_ATTEMPT_SECONDS = 30.0
+
+
+@dataclass
+class Published:
+    """The value a leader publishes; the lock keeps a renewal from re-publishing an old one."""
+
+    value: bytes
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @dataclass
@@ -41,6 +46,7 @@ class Leadership:
     key: LeaderKey
     lease: HeldLease
     _client: CoordinatorClient
+    _published: Published
 
     @property
     def token(self) -> int:
@@ -59,8 +65,11 @@ class Leadership:
 
     async def proclaim(self, value: bytes) -> None:
         """Publish a new value without a new election; NotHeld if no longer leader."""
-        if not await self._client.proclaim(self.key, value):
-            raise NotHeld(self.key.lease_name, self.key.token)
+        async with self._published.lock:
+            # Set first: even if this call's answer is lost, renewals publish it from now on.
+            self._published.value = value
+            if not await self._client.proclaim(self.key, value):
+                raise NotHeld(self.key.lease_name, self.key.token)
 
 
 @asynccontextmanager
@@ -76,13 +85,19 @@ async def campaign(
     on_lost: Callable[[HeldLease], object] | None,
 ) -> AsyncIterator[Leadership]:
     key = await client.campaign_once(election, candidate_id, value, ttl, timeout=timeout)
+    published = Published(value)
+
+    async def renew(seconds: float) -> RenewResult:
+        async with published.lock:
+            return await client.renew_leadership(key, published.value, timeout=seconds)
+
     # The grant happened at an unknown moment while Campaign waited, so its send
     # time proves nothing: validity starts from a renewal sent now.
-    renewal = await client.renew(key.lease_name, candidate_id, key.token)
+    renewal = await renew(client.timeout)
     if not renewal.renewed:
         raise NotHeld(key.lease_name, key.token)
     held = HeldLease(
-        client,
+        renew,
         name=key.lease_name,
         holder_id=candidate_id,
         token=key.token,
@@ -93,7 +108,7 @@ async def campaign(
         on_lost=on_lost,
     )
     async with kept_alive(held, lambda: client.resign(key)):
-        yield Leadership(key, held, client)
+        yield Leadership(key, held, client, published)
 
 
 async def observe(
@@ -128,7 +143,7 @@ async def observe(
                 # Cancelling a read cancels the call, so one read stays pending across checks.
                 reading = asyncio.ensure_future(call.read())
                 while not (await asyncio.wait({reading}, timeout=check_every))[0]:
-                    if await _led_elsewhere(transport, address, term, check_every, next(probes)):
+                    if await transport.led_elsewhere(address, term, check_every, next(probes)):
                         moved = True
                         break
                 if moved:
@@ -159,30 +174,3 @@ async def observe(
         if not (redirected and free_redirect):
             await asyncio.sleep(next(delays))
         free_redirect = free_redirect and not redirected
-
-
-async def _led_elsewhere(
-    transport: Transport, streaming: str, term: int, within: float, turn: int
-) -> bool:
-    """True if a member other than `streaming` names another leader in a newer term.
-
-    Asks the members in turn, one per check, each for at most `within` seconds; one
-    that does not answer proves nothing (it may be the one that is paused).
-    """
-    others = [a for a in transport.addresses if a != streaming]
-    if not others:
-        return False
-    asked = others[turn % len(others)]
-    stub = cluster_pb2_grpc.ClusterServiceStub(transport.channel(asked))
-    try:
-        status = await stub.Status(
-            cluster_pb2.StatusRequest(), timeout=min(within, transport.attempt_timeout)
-        )
-    except grpc.aio.AioRpcError:
-        return False
-    leader = status.header.leader_address
-    if not leader or leader == streaming or status.header.raft_term <= term:
-        return False
-    transport.suspects.discard(leader)  # an elected leader is worth a try
-    transport.learn_leader(leader)
-    return True

@@ -15,13 +15,13 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 from marquee_lease.errors import CoordinatorError, LeaseLost, LeaseUnavailable
-from marquee_lease.models import LeaseInfo
+from marquee_lease.models import LeaseInfo, RenewResult
 
-if TYPE_CHECKING:
-    from marquee_lease.client import CoordinatorClient
+# One renewal, given the seconds it may take: a Renew for a lease, a Proclaim of
+# the current value for an election's leadership (the lease API may not touch it).
+Renewal = Callable[[float], Awaitable[RenewResult]]
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class HeldLease:
 
     def __init__(
         self,
-        client: CoordinatorClient,
+        renew: Renewal,
         *,
         name: str,
         holder_id: str,
@@ -70,7 +70,7 @@ class HeldLease:
         self.lost = asyncio.Event()
         self.lost_reason: str | None = None
         self.renewals = 0
-        self._client = client
+        self._renew = renew
         self._on_lost = on_lost
         self._last_sent_at = sent_at
         self._valid_until = sent_at + remaining - margin
@@ -123,9 +123,7 @@ class HeldLease:
                 self._mark_lost("local validity ran out before a renewal succeeded")
                 return
             try:
-                result = await self._client.renew(
-                    self.name, self.holder_id, self.token, timeout=time_left
-                )
+                result = await self._renew(time_left)
             except LeaseUnavailable as exc:
                 self._mark_lost(f"no renewal before the local validity ran out ({exc})")
                 return

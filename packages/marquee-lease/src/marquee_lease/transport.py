@@ -13,18 +13,24 @@ suspect: the next call goes elsewhere, and a follower's redirect to a suspect
 straight away; the suspect gets its turn again after the other members. And an
 attempt never takes more than half the time left (down to MIN_ATTEMPT_SECONDS),
 so a call whose deadline is short still reaches a second member.
+
+A call that rightly waits long for its answer (Campaign, an Acquire with a
+wait) cannot tell a paused leader from a busy one by its silence; while it
+waits, another member is asked now and then who leads, and the call moves to
+a leader elected meanwhile (`led_elsewhere`). Observe does the same.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
 import grpc
 
-from marquee.coordinator.v1 import header_pb2
+from marquee.coordinator.v1 import cluster_pb2, cluster_pb2_grpc, header_pb2
 from marquee_lease.errors import LeaseUnavailable, RequestRejected
 from marquee_lease.retry import Backoff, Deadline
 
@@ -32,6 +38,10 @@ LEADER_METADATA_KEY = "x-marquee-leader"
 # The shortest attempt worth making when the time left is split between members:
 # a loaded leader answers a write within this (a Raft commit on loopback is ms).
 MIN_ATTEMPT_SECONDS = 0.25
+# How long a waiting call or a quiet Observe stream goes before another member is
+# asked who leads: one maximal election timeout of the default Raft timing, as no
+# new leader is elected sooner after the old one fell silent.
+LEADER_CHECK_SECONDS = 1.0
 
 # A member that was down comes back within a second, not after gRPC's default
 # reconnect backoff of up to two minutes.
@@ -77,6 +87,9 @@ class Transport:
         self.leader: str | None = None
         # Members whose last attempt timed out without an answer (paused or cut off).
         self.suspects: set[str] = set()
+        # The newest Raft term any answer carried: a leader named in an older one is stale.
+        self.term = 0
+        self._probes = itertools.count()
         self._next = 0
         self._channels: dict[str, grpc.aio.Channel] = {}
 
@@ -183,8 +196,15 @@ class Transport:
             address = self.pick()
             timeout = attempt_seconds(remaining, cap) if split else min(remaining, cap)
             sent_at = time.monotonic()
+            # Only a call that waits on the server by design needs watching while it waits.
+            watch = attempt_timeout is not None and timeout > LEADER_CHECK_SECONDS
             try:
-                response = await invoke(self.channel(address), timeout)
+                if watch:
+                    response = await self._watched(invoke, address, timeout)
+                else:
+                    response = await invoke(self.channel(address), timeout)
+            except _Moved:
+                continue  # to the leader just named, at once: it answered moments ago
             except grpc.aio.AioRpcError as error:
                 last_error = error
                 timed_out = error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
@@ -210,9 +230,54 @@ class Transport:
                 await asyncio.sleep(delay)
                 continue
             self.answered(address)
+            self.term = max(self.term, response.header.raft_term)
             self.learn_leader(response.header.leader_address)
             return response, sent_at
         raise _unavailable(what, last_error)
+
+    async def _watched(self, invoke: Invoke[R], address: str, timeout: float) -> R:
+        """One attempt that may wait long; raises _Moved if a new leader is elected meanwhile."""
+        attempt = asyncio.ensure_future(invoke(self.channel(address), timeout))
+        try:
+            while not (await asyncio.wait({attempt}, timeout=LEADER_CHECK_SECONDS))[0]:
+                if await self.led_elsewhere(
+                    address, self.term, LEADER_CHECK_SECONDS, next(self._probes)
+                ):
+                    raise _Moved
+            return attempt.result()
+        finally:
+            # Cancelling the wait cancels the call (a Campaign's withdraws the candidacy).
+            attempt.cancel()
+            await asyncio.wait({attempt})
+            if not attempt.cancelled():
+                attempt.exception()  # retrieved: result() above raised it if it mattered
+
+    async def led_elsewhere(self, asked_at: str, term: int, within: float, turn: int) -> bool:
+        """True if a member other than `asked_at` names another leader in a term after `term`.
+
+        One member per check, in turn (`turn`), for at most `within` seconds; one that
+        does not answer proves nothing (it may be the paused one). The leader it names
+        becomes this transport's leader.
+        """
+        others = [a for a in self.addresses if a != asked_at]
+        if not others:
+            return False
+        asked = others[turn % len(others)]
+        stub = cluster_pb2_grpc.ClusterServiceStub(self.channel(asked))
+        try:
+            status = await stub.Status(
+                cluster_pb2.StatusRequest(), timeout=min(within, self.attempt_timeout)
+            )
+        except grpc.aio.AioRpcError:
+            return False
+        self.answered(asked)
+        leader = status.header.leader_address
+        if not leader or leader == asked_at or status.header.raft_term <= term:
+            return False
+        self.term = max(self.term, status.header.raft_term)
+        self.suspects.discard(leader)  # elected after whatever made it a suspect
+        self.learn_leader(leader)
+        return True
 
     async def call_once(self, what: str, address: str, invoke: Invoke[R], deadline: Deadline) -> R:
         """One attempt at one particular member, e.g. to ask the leader for its own view."""
@@ -222,6 +287,10 @@ class Transport:
             )
         except grpc.aio.AioRpcError as error:
             raise _unavailable(what, error) from None
+
+
+class _Moved(Exception):
+    """A waiting attempt was given up: another member named a newer leader."""
 
 
 def attempt_seconds(remaining: float, cap: float) -> float:
