@@ -13,8 +13,6 @@ import pytest
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import MethodDescriptor
 
-from marquee_auth.app import register as register_auth
-from marquee_auth.settings import AuthSettings
 from marquee_media.app import register as register_media
 from marquee_media.settings import MediaSettings
 from marquee_platform import Registrar, ServiceSettings
@@ -22,11 +20,10 @@ from marquee_testing.inprocess import serving
 
 # (name, settings class, registrar, the services it still serves as placeholders).
 SERVICES: list[tuple[str, type[ServiceSettings], Registrar, tuple[str, ...]]] = [
-    ("auth", AuthSettings, register_auth, ("marquee.auth.v1.PolicyService",)),
     ("media", MediaSettings, register_media, ("marquee.media.v1.MediaService",)),
 ]
 # Registrars that need a database to start at all.
-NEEDS_DATABASE = {"auth"}
+NEEDS_DATABASE: set[str] = set()
 
 
 async def _one_empty_message() -> AsyncIterator[bytes]:

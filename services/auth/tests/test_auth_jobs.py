@@ -1,4 +1,4 @@
-"""Auth in process: pending RPCs, and the job runtime while the coordinator is not up yet."""
+"""Auth in process with and without its job runtime, while the coordinator is not up yet."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import time
 
 import asyncpg
 import grpc
-import pytest
 from pydantic import PostgresDsn
 
-from marquee.auth.v1 import policy_pb2, policy_pb2_grpc
+from marquee.auth.v1 import auth_pb2, auth_pb2_grpc
 from marquee_auth.app import register
 from marquee_auth.settings import AuthSettings
 from marquee_testing.inprocess import serving
@@ -22,21 +21,20 @@ def unused_address() -> str:
         return f"127.0.0.1:{sock.getsockname()[1]}"
 
 
-async def assert_pending(channel: grpc.aio.Channel) -> None:
-    stub = policy_pb2_grpc.PolicyServiceStub(channel)
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.ListUserRoles(policy_pb2.ListUserRolesRequest(), timeout=5)
-    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+async def assert_serving(channel: grpc.aio.Channel) -> None:
+    stub = auth_pb2_grpc.AuthServiceStub(channel)
+    jwks = await stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=10)
+    assert jwks.keys
 
 
-async def test_without_jobs_auth_serves_its_pending_contracts(scratch_database_url: str) -> None:
+async def test_without_jobs_auth_serves(scratch_database_url: str) -> None:
     settings = AuthSettings(
         metrics_port=-1,
         database_url=PostgresDsn(scratch_database_url),
         coordinator_endpoints=[],
     )
     async with serving("auth", settings, register) as service:
-        await assert_pending(service.channel)
+        await assert_serving(service.channel)
 
 
 async def test_with_the_coordinator_down_auth_migrates_serves_and_stops_promptly(
@@ -52,7 +50,7 @@ async def test_with_the_coordinator_down_auth_migrates_serves_and_stops_promptly
     )
     assert settings.run_jobs
     async with serving("auth", settings, register) as service:
-        await assert_pending(service.channel)
+        await assert_serving(service.channel)
         conn = await asyncpg.connect(scratch_database_url)
         try:
             migrated = await conn.fetchrow(

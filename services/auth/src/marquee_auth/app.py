@@ -14,6 +14,8 @@ from marquee_auth.accounts import Accounts
 from marquee_auth.deps import AuthDeps
 from marquee_auth.mfa_challenges import MfaChallenges
 from marquee_auth.passwords import Passwords
+from marquee_auth.policy_engine import PolicyEngine
+from marquee_auth.rpc_policy import PolicyServicer
 from marquee_auth.schema import MIGRATIONS
 from marquee_auth.secret_box import SecretBox
 from marquee_auth.servicer import AuthServicer
@@ -27,9 +29,7 @@ from marquee_jobs import cleanup_job
 from marquee_jobs.service import start_job_runtime
 from marquee_migrations.startup import migrate_on_start
 from marquee_platform import ServiceContext
-from marquee_platform.placeholders import add_pending
 
-MISSING = "policies and role assignments (RBAC) arrive with the auth issue"
 # How often a replica re-reads the signing keys and rotates them when due.
 KEY_CHECK_SECONDS = 60.0
 
@@ -58,6 +58,10 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
 
     access_lifetime = timedelta(seconds=settings.access_token_ttl_seconds)
     box = SecretBox.from_settings(settings)
+    policy = PolicyEngine(pool, dsn)
+    await policy.start()
+    ctx.on_shutdown(policy.close)
+    ctx.spawn(policy.keep_fresh(), name="auth-policy-reload")
     keys = KeyRing(
         pool,
         box,
@@ -83,9 +87,11 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
         challenges=MfaChallenges(
             pool, lifetime=timedelta(seconds=settings.mfa_challenge_ttl_seconds)
         ),
+        policy=policy,
     )
     verifier = TokenVerifier(KeyRingSource(keys), issuer=settings.issuer, min_refresh_interval=1.0)
     service = AuthServicer(deps, verifier)
+    await _grant_configured_admins(deps)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(service, server)
 
     if settings.run_jobs:
@@ -98,16 +104,19 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
             periodic=[cleanup_job],
             migrate=settings.migrate_on_start,
         )
+    policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(policy, verifier), server)
     return [
         auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
-        add_pending(
-            server,
-            policy_pb2_grpc.add_PolicyServiceServicer_to_server,
-            policy_pb2_grpc.PolicyServiceServicer,
-            policy_pb2.DESCRIPTOR.services_by_name["PolicyService"],
-            MISSING,
-        ),
+        policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
     ]
+
+
+async def _grant_configured_admins(deps: AuthDeps) -> None:
+    for username in deps.settings.admin_usernames:
+        account = await deps.accounts.find_for_login(username)
+        if account is not None and account.username.lower() == username.lower():
+            await deps.policy.adapter.add_policy("g", "g", [account.id, "admin"])
+    await deps.policy.reload()
 
 
 async def _keep_keys_current(ctx: ServiceContext, keys: KeyRing, settings: AuthSettings) -> None:

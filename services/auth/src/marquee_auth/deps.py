@@ -13,6 +13,7 @@ from marquee.auth.v1 import auth_pb2
 from marquee_auth.accounts import Accounts
 from marquee_auth.mfa_challenges import MfaChallenges
 from marquee_auth.passwords import Passwords
+from marquee_auth.policy_engine import PolicyEngine
 from marquee_auth.sessions import IssuedRefresh, Sessions
 from marquee_auth.settings import AuthSettings
 from marquee_auth.signing_keys import KeyRing
@@ -32,6 +33,7 @@ class AuthDeps:
     issuer: AccessTokenIssuer
     totp: Totp
     challenges: MfaChallenges
+    policy: PolicyEngine
 
 
 def timestamp(moment: datetime) -> Timestamp:
@@ -56,6 +58,12 @@ class HandlerBase:
             session_id=issued.session_id,
             user_id=issued.user_id,
         )
+
+    async def grant_admin_if_configured(self, user_id: str, username: str) -> None:
+        admins = {name.lower() for name in self.deps.settings.admin_usernames}
+        if username.lower() in admins:
+            await self.deps.policy.adapter.add_policy("g", "g", [user_id, "admin"])
+            await self.deps.policy.reload()
 
     async def first_factor_passed(self, user_id: str) -> auth_pb2.LoginResponse:
         """Tokens, or an MFA challenge when the user has a second factor (never both)."""

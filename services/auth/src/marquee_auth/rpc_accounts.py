@@ -65,6 +65,7 @@ class AccountRpcs(HandlerBase):
             )
         except UsernameTaken as exc:
             raise AlreadyExists(str(exc)) from None
+        await self.grant_admin_if_configured(account.id, account.username)
         return auth_pb2.RegisterResponse(user=_user(account))
 
     @public

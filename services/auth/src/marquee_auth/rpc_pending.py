@@ -35,7 +35,3 @@ class PendingRpcs:
     @public
     async def CompleteOidcLogin(self, request: Any, context: Context) -> Any:
         unimplemented("AuthService/CompleteOidcLogin", issue="auth: OIDC")
-
-    @authenticated
-    async def Check(self, request: Any, context: Context) -> Any:
-        unimplemented("AuthService/Check", issue="auth: RBAC")

@@ -6,11 +6,13 @@ from marquee.auth.v1 import auth_pb2_grpc
 from marquee_auth.deps import AuthDeps
 from marquee_auth.rpc_accounts import AccountRpcs
 from marquee_auth.rpc_pending import PendingRpcs
+from marquee_auth.rpc_policy import CheckRpc
 from marquee_auth.rpc_totp import TotpRpcs
 from marquee_authn import TokenVerifier
 
 
-class AuthServicer(AccountRpcs, TotpRpcs, PendingRpcs, auth_pb2_grpc.AuthServiceServicer):
+class AuthServicer(AccountRpcs, TotpRpcs, CheckRpc, PendingRpcs, auth_pb2_grpc.AuthServiceServicer):
     def __init__(self, deps: AuthDeps, token_verifier: TokenVerifier) -> None:
         self.deps = deps
+        self.policy = deps.policy
         self.token_verifier = token_verifier

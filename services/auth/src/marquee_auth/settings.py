@@ -55,13 +55,17 @@ class AuthSettings(ServiceSettings):
     # A new signing key after this long; the previous one stays published.
     signing_key_rotation_seconds: int = Field(default=7 * 86_400, ge=60)
 
+    # Users given the role `admin` (which the seeded policy lets do anything) at
+    # start and when they register: how the first administrator comes to be.
+    admin_usernames: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # MFA: a password login's challenge, and an unconfirmed TOTP enrolment.
     mfa_challenge_ttl_seconds: int = Field(default=300, ge=30, le=3600)
     totp_enrollment_ttl_seconds: int = Field(default=600, ge=60, le=86_400)
     # The issuer an authenticator app shows next to the account.
     totp_issuer_name: str = "Marquee"
 
-    @field_validator("coordinator_endpoints", mode="before")
+    @field_validator("coordinator_endpoints", "admin_usernames", mode="before")
     @classmethod
     def _split_endpoints(cls, value: object) -> object:
         if isinstance(value, str):
