@@ -739,7 +739,17 @@ class LeaseNode:
                 break
             _never_raise(function)
         _never_raise(self._propose_waiting)
-        _never_raise(self._tick, time.monotonic())
+        now = time.monotonic()
+        _never_raise(self._tick, now)
+        # Apart from _tick: whatever happens in metrics and logs, expiry goes on.
+        _never_raise(self._watch_raft, now)
+
+    def _watch_raft(self, now: float) -> None:
+        raft = self._raft
+        leader = raft._getLeader()
+        # pysyncobj's role without getStatus(), which builds a whole dict on every wake-up.
+        role = _ROLES[getattr(raft, "_SyncObj__raftState", 0)]
+        self._watch.on_tick(now, raft.raftCurrentTerm, role, leader.address if leader else None)
 
     def _propose_waiting(self) -> None:
         """Group commit: the commands waiting now go into one log entry.
@@ -790,10 +800,6 @@ class LeaseNode:
         gap = now - self._last_tick if self._last_tick is not None else 0.0
         self._last_tick = now
         raft = self._raft
-        leader = raft._getLeader()
-        # pysyncobj's role without getStatus(), which builds a whole dict on every wake-up.
-        role = _ROLES[getattr(raft, "_SyncObj__raftState", 0)]
-        self._watch.on_tick(now, raft.raftCurrentTerm, role, leader.address if leader else None)
         self._register_self(now)
         if not raft._isLeader():
             return
@@ -874,10 +880,10 @@ class LeaseNode:
             self._deadlines.restart_all(self._leases.state.leases.values(), now)
             log.info("serving as leader", node=self.address, revision=outcome.revision)
         for event in events:
-            metrics.EVENTS[event.kind].inc()
             self._deadlines.on_event(event, now)
             for watcher in self._watchers:
                 watcher.push(event)
+            metrics.EVENTS[event.kind].inc()
 
     def _on_state_changed(self, old: int, new: int) -> None:
         """pysyncobj's onStateChanged, on the tick thread (perhaps before self._raft is set)."""

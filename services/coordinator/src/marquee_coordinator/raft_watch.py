@@ -102,6 +102,10 @@ class RaftWatch:
             self._leadership = (leader, term)
             metrics.LEADER_CHANGES.inc()
             log.info("raft leader known", node=self.node, leader=leader, term=term)
+        if self._leadership is None:
+            # Until a first leader is known, members that start together may well split
+            # their first votes: not worth a warning. The pace is watched from there on.
+            return
         known = self.pace.term
         too_fast = self.pace.observe(term, now)
         if known is not None and term > known:
