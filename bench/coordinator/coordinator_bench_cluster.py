@@ -32,6 +32,10 @@ from marquee_localservers import free_port
 from marquee_localservers.spawning import child_argv
 
 CALL_TIMEOUT = 5.0
+CLUSTER_SECRET = "bench-secret"
+# TransferLeadership changes the cluster: it takes the admin credential, which is
+# the cluster secret while MARQUEE_COORDINATOR_ADMIN_TOKEN is unset.
+ADMIN_METADATA = (("authorization", f"Bearer {CLUSTER_SECRET}"),)
 # A renewal stream lives for one throughput figure; the deadline only bounds a hang.
 STREAM_TIMEOUT = 300.0
 # The probe write: the same holder re-acquiring one name (each one a log entry).
@@ -116,7 +120,7 @@ class MarqueeCluster:
             "MARQUEE_COORDINATOR_RAFT_ADDRESS": node.raft_address,
             "MARQUEE_COORDINATOR_PEERS": ",".join(peers),
             "MARQUEE_COORDINATOR_DATA_DIR": str(self.data_dir),
-            "MARQUEE_COORDINATOR_CLUSTER_SECRET": "bench-secret",
+            "MARQUEE_COORDINATOR_CLUSTER_SECRET": CLUSTER_SECRET,
             "MARQUEE_COORDINATOR_PROFILE": "prod",
             "MARQUEE_COORDINATOR_GRPC_PORT": node.grpc_address.rpartition(":")[2],
             "MARQUEE_COORDINATOR_METRICS_PORT": "-1",
@@ -215,7 +219,11 @@ class MarqueeCluster:
     async def transfer(self, leader_id: str) -> None:
         # No target: the leader hands over to its most up-to-date follower.
         request = cluster_pb2.TransferLeadershipRequest()
-        await self.nodes[leader_id].cluster().TransferLeadership(request, timeout=CALL_TIMEOUT)
+        await (
+            self.nodes[leader_id]
+            .cluster()
+            .TransferLeadership(request, timeout=CALL_TIMEOUT, metadata=ADMIN_METADATA)
+        )
 
     # -- throughput --------------------------------------------------------------------
 

@@ -201,8 +201,10 @@ async def handover_on_transfer(subject: Subject) -> float:
     transfer = asyncio.create_task(subject.transfer(leader))
     probe = asyncio.create_task(first_write(subject, others(subject, leader), min_term=term))
     await asyncio.wait({transfer, probe}, return_when=asyncio.FIRST_COMPLETED)
-    if transfer.done() and transfer.exception() is not None:
+    if transfer.done() and (error := transfer.exception()) is not None:
         probe.cancel()
+        # Shown, so a failed transfer can be told from a bench problem.
+        print(f"  {subject.label}: transfer call failed: {error!r}", flush=True)
         return math.inf
     await probe
     elapsed = time.perf_counter() - began
