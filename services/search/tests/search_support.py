@@ -52,6 +52,8 @@ def as_json(doc: dict[str, Any]) -> pb.Document:
 
 async def make_books(stub: Stub, name: str, books: Sequence[dict[str, Any]] = BOOKS) -> None:
     await stub.EnsureCollection(pb.EnsureCollectionRequest(name=name, fields=FIELDS))
+    if not books:
+        return
     reply = await stub.Index(
         pb.IndexRequest(collection=name, documents=[as_json(b) for b in books])
     )

@@ -167,14 +167,13 @@ def schema_from_request(request: pb.EnsureCollectionRequest) -> tuple[Collection
     specs: list[FieldSpec] = []
     seen: set[str] = set()
     for i, f in enumerate(request.fields[:MAX_FIELDS]):
+        if f.name in seen:
+            violations.append((f"fields[{i}].name", f"duplicate field {f.name!r}"))
+            continue
+        seen.add(f.name)
         spec = _field_from_proto(f, f"fields[{i}]", violations)
-        if spec is None:
-            continue
-        if spec.name in seen:
-            violations.append((f"fields[{i}].name", f"duplicate field {spec.name!r}"))
-            continue
-        seen.add(spec.name)
-        specs.append(spec)
+        if spec is not None:
+            specs.append(spec)
     schema = CollectionSchema(request.name, tuple(specs), request.default_sorting_field)
     if request.default_sorting_field:
         default = schema.by_name.get(request.default_sorting_field)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from typing import Any
 
 from typesense import exceptions as ts_errors
@@ -84,10 +85,16 @@ class TypesenseBackend:
         self._client: Any = self._connection.client  # the client's TypedDict overloads, bypassed
         self._max_candidates = max_candidates
 
+    def _collection(self, name: str) -> Any:
+        with warnings.catch_warnings():
+            # The 2.x client warns about v30+ APIs each collection object builds eagerly.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return self._client.collections[name]
+
     async def _describe(self, name: str) -> dict[str, Any]:
         try:
             result: dict[str, Any] = await self._connection.call(
-                lambda: self._client.collections[name].retrieve(), idempotent=True
+                lambda: self._collection(name).retrieve(), idempotent=True
             )
         except ts_errors.ObjectNotFound as exc:
             raise CollectionNotFound(name) from exc
@@ -127,7 +134,7 @@ class TypesenseBackend:
         patch = {"fields": [_field_to_typesense(f) for f in new_fields]}
         try:
             await self._connection.call(
-                lambda: self._client.collections[schema.name].update(patch), idempotent=True
+                lambda: self._collection(schema.name).update(patch), idempotent=True
             )
         except ts_errors.TypesenseClientError as exc:
             # e.g. a stored document holds a value of another type under the new name.
@@ -139,9 +146,7 @@ class TypesenseBackend:
 
     async def delete_collection(self, name: str) -> bool:
         try:
-            await self._connection.call(
-                lambda: self._client.collections[name].delete(), idempotent=True
-            )
+            await self._connection.call(lambda: self._collection(name).delete(), idempotent=True)
         except ts_errors.ObjectNotFound:
             return False
         return True
@@ -168,7 +173,7 @@ class TypesenseBackend:
         # Not idempotent: after a timeout a second CREATE would report "already exists".
         try:
             answers: list[dict[str, Any]] = await self._connection.call(
-                lambda: self._client.collections[name].documents.import_(bodies, params),
+                lambda: self._collection(name).documents.import_(bodies, params),
                 idempotent=action is Action.UPSERT,
             )
         except ts_errors.ObjectNotFound as exc:
@@ -187,7 +192,7 @@ class TypesenseBackend:
             async with limit:
                 try:
                     await self._connection.call(
-                        lambda: self._client.collections[name].documents[doc_id].delete(),
+                        lambda: self._collection(name).documents[doc_id].delete(),
                         idempotent=True,
                     )
                 except ts_errors.ObjectNotFound:
@@ -199,7 +204,7 @@ class TypesenseBackend:
     async def delete_filter(self, name: str, filter_: Filter, filter_text: str) -> int:
         try:
             answer: dict[str, Any] = await self._connection.call(
-                lambda: self._client.collections[name].documents.delete({"filter_by": filter_text}),
+                lambda: self._collection(name).documents.delete({"filter_by": filter_text}),
                 idempotent=True,
             )
         except ts_errors.ObjectNotFound as exc:
@@ -236,7 +241,7 @@ class TypesenseBackend:
         started = time.perf_counter()
         try:
             answer: dict[str, Any] = await self._connection.call(
-                lambda: self._client.collections[name].documents.search(params), idempotent=True
+                lambda: self._collection(name).documents.search(params), idempotent=True
             )
         except ts_errors.ObjectNotFound as exc:
             raise CollectionNotFound(name) from exc
