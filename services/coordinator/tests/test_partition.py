@@ -65,6 +65,20 @@ def ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
 
 
+def test_a_hanging_apt_get_is_given_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installing iproute2 waits on apt's lock or a mirror: bounded, then skipped."""
+    if os.geteuid() != 0:
+        pytest.skip("the install is only tried as root")
+    fake = tmp_path / "apt-get"
+    fake.write_text("#!/bin/sh\nexec /bin/sleep 60\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `ip` here, and this apt-get hangs
+    monkeypatch.setattr(sys.modules[__name__], "APT_TIMEOUT", 0.5)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"longer than 0\.5 s"):
+        require_netns()
+
+
 @dataclass
 class Namespaces:
     prefix: str
