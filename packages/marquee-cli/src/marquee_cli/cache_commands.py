@@ -57,7 +57,7 @@ DataDir = Annotated[
 ]
 Timeout = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds the call may take.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-Key = Annotated[str, typer.Argument(callback=printable, help="The key.")]
+Key = Annotated[str, typer.Argument(callback=printable, metavar="KEY", help="The key.")]
 MaxMessageBytes = Annotated[
     int,
     typer.Option(
@@ -196,7 +196,9 @@ def set_(
     key: Key,
     value: Annotated[
         str | None,
-        typer.Argument(help="The value; - reads it from stdin. Or give --file instead."),
+        typer.Argument(
+            metavar="VALUE", help="The value; - reads it from stdin. Or give --file instead."
+        ),
     ] = None,
     file: Annotated[
         Path | None,
@@ -288,7 +290,10 @@ def _too_large(size: str, limit: int) -> CommandError:
 
 @app.command("del")
 def delete(
-    keys: Annotated[list[str], typer.Argument(callback=printable_each, help="Keys to delete.")],
+    keys: Annotated[
+        list[str],
+        typer.Argument(callback=printable_each, metavar="KEYS", help="Keys to delete."),
+    ],
     address: Address = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     timeout: Timeout = DEFAULT_TIMEOUT,
@@ -304,7 +309,9 @@ def delete(
 
 @app.command("prefix-del")
 def prefix_delete(
-    prefix: Annotated[str, typer.Argument(callback=printable, help="The key prefix.")],
+    prefix: Annotated[
+        str, typer.Argument(callback=printable, metavar="PREFIX", help="The key prefix.")
+    ],
     address: Address = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     timeout: Timeout = DEFAULT_TIMEOUT,

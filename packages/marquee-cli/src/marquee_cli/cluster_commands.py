@@ -95,7 +95,9 @@ def status(
 
 @app.command()
 def join(
-    member_id: Annotated[str, typer.Argument(callback=printable, help="Id of the new member.")],
+    member_id: Annotated[
+        str, typer.Argument(callback=printable, metavar="MEMBER_ID", help="Id of the new member.")
+    ],
     raft_address: Annotated[str, typer.Option(help="host:port of its Raft transport.")],
     grpc_address: Annotated[str, typer.Option(help="host:port of its gRPC API.")],
     learner: Annotated[bool, typer.Option(help="Join as a non-voting learner.")] = False,
@@ -121,7 +123,8 @@ def join(
 @app.command()
 def leave(
     member_id: Annotated[
-        str, typer.Argument(callback=printable, help="Id of the member to remove.")
+        str,
+        typer.Argument(callback=printable, metavar="MEMBER_ID", help="Id of the member to remove."),
     ],
     endpoints: Endpoints = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
@@ -140,7 +143,10 @@ def leave(
 @app.command()
 def transfer(
     target_id: Annotated[
-        str, typer.Argument(help="Member to hand leadership to (default: the leader picks).")
+        str,
+        typer.Argument(
+            metavar="TARGET_ID", help="Member to hand leadership to (default: the leader picks)."
+        ),
     ] = "",
     endpoints: Endpoints = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,

@@ -57,7 +57,7 @@ def _holder(value: str) -> str:
     return within_bytes(value, MAX_NAME_BYTES, "a holder id") if value else value
 
 
-Name = Annotated[str, typer.Argument(callback=_name, help="The lease name.")]
+Name = Annotated[str, typer.Argument(callback=_name, metavar="NAME", help="The lease name.")]
 Holder = Annotated[
     str,
     typer.Option(

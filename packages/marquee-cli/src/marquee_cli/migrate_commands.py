@@ -191,7 +191,9 @@ def down(
 
 @app.command()
 def force(
-    version: Annotated[int, typer.Argument(help="The version the schema really is at now.")],
+    version: Annotated[
+        int, typer.Argument(metavar="VERSION", help="The version the schema really is at now.")
+    ],
     set_name: RequiredSet,
     directory: Directory = None,
     database_url: DatabaseUrl = None,
