@@ -97,6 +97,8 @@ class FakeCluster:
     # Apply the next N acquires/renewals, then answer UNAVAILABLE (the answer was lost).
     lose_answers: int = 0
     refuse_renewals: bool = False
+    # Set: MemberAdd/MemberRemove/TransferLeadership need `authorization: Bearer <it>`.
+    admin_token: str | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- set-up ------------------------------------------------------------------------
@@ -215,6 +217,17 @@ class FakeCluster:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"invalid argument: name must not start with {ELECTION_PREFIX!r}",
             )
+
+    async def admin(self, member: FakeMember, context: Context, method: str) -> None:
+        """A cluster change: leader-only, and guarded by the admin credential if set."""
+        await self.gate(member, context, method, leader_only=True)
+        if self.admin_token is None:
+            return
+        given = dict(context.invocation_metadata() or ()).get("authorization")
+        if given is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{method} needs a credential")
+        if given != f"Bearer {self.admin_token}":
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{method}: wrong credential")
 
     async def maybe_lose_answer(self, context: Context) -> None:
         if self.lose_answers > 0:
@@ -492,7 +505,7 @@ class FakeClusterService(cluster_pb2_grpc.ClusterServiceServicer):
     async def MemberAdd(
         self, request: cluster_pb2.MemberAddRequest, context: Context
     ) -> cluster_pb2.MemberAddResponse:
-        await self.c.gate(self.m, context, "MemberAdd", leader_only=True)
+        await self.c.admin(self.m, context, "MemberAdd")
         if not (request.id.isdigit() and int(request.id) > 0):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "id must be a node id")
         if not (request.raft_address and request.grpc_address):
@@ -516,7 +529,7 @@ class FakeClusterService(cluster_pb2_grpc.ClusterServiceServicer):
     async def MemberRemove(
         self, request: cluster_pb2.MemberRemoveRequest, context: Context
     ) -> cluster_pb2.MemberRemoveResponse:
-        await self.c.gate(self.m, context, "MemberRemove", leader_only=True)
+        await self.c.admin(self.m, context, "MemberRemove")
         if not any(m.id == request.id for m in self.c.members):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no member with id {request.id!r}")
         self.c.members = [m for m in self.c.members if m.id != request.id]
@@ -528,7 +541,7 @@ class FakeClusterService(cluster_pb2_grpc.ClusterServiceServicer):
     async def TransferLeadership(
         self, request: cluster_pb2.TransferLeadershipRequest, context: Context
     ) -> cluster_pb2.TransferLeadershipResponse:
-        await self.c.gate(self.m, context, "TransferLeadership", leader_only=True)
+        await self.c.admin(self.m, context, "TransferLeadership")
         previous = self.c.leader_id or ""
         target = request.target_id or next(m.id for m in self.c.followers())
         if target not in {m.id for m in self.c.members}:

@@ -208,3 +208,19 @@ async def test_a_campaign_waiting_on_a_silent_leader_moves_to_the_one_elected_me
     assert key.candidate_id == "a"
     campaigns = [member for member, method in fake.calls if method == "Campaign"]
     assert campaigns == [old.id, new.id]
+
+
+async def test_cluster_changes_carry_the_admin_credential(fake: FakeCluster) -> None:
+    fake.admin_token = "s3cret"  # nosec B105 (a test value)
+    async with CoordinatorClient(fake.endpoints, backoff=FAST) as anonymous:
+        with pytest.raises(RequestRejected) as caught:
+            await anonymous.transfer_leadership()
+        assert caught.value.code == grpc.StatusCode.UNAUTHENTICATED
+        # Reads stay open.
+        assert len(await anonymous.members()) == 3
+    async with CoordinatorClient(fake.endpoints, backoff=FAST, admin_token="s3cret") as admin:
+        added = await admin.add_member("9", "127.0.0.1:1", "127.0.0.1:2")
+        assert added.added is not None
+        await admin.remove_member("9")
+        moved = await admin.transfer_leadership()
+    assert moved.previous_leader_id == fake.members[0].id

@@ -57,8 +57,14 @@ class CoordinatorClient:
         timeout: float = DEFAULT_TIMEOUT,
         attempt_timeout: float = 2.0,
         backoff: Backoff | None = None,
+        admin_token: str | None = None,
     ) -> None:
+        """`admin_token`: the cluster's admin credential, which membership changes and
+        leadership transfers need outside the dev profile (sent as a bearer token)."""
         self.timeout = timeout
+        self._admin: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {admin_token}"),) if admin_token else ()
+        )
         self.transport = Transport(endpoints, attempt_timeout=attempt_timeout, backoff=backoff)
 
     async def __aenter__(self) -> CoordinatorClient:
@@ -405,7 +411,7 @@ class CoordinatorClient:
         response, _ = await self.transport.call(
             f"add member {member_id!r}",
             lambda channel, t: cluster_pb2_grpc.ClusterServiceStub(channel).MemberAdd(
-                request, timeout=t
+                request, timeout=t, metadata=self._admin
             ),
             self._deadline(timeout),
             # A timed-out change may still commit; running it twice would not be the same.
@@ -422,7 +428,7 @@ class CoordinatorClient:
         response, _ = await self.transport.call(
             f"remove member {member_id!r}",
             lambda channel, t: cluster_pb2_grpc.ClusterServiceStub(channel).MemberRemove(
-                request, timeout=t
+                request, timeout=t, metadata=self._admin
             ),
             self._deadline(timeout),
             retry_timeouts=False,
@@ -440,7 +446,7 @@ class CoordinatorClient:
         response, _ = await self.transport.call(
             "transfer leadership",
             lambda channel, t: cluster_pb2_grpc.ClusterServiceStub(channel).TransferLeadership(
-                request, timeout=t
+                request, timeout=t, metadata=self._admin
             ),
             self._deadline(timeout),
             retry_timeouts=False,
