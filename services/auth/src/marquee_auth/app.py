@@ -11,6 +11,7 @@ from joserfc.jwk import KeySet
 
 from marquee.auth.v1 import auth_pb2, auth_pb2_grpc, policy_pb2, policy_pb2_grpc
 from marquee_auth.accounts import Accounts
+from marquee_auth.attempt_limits import AttemptLimits, Limiter, LocalOnly
 from marquee_auth.deps import AuthDeps
 from marquee_auth.mfa_challenges import MfaChallenges
 from marquee_auth.passwords import Passwords
@@ -25,6 +26,7 @@ from marquee_auth.signing_keys import KeyRing
 from marquee_auth.tokens import AccessTokenIssuer
 from marquee_auth.totp import Totp
 from marquee_authn import TokenVerifier
+from marquee_cache import Cache, RateLimiter
 from marquee_jobs import cleanup_job
 from marquee_jobs.service import start_job_runtime
 from marquee_migrations.startup import migrate_on_start
@@ -88,6 +90,7 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
             pool, lifetime=timedelta(seconds=settings.mfa_challenge_ttl_seconds)
         ),
         policy=policy,
+        limits=AttemptLimits(await _limiter(ctx, settings), window=settings.attempt_window_seconds),
     )
     verifier = TokenVerifier(KeyRingSource(keys), issuer=settings.issuer, min_refresh_interval=1.0)
     service = AuthServicer(deps, verifier)
@@ -109,6 +112,16 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
         auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
         policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
     ]
+
+
+async def _limiter(ctx: ServiceContext, settings: AuthSettings) -> Limiter:
+    if settings.redis_url is None:
+        ctx.log.warning("no redis_url: attempt limits are counted per auth instance")
+        return LocalOnly()
+    # Does not wait for Redis: while it is down the limiter decides locally.
+    cache = await Cache.connect(str(settings.redis_url), wait_for_tracking=None)
+    ctx.on_shutdown(cache.close)
+    return RateLimiter(cache.redis, prefix=settings.attempt_key_prefix)
 
 
 async def _grant_configured_admins(deps: AuthDeps) -> None:

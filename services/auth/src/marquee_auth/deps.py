@@ -11,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from marquee.auth.v1 import auth_pb2
 from marquee_auth.accounts import Accounts
+from marquee_auth.attempt_limits import AttemptLimits
 from marquee_auth.mfa_challenges import MfaChallenges
 from marquee_auth.passwords import Passwords
 from marquee_auth.policy_engine import PolicyEngine
@@ -34,6 +35,7 @@ class AuthDeps:
     totp: Totp
     challenges: MfaChallenges
     policy: PolicyEngine
+    limits: AttemptLimits
 
 
 def timestamp(moment: datetime) -> Timestamp:

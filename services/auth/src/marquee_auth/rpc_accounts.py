@@ -11,6 +11,7 @@ from google.rpc import error_details_pb2
 
 from marquee.auth.v1 import auth_pb2
 from marquee_auth.accounts import Account, UsernameTaken
+from marquee_auth.attempt_limits import source_of
 from marquee_auth.deps import Context, HandlerBase, timestamp
 from marquee_auth.sessions import RefreshRefused
 from marquee_auth.validation import Violations, check_login, check_new_account, check_token
@@ -75,6 +76,14 @@ class AccountRpcs(HandlerBase):
         v = Violations()
         check_login(v, request.username, request.password)
         v.raise_if_any()
+        s = self.deps.settings
+        await self.deps.limits.spend(
+            "login",
+            {
+                f"account:{request.username.lower()}": s.login_attempts_per_account,
+                f"source:{source_of(context.peer())}": s.login_attempts_per_source,
+            },
+        )
         account = await self.deps.accounts.find_for_login(request.username)
         locked_until = account.locked_until if account is not None else None
         if locked_until is not None and locked_until > datetime.now(UTC):
@@ -85,7 +94,6 @@ class AccountRpcs(HandlerBase):
         )
         if account is None or not verdict.ok:
             if account is not None:
-                s = self.deps.settings
                 locked_until = await self.deps.accounts.record_failure(
                     account.id,
                     threshold=s.lockout_threshold,

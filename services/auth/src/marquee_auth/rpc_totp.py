@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from marquee.auth.v1 import auth_pb2
+from marquee_auth.attempt_limits import source_of
 from marquee_auth.db import Connection
 from marquee_auth.deps import Context, HandlerBase, timestamp
 from marquee_auth.mfa_challenges import ChallengeRefused
@@ -80,6 +81,10 @@ class TotpRpcs(HandlerBase):
         elif len(normalize_recovery_code(request.recovery_code)) != 16:
             v.add("recovery_code", "a recovery code such as ABCD-EFGH-IJKL-MNOP")
         v.raise_if_any()
+        await self.deps.limits.spend(
+            "mfa",
+            {f"source:{source_of(context.peer())}": self.deps.settings.mfa_attempts_per_source},
+        )
         totp = self.deps.totp
 
         async def answer(conn: Connection, user_id: str) -> bool:

@@ -4,7 +4,7 @@ import base64
 import binascii
 from typing import Annotated, Self
 
-from pydantic import Field, PostgresDsn, SecretStr, field_validator, model_validator
+from pydantic import Field, PostgresDsn, RedisDsn, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from marquee_platform import ServiceSettings
@@ -54,6 +54,18 @@ class AuthSettings(ServiceSettings):
     refresh_token_ttl_seconds: int = Field(default=30 * 86_400, ge=300)
     # A new signing key after this long; the previous one stays published.
     signing_key_rotation_seconds: int = Field(default=7 * 86_400, ge=60)
+
+    # Redis shared with the cache, for attempt limits across instances. Unset (or
+    # down): each instance limits on its own (the cache limiter's local fallback).
+    redis_url: RedisDsn | None = None
+    # Attempts per window (seconds), per account and per source address. A
+    # source is the peer address gRPC sees: behind a proxy, that is the proxy.
+    login_attempts_per_account: int = Field(default=10, ge=1)
+    login_attempts_per_source: int = Field(default=100, ge=1)
+    mfa_attempts_per_source: int = Field(default=50, ge=1)
+    attempt_window_seconds: float = Field(default=60.0, gt=0)
+    # Keys in Redis start with this: suites sharing one Redis set their own.
+    attempt_key_prefix: str = "ratelimit:auth:"
 
     # Users given the role `admin` (which the seeded policy lets do anything) at
     # start and when they register: how the first administrator comes to be.
