@@ -220,6 +220,23 @@ async def test_text_queries(stub: Stub, collection: str, q: str, expected: set[s
     assert reply.out_of == len(BOOKS)
 
 
+async def test_accents_and_special_letters_fold_to_ascii(stub: Stub, collection: str) -> None:
+    fields = [pb.Field(name="title", type=pb.FIELD_TYPE_STRING)]
+    await stub.EnsureCollection(pb.EnsureCollectionRequest(name=collection, fields=fields))
+    docs = [{"id": "1", "title": "Café Society Über"}, {"id": "2", "title": "Straße naïve ÆON"}]
+    await stub.Index(pb.IndexRequest(collection=collection, documents=[as_json(d) for d in docs]))
+    for q, expected in [
+        ("cafe", "1"), ("café", "1"), ("uber", "1"), ("strasse", "2"), ("straße", "2"),
+        ("naive", "2"), ("aeon", "2"), ("æon", "2"),
+    ]:  # fmt: skip
+        reply = await search(stub, collection, q=q, query_by=["title"])
+        assert ids(reply) == [expected], q
+    exact = await search(stub, collection, q="*", filter_by="title:=CAFÉ society uber")
+    assert ids(exact) == ["1"]
+    marked = await search(stub, collection, q="stras", query_by=["title"])
+    assert marked.hits[0].highlights[0].snippet == "<mark>Straß</mark>e naïve ÆON"
+
+
 async def test_exact_matches_rank_before_typos(stub: Stub, collection: str) -> None:
     await make_books(stub, collection)
     assert ids(await search(stub, collection, q="harry", query_by=["title"])) == ["1", "3"]

@@ -3,12 +3,15 @@
 Typesense splits on whitespace and then drops every character that is not a
 letter or digit from each piece: "Philosopher's" is the token "philosophers",
 "J.K." is "jk" and "anti-virus" is one token "antivirus". Tokens are
-lowercased. The embedded engine indexes the tokens this function makes, and
-the query is cut by the same function, so what matches is defined here once.
+lowercased and folded to ASCII where Typesense folds them (`café` is `cafe`,
+`straße` is `strasse`, `æon` is `aeon`). The embedded engine indexes the
+tokens this function makes, and the query is cut by the same function, so
+what matches is defined here once.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 
@@ -19,12 +22,28 @@ class Token:
     text: str
     start: int  # character offset of the word in the original text
     end: int
-    # Offsets in the original text of each kept character, for highlighting prefixes.
+    # For each character of `text`, the offset of the original character it came
+    # from: a prefix match is highlighted over the original characters.
     kept: tuple[int, ...]
 
 
+# Letters NFKD does not decompose, spelled as Typesense spells them.
+_SPECIAL = str.maketrans(
+    {"ß": "ss", "æ": "ae", "Æ": "ae", "œ": "oe", "Œ": "oe", "ø": "o", "Ø": "o", "đ": "d",
+     "Đ": "d", "ð": "d", "Ð": "d", "ł": "l", "Ł": "l", "þ": "th", "Þ": "th"}
+)  # fmt: skip
+
+
+def _fold(ch: str) -> str:
+    """One character as the (possibly empty) run of token characters it becomes."""
+    decomposed = unicodedata.normalize("NFKD", ch.translate(_SPECIAL)).lower()
+    return "".join(c for c in decomposed if c.isalnum() and not unicodedata.combining(c))
+
+
 def _normalize(word: str) -> str:
-    return "".join(ch for ch in word if ch.isalnum()).lower()
+    if word.isascii():  # the common case, without a Unicode lookup per character
+        return "".join(ch for ch in word if ch.isalnum()).lower()
+    return "".join(_fold(ch) for ch in word)
 
 
 def tokens(text: str) -> list[str]:
@@ -43,10 +62,15 @@ def tokens_with_offsets(text: str) -> list[Token]:
     for word in text.split():
         start = text.index(word, position)
         position = start + len(word)
-        kept = tuple(start + i for i, ch in enumerate(word) if ch.isalnum())
-        token = _normalize(word)
+        chars: list[str] = []
+        kept: list[int] = []
+        for i, ch in enumerate(word):
+            folded = _fold(ch)
+            chars.append(folded)
+            kept.extend([start + i] * len(folded))
+        token = "".join(chars)
         if token:
-            result.append(Token(token, start, position, kept))
+            result.append(Token(token, start, position, tuple(kept)))
     return result
 
 

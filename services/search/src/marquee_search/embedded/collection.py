@@ -110,7 +110,13 @@ class EmbeddedCollection:
         return self._writer
 
     def _commit(self) -> None:
-        self.writer.commit()
+        try:
+            self.writer.commit()
+        except BaseException:
+            # Otherwise the next call's commit would publish this call's changes,
+            # which its caller was told had failed.
+            self.writer.rollback()
+            raise
         self._index.reload()
 
     def add_raw(self, seq: int, body: dict[str, Any]) -> None:
@@ -126,6 +132,24 @@ class EmbeddedCollection:
         pending: dict[str, _Existing] = {}
         results = []
         writer = self.writer
+        try:
+            self._index_into(writer, searcher, bodies, action, pending, results)
+        except BaseException:
+            writer.rollback()  # an unexpected failure: none of this call lands
+            raise
+        if any(r.ok for r in results):
+            self._commit()
+        return results
+
+    def _index_into(
+        self,
+        writer: tantivy.IndexWriter,
+        searcher: tantivy.Searcher,
+        bodies: list[dict[str, Any]],
+        action: Action,
+        pending: dict[str, _Existing],
+        results: list[DocResult],
+    ) -> None:
         for body in bodies:
             doc_id = body["id"]
             existing = pending.get(doc_id) or self._lookup(searcher, doc_id)
@@ -145,9 +169,6 @@ class EmbeddedCollection:
                 self._next_seq += 1
             pending[doc_id] = _Existing(seq, final)
             results.append(DocResult(True))
-        if any(r.ok for r in results):
-            self._commit()
-        return results
 
     @staticmethod
     def _resolve(
