@@ -130,7 +130,7 @@ class EmbeddedCollection:
     def index(self, bodies: list[dict[str, Any]], action: Action) -> list[DocResult]:
         searcher = self._index.searcher()
         pending: dict[str, _Existing] = {}
-        results = []
+        results: list[DocResult] = []
         writer = self.writer
         try:
             self._index_into(writer, searcher, bodies, action, pending, results)
