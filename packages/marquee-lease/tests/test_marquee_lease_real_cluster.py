@@ -56,6 +56,11 @@ async def wait_for_leader(
 
 @pytest.fixture
 async def client(cluster: CoordinatorCluster) -> AsyncIterator[CoordinatorClient]:
+    # Every test starts with all three nodes, even if an earlier one could not restart
+    # the node it killed: a fault test on two nodes would test something else.
+    for node in cluster.nodes:
+        if not node.is_running():
+            await asyncio.to_thread(node.start)
     async with CoordinatorClient(
         cluster.endpoints, backoff=Backoff(initial=0.05, maximum=0.3)
     ) as coordinator:
