@@ -93,8 +93,7 @@ def gateway_address(address: str | None, data_dir: Path) -> str:
 
 
 def call(
-    address: str | None,
-    data_dir: Path,
+    target: str,
     action: Callable[[cache_pb2_grpc.CacheServiceStub], T],
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> T:
@@ -103,7 +102,6 @@ def call(
 
     from marquee.cache.v1 import cache_pb2_grpc
 
-    target = gateway_address(address, data_dir)
     options = [
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -163,12 +161,13 @@ def get(
     Binary values (not printable UTF-8) are not written to a terminal: use --raw
     (e.g. `--raw > file`) or --json (base64).
     """
-    from marquee.cache.v1 import cache_pb2
-
     if raw and json_output:
         raise typer.BadParameter("--raw and --json exclude each other")
+    target = gateway_address(address, data_dir)
+    from marquee.cache.v1 import cache_pb2
+
     request = cache_pb2.GetRequest(key=key)
-    reply = call(address, data_dir, lambda s: s.Get(request, timeout=timeout), max_message_bytes)
+    reply = call(target, lambda s: s.Get(request, timeout=timeout), max_message_bytes)
     if json_output:
         document: dict[str, Any] = {"found": reply.found, "value": None}
         if reply.found:
@@ -226,8 +225,6 @@ def set_(
     json_output: Json = False,
 ) -> None:
     """Store a value under KEY. Exits 1 if a condition kept it from being stored."""
-    from marquee.cache.v1 import cache_pb2
-
     if if_absent and if_present:
         raise typer.BadParameter("--if-absent and --if-present exclude each other")
     data = _read_value(value, file, max_message_bytes)
@@ -236,6 +233,9 @@ def set_(
             data = base64.b64decode(data, validate=True)
         except binascii.Error:
             raise typer.BadParameter("the value is not valid base64") from None
+    target = gateway_address(address, data_dir)
+    from marquee.cache.v1 import cache_pb2
+
     request = cache_pb2.SetRequest(key=key, value=data)
     if ttl is not None:
         request.ttl.CopyFrom(_duration(ttl))
@@ -245,7 +245,7 @@ def set_(
         request.condition = cache_pb2.SET_CONDITION_IF_PRESENT
     if request.ByteSize() > max_message_bytes:
         raise _too_large(f"{len(data)} bytes", max_message_bytes)
-    reply = call(address, data_dir, lambda s: s.Set(request, timeout=timeout), max_message_bytes)
+    reply = call(target, lambda s: s.Set(request, timeout=timeout), max_message_bytes)
     if json_output:
         typer.echo(output.render_json({"stored": reply.stored}))
     elif reply.stored:
@@ -300,10 +300,11 @@ def delete(
     json_output: Json = False,
 ) -> None:
     """Delete KEYS; prints how many existed."""
+    target = gateway_address(address, data_dir)
     from marquee.cache.v1 import cache_pb2
 
     request = cache_pb2.DeleteRequest(keys=keys)
-    reply = call(address, data_dir, lambda s: s.Delete(request, timeout=timeout))
+    reply = call(target, lambda s: s.Delete(request, timeout=timeout))
     _print_deleted(reply.deleted_count, json_output)
 
 
@@ -318,10 +319,11 @@ def prefix_delete(
     json_output: Json = False,
 ) -> None:
     """Delete every key starting with PREFIX (SCAN in batches, never KEYS)."""
+    target = gateway_address(address, data_dir)
     from marquee.cache.v1 import cache_pb2
 
     request = cache_pb2.DeleteByPrefixRequest(prefix=prefix)
-    reply = call(address, data_dir, lambda s: s.DeleteByPrefix(request, timeout=timeout))
+    reply = call(target, lambda s: s.DeleteByPrefix(request, timeout=timeout))
     _print_deleted(reply.deleted_count, json_output)
 
 

@@ -6,13 +6,14 @@ import asyncio
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
-
-import psutil
 
 from marquee_cli.endpoints import Endpoints, ProcessEndpoint, endpoints_path, read_endpoints
 from marquee_cli.health import SERVING, UNREACHABLE, process_health
+
+if TYPE_CHECKING:  # psutil loads when a pid is looked at: `down` without a suite never does
+    import psutil
 
 LISTENING = "LISTENING"
 # started_at is written once everything is healthy, so the launcher must be older;
@@ -21,6 +22,8 @@ PID_REUSE_SLACK_SECONDS = 1.0
 
 
 def pid_alive(pid: int) -> bool:
+    import psutil
+
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
@@ -29,6 +32,8 @@ def pid_alive(pid: int) -> bool:
 
 def launcher_process(endpoints: Endpoints) -> psutil.Process | None:
     """The launcher that wrote `endpoints`, if it is still running."""
+    import psutil
+
     try:
         process = psutil.Process(endpoints.launcher_pid)
         started_before = (
@@ -121,6 +126,8 @@ def stop_suite(data_dir: Path, timeout: float) -> tuple[StopOutcome, int | None]
     if launcher is None:
         path.unlink(missing_ok=True)
         return "stale", endpoints.launcher_pid
+    import psutil
+
     launcher.send_signal(signal.SIGTERM)
     try:
         launcher.wait(timeout)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+if TYPE_CHECKING:  # grpc loads when a probe runs, not when status/down merely import this
+    import grpc
 
 # Reported when the probe itself fails: no answer, refused connection, timeout...
 UNREACHABLE = "UNREACHABLE"
@@ -40,6 +40,8 @@ async def check_health(address: str, service: str = "", deadline: float = 2.0) -
     a whole. Never raises for an unhealthy or unreachable server: gives
     UNREACHABLE, or SERVICE_UNKNOWN (NOT_FOUND) for a service it does not know.
     """
+    import grpc
+
     async with grpc.aio.insecure_channel(address) as channel:
         return await _check(channel, service, deadline)
 
@@ -49,6 +51,8 @@ async def process_health(address: str, deadline: float = 2.0) -> ProcessHealth:
 
     A process without reflection gets its "" status alone. Never raises.
     """
+    import grpc
+
     async with grpc.aio.insecure_channel(address) as channel:
         server = await _check(channel, "", deadline)
         if server == UNREACHABLE:
@@ -59,6 +63,9 @@ async def process_health(address: str, deadline: float = 2.0) -> ProcessHealth:
 
 
 async def _check(channel: grpc.aio.Channel, service: str, deadline: float) -> str:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
     stub = health_pb2_grpc.HealthStub(channel)
     try:
         reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=deadline)
@@ -71,6 +78,8 @@ async def _check(channel: grpc.aio.Channel, service: str, deadline: float) -> st
 
 async def list_services(channel: grpc.aio.Channel, deadline: float) -> list[str]:
     """The application services the server lists through reflection; [] if it cannot."""
+    import grpc
+
     request_class, response_class = _reflection_messages()
     info: grpc.aio.StreamStreamMultiCallable[Any, Any] = channel.stream_stream(
         REFLECTION_METHOD,
