@@ -73,14 +73,22 @@ class EmbeddedCollection:
     def count(self) -> int:
         return int(self._index.searcher().num_docs)
 
-    def _lookup(self, searcher: tantivy.Searcher, doc_id: str) -> _Existing | None:
-        query = tantivy.Query.term_query(self._tschema, layout.ID, doc_id)
-        hits = searcher.search(query, limit=1).hits
+    def _lookup_many(self, searcher: tantivy.Searcher, ids: list[str]) -> dict[str, _Existing]:
+        """The stored documents among `ids`, found with one query for the whole batch."""
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            return {}
+        query = tantivy.Query.term_set_query(self._tschema, layout.ID, unique)
+        hits = searcher.search(query, limit=len(unique)).hits
         if not hits:
-            return None
-        address = hits[0][1]
-        seq = int(searcher.fast_field_values(layout.SEQ, [address])[0] or 0)
-        return _Existing(seq, layout.source(searcher.doc(address)))
+            return {}
+        addresses = [address for _, address in hits]
+        seqs = searcher.fast_field_values(layout.SEQ, addresses)
+        found = {}
+        for seq, address in zip(seqs, addresses, strict=True):
+            body = layout.source(searcher.doc(address))
+            found[body["id"]] = _Existing(int(seq or 0), body)
+        return found
 
     def documents_in_order(self) -> list[tuple[int, dict[str, Any]]]:
         """Every (seq, document), oldest first: the input of a rebuild."""
@@ -150,9 +158,11 @@ class EmbeddedCollection:
         pending: dict[str, _Existing],
         results: list[DocResult],
     ) -> None:
+        # Seeded with what is stored; then each document sees the batch's earlier ones.
+        pending.update(self._lookup_many(searcher, [body["id"] for body in bodies]))
         for body in bodies:
             doc_id = body["id"]
-            existing = pending.get(doc_id) or self._lookup(searcher, doc_id)
+            existing = pending.get(doc_id)
             if existing is not None and existing.body is None:
                 existing = None
             try:
@@ -188,15 +198,12 @@ class EmbeddedCollection:
         return documents.merged(existing.body, body)
 
     def delete_ids(self, ids: list[str]) -> int:
-        searcher = self._index.searcher()
-        deleted = 0
-        for doc_id in dict.fromkeys(ids):
-            if self._lookup(searcher, doc_id) is not None:
-                self.writer.delete_documents_by_term(layout.ID, doc_id)
-                deleted += 1
-        if deleted:
+        present = self._lookup_many(self._index.searcher(), ids)
+        for doc_id in present:
+            self.writer.delete_documents_by_term(layout.ID, doc_id)
+        if present:
             self._commit()
-        return deleted
+        return len(present)
 
     def delete_filter(self, node: Filter) -> int:
         query = filter_query(self._tschema, node)
