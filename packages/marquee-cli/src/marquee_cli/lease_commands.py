@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -115,7 +116,8 @@ def acquire(
     elif result.acquired and result.lease:
         typer.echo(
             f"acquired {name!r} as {holder} with token {result.lease.token} for {ttl:g}s; "
-            f"release it with `marquee lease release {name} --token {result.lease.token}`"
+            f"release it with `marquee lease release {shlex.quote(name)} "
+            f"--token {result.lease.token}`"
         )
     if not result.acquired:
         holder_text = f"held by {result.lease.holder_id}" if result.lease else "not free"
