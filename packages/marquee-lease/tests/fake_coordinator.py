@@ -6,6 +6,11 @@ were instant and perfect). One member is the leader; the others answer
 leader-only calls FAILED_PRECONDITION with `x-marquee-leader`, as real
 followers do. Faults are switches on the cluster: hang a member, lose answers
 after applying them, make followers redirect in a loop, take leases away.
+
+test_marquee_lease_contract.py runs the same cases against this and a real
+cluster. Known, deliberate differences: no minimum TTL (tests use short ones
+to run fast), no admin credential unless `admin_token` is set, Watch is not
+served, and KeepAlive checks the election namespace only once per stream.
 """
 
 from __future__ import annotations
