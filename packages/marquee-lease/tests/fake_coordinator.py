@@ -9,8 +9,8 @@ after applying them, make followers redirect in a loop, take leases away.
 
 test_marquee_lease_contract.py runs the same cases against this and a real
 cluster. Known, deliberate differences: no minimum TTL (tests use short ones
-to run fast), no admin credential unless `admin_token` is set, Watch is not
-served, and KeepAlive checks the election namespace only once per stream.
+to run fast), no admin credential unless `admin_token` is set, and Watch is
+not served.
 """
 
 from __future__ import annotations
@@ -351,6 +351,8 @@ class FakeLeases(lease_pb2_grpc.LeaseServiceServicer):
     ) -> AsyncIterator[lease_pb2.KeepAliveResponse]:
         await self.c.gate(self.m, context, "KeepAlive", leader_only=True)
         async for request in request_iterator:
+            if request.name.startswith(ELECTION_PREFIX):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an election's lease")
             current = self.c.current(request.name)
             alive = current is not None and (current.holder_id, current.token) == (
                 request.holder_id,
