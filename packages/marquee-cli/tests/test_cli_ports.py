@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,9 +53,13 @@ def test_address_brackets_ipv6() -> None:
 # --- the ports a data dir keeps (port_record) ---------------------------------------
 
 
-def plan_in(data_dir: Path, base: int, warnings: list[str] | None = None) -> PortPlan:
+def plan_in(
+    data_dir: Path, base: int, warnings: list[str] | None = None, busy_wait: float = 0.2
+) -> PortPlan:
     sink = warnings if warnings is not None else []
-    return plan_for_data_dir(data_dir, base, SUITE, "127.0.0.1", warn=sink.append)
+    return plan_for_data_dir(
+        data_dir, base, SUITE, "127.0.0.1", warn=sink.append, busy_wait=busy_wait
+    )
 
 
 def form_cluster(data_dir: Path, nodes: range = range(1, 4)) -> None:
@@ -124,6 +129,21 @@ def test_a_node_without_data_keeps_its_raft_port_once_others_have_data(tmp_path:
         plan_in(tmp_path, 0)
 
 
+def test_a_port_freed_meanwhile_is_kept(tmp_path: Path) -> None:
+    # As when the children of a launcher killed with -9 are still draining.
+    first = plan_in(tmp_path, 0)
+    form_cluster(tmp_path)
+    raft = first.services["coordinator-1"].raft
+    assert raft is not None
+    with listening(raft) as sock:
+        # Whenever it closes, before or during the wait, the port is kept.
+        closer = threading.Timer(0.3, sock.close)
+        closer.start()
+        second = plan_in(tmp_path, 0, busy_wait=60.0)
+        closer.join()
+    assert second == first
+
+
 def test_a_busy_stateless_port_is_replaced(tmp_path: Path) -> None:
     first = plan_in(tmp_path, 0)
     form_cluster(tmp_path)
@@ -153,8 +173,8 @@ def test_raft_data_without_a_record_warns(tmp_path: Path) -> None:
 
 
 @contextmanager
-def listening(port: int) -> Iterator[None]:
+def listening(port: int) -> Iterator[socket.socket]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
         sock.listen()
-        yield
+        yield sock

@@ -1,5 +1,5 @@
 """Fault tests: `marquee up` (a subprocess, free ports, a temporary data dir) restarts
-what is killed with -9 (Redis, a service, a coordinator node) on the same ports and
+what is killed with -9 (Redis, PostgreSQL, a service, a coordinator node) on the same ports and
 data, records it in endpoints.json, and a later `marquee up` on that data dir comes
 back on the same ports with a coordinator leader.
 
@@ -146,6 +146,17 @@ def test_killed_redis_is_restarted_on_its_port(up: Up) -> None:
     # The cache gateway reconnects: it reports SERVING again once Redis answers.
     gateway = up.process_named("cache-gateway")
     up.wait(lambda: serving(gateway["grpc"]), "cache-gateway SERVING again", RESTART_SECONDS)
+
+
+def test_killed_postgres_is_restarted_on_its_port(up: Up) -> None:
+    before, after = kill_and_wait_for_restart(up, "postgres")
+    assert after["url"] == before["url"]
+    # Auth (its user) serves again, whether it rode the outage out or was restarted too.
+    auth = up.process_named("auth")
+    up.wait(
+        lambda: serving(up.process_named("auth")["grpc"]), "auth SERVING again", RESTART_SECONDS
+    )
+    assert up.process_named("auth")["grpc"] == auth["grpc"]
 
 
 def test_killed_service_is_restarted_on_its_ports(up: Up) -> None:

@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -28,6 +29,10 @@ from marquee_localservers import free_port
 PORTS_FILE = "ports.json"
 # What a coordinator node leaves in its directory once it has run (raft_config.NodeConfig).
 RAFT_FILES = ("raft.journal", "raft.dump")
+# How long a start waits for recorded ports that are busy: the services' drain
+# (suite.SHUTDOWN_GRACE_SECONDS) plus the launcher's margin before SIGKILL, and some.
+BUSY_WAIT_SECONDS = 10.0
+BUSY_POLL_SECONDS = 0.1
 
 
 class PortsUnusable(Exception):
@@ -49,6 +54,7 @@ def plan_for_data_dir(
     services: Sequence[tuple[str, int | None]],
     host: str,
     warn: Callable[[str], None],
+    busy_wait: float = BUSY_WAIT_SECONDS,
 ) -> PortPlan:
     """The ports for this start, recorded in <data>/ports.json; PortsUnusable if none fit.
 
@@ -65,7 +71,7 @@ def plan_for_data_dir(
     if recorded is not None and reusing:
         # Every node's address, also one without data yet: the others' log names it.
         keep = _raft_ports(recorded[1]) if formed else set()
-        plan = _reuse(recorded[1], host, keep, path)
+        plan = _reuse(recorded[1], host, keep, path, busy_wait)
         # The --base-port that first gave these ports (0: they were picked free).
         first_base = _recorded_base(data_dir)
     else:
@@ -100,13 +106,14 @@ def _same_layout(recorded: tuple[str, PortPlan], host: str, names: list[str]) ->
     return recorded_host == host and list(plan.services) == names
 
 
-def _reuse(plan: PortPlan, host: str, keep: set[int], path: Path) -> PortPlan:
+def _reuse(plan: PortPlan, host: str, keep: set[int], path: Path, wait: float) -> PortPlan:
     """`plan`, with a free port instead of each busy one; PortsUnusable if one in `keep` is busy."""
     taken = {p for s in plan.services.values() for p in (s.grpc, s.metrics, s.raft) if p}
     taken |= {plan.redis, plan.postgres}
+    busy = _still_busy(host, taken, wait)
 
     def usable(port: int, what: str) -> int:
-        if not _busy(host, port):
+        if port not in busy:
             return port
         if port in keep:
             raise PortsUnusable(
@@ -132,6 +139,21 @@ def _reuse(plan: PortPlan, host: str, keep: set[int], path: Path) -> PortPlan:
         postgres=usable(plan.postgres, "postgres"),
         services={name: service(name, ports) for name, ports in plan.services.items()},
     )
+
+
+def _still_busy(host: str, ports: set[int], wait: float) -> set[int]:
+    """Those of `ports` still listened on after up to `wait` seconds.
+
+    A launcher killed with -9 leaves its children draining for a few seconds
+    (they get SIGTERM as it dies): starting again at once must not find their
+    ports taken.
+    """
+    deadline = time.monotonic() + wait
+    busy = {port for port in ports if _busy(host, port)}
+    while busy and time.monotonic() < deadline:
+        time.sleep(BUSY_POLL_SECONDS)
+        busy = {port for port in busy if _busy(host, port)}
+    return busy
 
 
 def _busy(host: str, port: int) -> bool:
