@@ -14,6 +14,7 @@ from marquee_auth.accounts import Accounts
 from marquee_auth.attempt_limits import AttemptLimits, Limiter, LocalOnly
 from marquee_auth.deps import AuthDeps
 from marquee_auth.mfa_challenges import MfaChallenges
+from marquee_auth.passkeys import Passkeys
 from marquee_auth.passwords import Passwords
 from marquee_auth.policy_engine import PolicyEngine
 from marquee_auth.rpc_policy import PolicyServicer
@@ -91,6 +92,9 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
         ),
         policy=policy,
         limits=AttemptLimits(await _limiter(ctx, settings), window=settings.attempt_window_seconds),
+        passkeys=Passkeys(
+            pool, ceremony_ttl=timedelta(seconds=settings.webauthn_ceremony_ttl_seconds)
+        ),
     )
     verifier = TokenVerifier(KeyRingSource(keys), issuer=settings.issuer, min_refresh_interval=1.0)
     service = AuthServicer(deps, verifier)

@@ -13,6 +13,7 @@ from marquee.auth.v1 import auth_pb2
 from marquee_auth.accounts import Accounts
 from marquee_auth.attempt_limits import AttemptLimits
 from marquee_auth.mfa_challenges import MfaChallenges
+from marquee_auth.passkeys import Passkeys
 from marquee_auth.passwords import Passwords
 from marquee_auth.policy_engine import PolicyEngine
 from marquee_auth.sessions import IssuedRefresh, Sessions
@@ -36,6 +37,7 @@ class AuthDeps:
     challenges: MfaChallenges
     policy: PolicyEngine
     limits: AttemptLimits
+    passkeys: Passkeys
 
 
 def timestamp(moment: datetime) -> Timestamp:
@@ -70,11 +72,15 @@ class HandlerBase:
     async def first_factor_passed(self, user_id: str) -> auth_pb2.LoginResponse:
         """Tokens, or an MFA challenge when the user has a second factor (never both)."""
         totp = self.deps.totp
+        methods = []
         if await totp.is_active(user_id):
-            challenge = await self.deps.challenges.issue(user_id)
-            methods = [auth_pb2.MFA_METHOD_TOTP]
+            methods.append(auth_pb2.MFA_METHOD_TOTP)
             if await totp.has_recovery_codes(user_id):
                 methods.append(auth_pb2.MFA_METHOD_RECOVERY_CODE)
+        if await self.deps.passkeys.has_any(user_id):
+            methods.append(auth_pb2.MFA_METHOD_WEBAUTHN)
+        if methods:
+            challenge = await self.deps.challenges.issue(user_id)
             return auth_pb2.LoginResponse(
                 mfa_challenge=auth_pb2.MfaChallenge(
                     challenge_id=challenge.id,

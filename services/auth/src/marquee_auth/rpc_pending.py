@@ -5,28 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from marquee_auth.deps import Context
-from marquee_authn import TokenVerifier, authenticated, public
+from marquee_authn import TokenVerifier, public
 from marquee_platform.errors import unimplemented
 
 
 class PendingRpcs:
     token_verifier: TokenVerifier
-
-    @authenticated
-    async def BeginWebAuthnRegistration(self, request: Any, context: Context) -> Any:
-        unimplemented("AuthService/BeginWebAuthnRegistration", issue="auth: passkeys")
-
-    @authenticated
-    async def FinishWebAuthnRegistration(self, request: Any, context: Context) -> Any:
-        unimplemented("AuthService/FinishWebAuthnRegistration", issue="auth: passkeys")
-
-    @public
-    async def BeginWebAuthnLogin(self, request: Any, context: Context) -> Any:
-        unimplemented("AuthService/BeginWebAuthnLogin", issue="auth: passkeys")
-
-    @public
-    async def FinishWebAuthnLogin(self, request: Any, context: Context) -> Any:
-        unimplemented("AuthService/FinishWebAuthnLogin", issue="auth: passkeys")
 
     @public
     async def BeginOidcLogin(self, request: Any, context: Context) -> Any:

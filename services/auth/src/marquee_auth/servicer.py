@@ -8,10 +8,18 @@ from marquee_auth.rpc_accounts import AccountRpcs
 from marquee_auth.rpc_pending import PendingRpcs
 from marquee_auth.rpc_policy import CheckRpc
 from marquee_auth.rpc_totp import TotpRpcs
+from marquee_auth.rpc_webauthn import WebAuthnRpcs
 from marquee_authn import TokenVerifier
 
 
-class AuthServicer(AccountRpcs, TotpRpcs, CheckRpc, PendingRpcs, auth_pb2_grpc.AuthServiceServicer):
+class AuthServicer(
+    AccountRpcs,
+    TotpRpcs,
+    WebAuthnRpcs,
+    CheckRpc,
+    PendingRpcs,
+    auth_pb2_grpc.AuthServiceServicer,
+):
     def __init__(self, deps: AuthDeps, token_verifier: TokenVerifier) -> None:
         self.deps = deps
         self.policy = deps.policy

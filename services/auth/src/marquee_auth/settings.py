@@ -77,7 +77,16 @@ class AuthSettings(ServiceSettings):
     # The issuer an authenticator app shows next to the account.
     totp_issuer_name: str = "Marquee"
 
-    @field_validator("coordinator_endpoints", "admin_usernames", mode="before")
+    # WebAuthn relying party: its id (a registrable domain of the origins) and
+    # the web origins allowed to run ceremonies (the dev console by default).
+    webauthn_rp_id: str = "localhost"
+    webauthn_rp_name: str = "Marquee"
+    webauthn_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://localhost:8765"]
+    )
+    webauthn_ceremony_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+
+    @field_validator("coordinator_endpoints", "admin_usernames", "webauthn_origins", mode="before")
     @classmethod
     def _split_endpoints(cls, value: object) -> object:
         if isinstance(value, str):

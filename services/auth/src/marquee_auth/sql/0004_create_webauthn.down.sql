@@ -1,0 +1,2 @@
+DROP TABLE auth_webauthn_ceremonies;
+DROP TABLE auth_webauthn_credentials;
