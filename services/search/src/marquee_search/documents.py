@@ -10,19 +10,20 @@ fails alone.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format
 
 from marquee.search.v1 import search_pb2 as pb
-from marquee_search.schema import CollectionSchema, FieldSpec, Kind
+from marquee_search.schema import CollectionSchema, Kind
 
 MAX_ID_BYTES = 512
-_INT_RANGE = {Kind.INT32: (-(2**31), 2**31 - 1), Kind.INT64: (-(2**63), 2**63 - 1)}
 
 
 class DocumentError(ValueError):
@@ -82,43 +83,68 @@ def decode(document: pb.Document, *, generate_id: bool) -> Decoded:
 
 def check(schema: CollectionSchema, body: dict[str, Any], *, partial: bool = False) -> None:
     """Raise DocumentError unless `body` fits the schema; partial=True for UPDATE's merge input."""
-    for spec in schema.fields:
-        value = body.get(spec.name)
+    for name, optional, is_array, ok, message in _plan(schema):
+        value = body.get(name)
         if value is None:
-            if not spec.optional and not partial:
+            if not optional and not partial:
                 raise DocumentError(
-                    f"Field `{spec.name}` has been declared in the schema, "
+                    f"Field `{name}` has been declared in the schema, "
                     "but is not found in the document."
                 )
             continue
-        _check_value(spec, value)
+        if is_array:
+            if not isinstance(value, list):
+                raise DocumentError(f"Field `{name}` must be an array.")
+            if not all(element is not None and ok(element) for element in value):
+                raise DocumentError(message)
+        elif not ok(value):
+            raise DocumentError(message)
 
 
-def _check_value(spec: FieldSpec, value: Any) -> None:
-    if spec.kind.is_array:
-        if not isinstance(value, list):
-            raise DocumentError(f"Field `{spec.name}` must be an array.")
-        for element in value:
-            if element is None or not _scalar_ok(spec.kind.scalar, element):
-                raise DocumentError(
-                    f"Field `{spec.name}` must be an array of {spec.kind.scalar.value}."
-                )
-    elif not _scalar_ok(spec.kind, value):
-        article = "an" if spec.kind.value[0] in "aeiou" else "a"
-        raise DocumentError(f"Field `{spec.name}` must be {article} {spec.kind.value}.")
+Check = Callable[[Any], bool]
 
 
-def _scalar_ok(kind: Kind, value: Any) -> bool:
-    if kind is Kind.STRING:
-        return isinstance(value, str)
-    if kind is Kind.BOOL:
-        return isinstance(value, bool)
-    if isinstance(value, bool):
-        return False
-    if kind is Kind.FLOAT:
-        return isinstance(value, int | float) and math.isfinite(value)
-    low, high = _INT_RANGE[kind]
-    return isinstance(value, int) and low <= value <= high
+@functools.lru_cache(maxsize=256)
+def _plan(schema: CollectionSchema) -> tuple[tuple[str, bool, bool, Check, str], ...]:
+    """Per field: (name, optional, is_array, value check, error): worked out once per schema."""
+    plan = []
+    for spec in schema.fields:
+        scalar = spec.kind.scalar
+        if spec.kind.is_array:
+            message = f"Field `{spec.name}` must be an array of {scalar.value}."
+        else:
+            article = "an" if spec.kind.value[0] in "aeiou" else "a"
+            message = f"Field `{spec.name}` must be {article} {spec.kind.value}."
+        plan.append((spec.name, spec.optional, spec.kind.is_array, _CHECKS[scalar], message))
+    return tuple(plan)
+
+
+def _is_string(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_float(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int_check(low: int, high: int) -> Check:
+    def check(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+    return check
+
+
+_CHECKS: dict[Kind, Check] = {
+    Kind.STRING: _is_string,
+    Kind.BOOL: _is_bool,
+    Kind.FLOAT: _is_float,
+    Kind.INT32: _int_check(-(2**31), 2**31 - 1),
+    Kind.INT64: _int_check(-(2**63), 2**63 - 1),
+}
 
 
 def merged(existing: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

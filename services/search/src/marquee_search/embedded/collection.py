@@ -55,6 +55,8 @@ class EmbeddedCollection:
         index_dir.mkdir(parents=True, exist_ok=True)
         self._tschema = layout.tantivy_schema(schema)
         self._index = tantivy.Index(self._tschema, path=str(index_dir), reuse=True)
+        layout.register_tokenizer(self._index)
+        self._documents = layout.DocumentWriter(schema)
         self._writer: tantivy.IndexWriter | None = self._index.writer(WRITER_HEAP_BYTES, 1)
         self._index.reload()
         self._next_seq = self._max_seq() + 1
@@ -129,7 +131,7 @@ class EmbeddedCollection:
 
     def add_raw(self, seq: int, body: dict[str, Any]) -> None:
         """Add a document as is (a rebuild copying from the previous index); commit after."""
-        self.writer.add_document(layout.to_tantivy(self.schema, body, seq))
+        self.writer.add_document(self._documents.document(body, seq))
         self._next_seq = max(self._next_seq, seq + 1)
 
     def commit(self) -> None:
@@ -171,7 +173,7 @@ class EmbeddedCollection:
                 seq = existing.seq if existing else self._next_seq
                 if existing is not None:
                     writer.delete_documents_by_term(layout.ID, doc_id)
-                writer.add_document(layout.to_tantivy(self.schema, final, seq))
+                writer.add_document(self._documents.document(final, seq))
             except documents.DocumentError as exc:
                 results.append(DocResult(False, str(exc)))
                 continue

@@ -2,9 +2,11 @@
 
 Each declared field becomes engine fields under prefixes, so no user name can
 collide with ours:
-- string fields: `t_<f>` holds the tokens (made by marquee_search.tokens, handed
-  to tantivy pre-tokenized so query and index agree), `k_<f>` the normalized
-  whole value (raw, for `:=`), and for facets `f_<f>` the value as given;
+- string fields: `t_<f>` holds the tokens (made by marquee_search.tokens and
+  handed to tantivy joined by single spaces, which its whitespace tokenizer
+  splits back: query and index agree by construction), `k_<f>` the same
+  normalized value whole (raw, for `:=`), and for facets `f_<f>` the value as
+  given;
 - numbers and bools: `n_<f>`, indexed and fast (filters, sorts, facets);
 - `_id` (raw), `_seq` (the insertion order Typesense breaks ties by, kept
   across replacements), `_source` (the document as JSON, returned by searches).
@@ -19,9 +21,11 @@ import tantivy
 
 from marquee_search.expressions import float32
 from marquee_search.schema import CollectionSchema, FieldSpec, Kind
-from marquee_search.tokens import normalized_value, tokens
+from marquee_search.tokens import normalized_value
 
 ID = "_id"
+# Registered on every index opened: it only splits on the spaces normalized_value leaves.
+TOKENIZER = "marquee_tokens"
 SEQ = "_seq"
 SOURCE = "_source"
 
@@ -52,7 +56,9 @@ def tantivy_schema(schema: CollectionSchema) -> tantivy.Schema:
             continue
         scalar = spec.kind.scalar
         if scalar is Kind.STRING:
-            builder.add_text_field(text_field(spec), index_option="position")
+            builder.add_text_field(
+                text_field(spec), tokenizer_name=TOKENIZER, index_option="position"
+            )
             builder.add_text_field(exact_field(spec), tokenizer_name="raw", index_option="basic")
             if spec.facet:
                 builder.add_text_field(
@@ -67,38 +73,64 @@ def tantivy_schema(schema: CollectionSchema) -> tantivy.Schema:
     return builder.build()
 
 
-def _pretokenized(text: str) -> tantivy.PreTokenizedString:
-    words = tokens(text)
-    return tantivy.PreTokenizedString(
-        text, [tantivy.Token(word, position, 0, 0) for position, word in enumerate(words)]
-    )
+def register_tokenizer(index: tantivy.Index) -> None:
+    analyzer = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build()
+    index.register_tokenizer(TOKENIZER, analyzer)
 
 
-def to_tantivy(schema: CollectionSchema, body: dict[str, Any], seq: int) -> tantivy.Document:
-    """The engine document of a checked body (documents.check has accepted it)."""
-    doc = tantivy.Document()
-    doc.add_text(ID, body["id"])
-    doc.add_unsigned(SEQ, seq)
-    doc.add_bytes(SOURCE, json.dumps(body, separators=(",", ":")).encode())
-    for spec in schema.fields:
-        value = body.get(spec.name)
-        if value is None or not spec.index:
-            continue
-        values = value if spec.kind.is_array else [value]
-        scalar = spec.kind.scalar
-        for v in values:
-            if scalar is Kind.STRING:
-                doc.add_pre_tokenized_text(text_field(spec), _pretokenized(v))
-                doc.add_text(exact_field(spec), normalized_value(v))
-                if spec.facet:
-                    doc.add_text(facet_field(spec), v)
-            elif scalar is Kind.BOOL:
-                doc.add_boolean(value_field(spec), v)
-            elif scalar is Kind.FLOAT:
-                doc.add_float(value_field(spec), float32(float(v)))
+# How each declared field is written: decided once per schema, not per document.
+_STRING, _BOOL, _FLOAT, _INT = range(4)
+
+
+class DocumentWriter:
+    """Turns checked documents (documents.check accepted them) into tantivy documents."""
+
+    def __init__(self, schema: CollectionSchema) -> None:
+        self._plan: list[tuple[str, int, bool, str, str, str | None]] = []
+        for spec in schema.fields:
+            if not spec.index:
+                continue
+            scalar = spec.kind.scalar
+            code = {Kind.STRING: _STRING, Kind.BOOL: _BOOL, Kind.FLOAT: _FLOAT}.get(scalar, _INT)
+            if code == _STRING:
+                self._plan.append(
+                    (
+                        spec.name,
+                        code,
+                        spec.kind.is_array,
+                        text_field(spec),
+                        exact_field(spec),
+                        facet_field(spec) if spec.facet else None,
+                    )
+                )
             else:
-                doc.add_integer(value_field(spec), int(v))
-    return doc
+                self._plan.append(
+                    (spec.name, code, spec.kind.is_array, value_field(spec), "", None)
+                )
+
+    def document(self, body: dict[str, Any], seq: int) -> tantivy.Document:
+        doc = tantivy.Document()
+        doc.add_text(ID, body["id"])
+        doc.add_unsigned(SEQ, seq)
+        doc.add_bytes(SOURCE, json.dumps(body, separators=(",", ":")).encode())
+        for name, code, is_array, main, exact, facet in self._plan:
+            value = body.get(name)
+            if value is None:
+                continue
+            for v in value if is_array else (value,):
+                if code == _STRING:
+                    normalized = normalized_value(v)
+                    doc.add_text(main, normalized)
+                    doc.add_text(exact, normalized)
+                    if facet is not None:
+                        doc.add_text(facet, v)
+                elif code == _BOOL:
+                    doc.add_boolean(main, v)
+                elif code == _FLOAT:
+                    doc.add_float(main, float32(float(v)))
+                else:
+                    doc.add_integer(main, int(v))
+        return doc
 
 
 def source(doc: tantivy.Document) -> dict[str, Any]:
