@@ -60,7 +60,7 @@ GENRES = [f"genre{i}" for i in range(24)]
 
 
 def words(rng: random.Random, count: int) -> list[str]:
-    result = set()
+    result: set[str] = set()
     while len(result) < count:
         result.add("".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4))))
     return sorted(result)
