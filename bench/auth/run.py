@@ -1,0 +1,434 @@
+"""Auth, next to its peers (issue 11, item 13), in one run against one private PostgreSQL.
+
+(a) Password logins/s through gRPC (AuthService.Login, argon2id at the service's
+    default parameters) against raw argon2-cffi verifications/s with the same
+    parameters in as many threads as the service lets hash at once.
+(b) In-process Check/s at 1,000 rules with roles: PolicyEngine.check on queries
+    it has not seen (cold: Casbin's matcher over the subject's rules, on the
+    worker thread) and on a working set (warm: remembered decisions), against
+    pycasbin's plain Enforcer.enforce over the same policy.
+(c) gRPC Check against a no-op unary RPC on the same server (grpc.health.v1
+    Check), at concurrency 1 and 64: the floor any unary call pays here.
+(d) Access-token verification (marquee_authn.TokenVerifier) per call: a token
+    seen for the first time, and one verified before, against a raw Ed25519
+    signature check of the same signing input (cryptography).
+(e) Policy propagation: a rule added through one instance's adapter, until a
+    second instance's Check allows it (NOTIFY, reload).
+
+Auth runs in this process (uvloop), so client and server share it; every figure
+is paired per round with its peer, who goes first alternates, and rows show the
+median over BENCH_ROUNDS rounds with the spread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import casbin
+import grpc
+import uvloop
+from argon2 import PasswordHasher, Type
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from joserfc import jwt
+from joserfc.jwk import OKPKey
+from pydantic import PostgresDsn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchlib import LoadLog, Row, from_runs, measure_calls, print_results
+from marquee.auth.v1 import auth_pb2, auth_pb2_grpc
+from marquee_auth.app import register
+from marquee_auth.policy_engine import MODEL, PolicyEngine
+from marquee_auth.schema import MIGRATIONS
+from marquee_auth.settings import AuthSettings
+from marquee_authn import ACCESS_TOKEN_ALGORITHM, StaticJwksSource, TokenVerifier
+from marquee_localservers import PostgresServer
+from marquee_migrations.startup import migrate_on_start
+from marquee_testing.inprocess import serving
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
+PASSWORD = "a benchmark password"
+USERS = 16
+
+
+def policy_rules(rng: random.Random) -> tuple[list[list[str]], list[list[str]]]:
+    """1,000 allow/deny rules over 100 roles, roles of roles, 500 users with roles."""
+    rules = []
+    for role in range(100):
+        for i in range(10):
+            effect = "deny" if i == 9 else "allow"
+            rules.append(
+                [
+                    f"role{role}",
+                    f"media:/r{role}/o{i}/*",
+                    rng.choice(["read", "write", "*"]),
+                    effect,
+                ]
+            )
+    grouping = [[f"role{r}", f"role{r // 10}"] for r in range(10, 100)]
+    grouping += [[f"user{u}", f"role{rng.randrange(100)}"] for u in range(500)]
+    return rules, grouping
+
+
+def queries(rng: random.Random, count: int) -> list[tuple[str, str, str]]:
+    return [
+        (
+            f"user{rng.randrange(500)}",
+            f"media:/r{rng.randrange(100)}/o{rng.randrange(10)}/x{n}",
+            rng.choice(["read", "write"]),
+        )
+        for n in range(count)
+    ]
+
+
+async def alternate(
+    first: Callable[[], Awaitable[float]], second: Callable[[], Awaitable[float]], round_: int
+) -> tuple[float, float]:
+    if round_ % 2:
+        b = await second()
+        a = await first()
+    else:
+        a = await first()
+        b = await second()
+    return a, b
+
+
+async def bench_logins(
+    address: str, settings: AuthSettings, rows: list[Row], load: LoadLog
+) -> None:
+    async with grpc.aio.insecure_channel(address) as channel:
+        auth = auth_pb2_grpc.AuthServiceStub(channel)
+        for u in range(USERS):
+            await auth.Register(
+                auth_pb2.RegisterRequest(
+                    username=f"bench{u}", email=f"bench{u}@example.com", password=PASSWORD
+                )
+            )
+        counter = iter(range(10**9))
+
+        async def one_login() -> None:
+            n = next(counter)
+            await auth.Login(
+                auth_pb2.LoginRequest(username=f"bench{n % USERS}", password=PASSWORD), timeout=30
+            )
+
+        hasher = PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+            type=Type.ID,
+        )
+        stored = hasher.hash(PASSWORD)
+        threads = settings.max_concurrent_hashes
+
+        async def raw() -> float:
+            loop = asyncio.get_running_loop()
+            with ThreadPoolExecutor(threads) as pool:
+                result = await measure_calls(
+                    lambda: loop.run_in_executor(pool, hasher.verify, stored, PASSWORD),
+                    concurrency=threads,
+                    seconds=SECONDS,
+                )
+            return result.per_second
+
+        ours_runs, peer_runs, p99s = [], [], []
+        for r in range(ROUNDS):
+            load.sample()
+
+            async def ours() -> float:
+                result = await measure_calls(one_login, concurrency=8, seconds=SECONDS)
+                p99s.append(result.p99_ms)
+                return result.per_second
+
+            a, b = await alternate(ours, raw, r)
+            ours_runs.append(a)
+            peer_runs.append(b)
+        rows.append(
+            from_runs(
+                "(a) password logins",
+                ours_runs,
+                peer_runs,
+                "/s vs raw argon2id verify",
+                recipe=f"gRPC Login x8 concurrent vs argon2-cffi verify in {threads} threads; "
+                f"t={settings.argon2_time_cost} m={settings.argon2_memory_kib} KiB "
+                f"p={settings.argon2_parallelism}",
+            )
+        )
+        rows.append(
+            from_runs("(a) login p99", p99s, [0.0] * len(p99s), "ms (no peer)", paired=False)
+        )
+
+
+async def bench_check_in_process(
+    dsn: str, pool: asyncpg.Pool, rows: list[Row], load: LoadLog
+) -> None:
+    rng = random.Random(7)
+    rules, grouping = policy_rules(rng)
+    async with pool.acquire() as conn:
+        await conn.execute("DELETE FROM auth_casbin_rules")
+        await conn.executemany(
+            "INSERT INTO auth_casbin_rules (ptype, v0, v1, v2, v3) VALUES ('p', $1, $2, $3, $4)",
+            rules,
+        )
+        await conn.executemany(
+            "INSERT INTO auth_casbin_rules (ptype, v0, v1) VALUES ('g', $1, $2)", grouping
+        )
+    engine = PolicyEngine(pool, dsn)
+    await engine.start()
+    plain = casbin.Enforcer(casbin.Enforcer.new_model(text=MODEL))
+    plain.get_model().add_policies("p", "p", rules)
+    plain.get_model().add_policies("g", "g", grouping)
+    plain.build_role_links()
+    try:
+        cold_runs, warm_runs, plain_runs = [], [], []
+        for r in range(ROUNDS):
+            load.sample()
+            fresh = queries(rng, 2000)
+            working = queries(rng, 1000)
+            for q in working:
+                await engine.check(*q)
+
+            async def cold(fresh: list[tuple[str, str, str]] = fresh) -> float:
+                began = time.perf_counter()
+                for q in fresh:
+                    await engine.check(*q)
+                return len(fresh) / (time.perf_counter() - began)
+
+            async def warm(working: list[tuple[str, str, str]] = working) -> float:
+                began = time.perf_counter()
+                for _ in range(20):
+                    for q in working:
+                        await engine.check(*q)
+                return 20 * len(working) / (time.perf_counter() - began)
+
+            async def raw(fresh: list[tuple[str, str, str]] = fresh) -> float:
+                sample = fresh[:200]
+                began = time.perf_counter()
+                for q in sample:
+                    plain.enforce(*q)
+                return len(sample) / (time.perf_counter() - began)
+
+            c, p = await alternate(cold, raw, r)
+            cold_runs.append(c)
+            plain_runs.append(p)
+            warm_runs.append(await warm())
+        rows.append(
+            from_runs(
+                "(b) Check in process, cold",
+                cold_runs,
+                plain_runs,
+                "/s vs plain enforce",
+                recipe="distinct queries, 1,000 rules, 100 roles in 2 levels, 500 users",
+            )
+        )
+        rows.append(
+            from_runs(
+                "(b) Check in process, warm",
+                warm_runs,
+                plain_runs,
+                "/s vs plain enforce",
+                recipe="a working set of 1,000 queries, decisions remembered",
+            )
+        )
+    finally:
+        await engine.close()
+
+
+async def bench_check_grpc(address: str, token: str, rows: list[Row], load: LoadLog) -> None:
+    rng = random.Random(11)
+    working = queries(rng, 200)
+    metadata = (("authorization", f"Bearer {token}"),)
+    async with grpc.aio.insecure_channel(address) as channel:
+        auth = auth_pb2_grpc.AuthServiceStub(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+        counter = iter(range(10**9))
+
+        async def check() -> None:
+            sub, obj, act = working[next(counter) % len(working)]
+            await auth.Check(
+                auth_pb2.CheckRequest(subject=sub, object=obj, action=act),
+                metadata=metadata,
+                timeout=10,
+            )
+
+        async def noop() -> None:
+            await health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+
+        for q in working:
+            await auth.Check(
+                auth_pb2.CheckRequest(subject=q[0], object=q[1], action=q[2]), metadata=metadata
+            )
+        for concurrency in (1, 64):
+            ours_runs, floor_runs = [], []
+            for r in range(ROUNDS):
+                load.sample()
+
+                async def ours(concurrency: int = concurrency) -> float:
+                    return (
+                        await measure_calls(check, concurrency=concurrency, seconds=SECONDS)
+                    ).per_second
+
+                async def floor(concurrency: int = concurrency) -> float:
+                    return (
+                        await measure_calls(noop, concurrency=concurrency, seconds=SECONDS)
+                    ).per_second
+
+                a, b = await alternate(ours, floor, r)
+                ours_runs.append(a)
+                floor_runs.append(b)
+            rows.append(
+                from_runs(
+                    f"(c) gRPC Check @{concurrency}",
+                    ours_runs,
+                    floor_runs,
+                    "calls/s vs no-op health Check",
+                )
+            )
+
+
+async def bench_verification(rows: list[Row], load: LoadLog) -> None:
+    key = OKPKey.generate_key(
+        "Ed25519", parameters={"kid": "k", "alg": ACCESS_TOKEN_ALGORITHM}, private=True
+    )
+    verifier = TokenVerifier(
+        StaticJwksSource({"keys": [key.as_dict(private=False)]}),
+        issuer="bench",
+        cache_size=1_000_000,
+    )
+    now = int(time.time())
+
+    def token(n: int) -> str:
+        claims = {
+            "iss": "bench",
+            "sub": f"u{n}",
+            "sid": "s",
+            "typ": "access",
+            "iat": now,
+            "exp": now + 3600,
+        }
+        return jwt.encode(
+            {"alg": ACCESS_TOKEN_ALGORITHM, "kid": "k"},
+            claims,
+            key,
+            algorithms=[ACCESS_TOKEN_ALGORITHM],
+        )
+
+    public = Ed25519PublicKey.from_public_bytes(key.public_key.public_bytes_raw())
+    cold_runs, warm_runs, raw_runs = [], [], []
+    for r in range(ROUNDS):
+        load.sample()
+        tokens = [token(r * 10_000 + n) for n in range(2000)]
+        pieces = [t.rsplit(".", 1) for t in tokens]
+
+        signed = [
+            (p[0].encode(), base64.urlsafe_b64decode(p[1] + "=" * (-len(p[1]) % 4))) for p in pieces
+        ]
+        began = time.perf_counter()
+        for t in tokens:
+            await verifier.verify(t)
+        cold_runs.append((time.perf_counter() - began) / len(tokens) * 1e6)
+        began = time.perf_counter()
+        for _ in range(5):
+            for t in tokens:
+                await verifier.verify(t)
+        warm_runs.append((time.perf_counter() - began) / (5 * len(tokens)) * 1e6)
+        began = time.perf_counter()
+        for message, signature in signed:
+            public.verify(signature, message)
+        raw_runs.append((time.perf_counter() - began) / len(signed) * 1e6)
+    rows.append(
+        from_runs(
+            "(d) token verify, first time", cold_runs, raw_runs, "µs/call vs raw Ed25519 verify"
+        )
+    )
+    rows.append(
+        from_runs(
+            "(d) token verify, seen before", warm_runs, raw_runs, "µs/call vs raw Ed25519 verify"
+        )
+    )
+
+
+async def bench_propagation(dsn: str, pool: asyncpg.Pool, rows: list[Row], load: LoadLog) -> None:
+    first, second = PolicyEngine(pool, dsn), PolicyEngine(pool, dsn)
+    await first.start()
+    await second.start()
+    delays = []
+    try:
+        for n in range(max(ROUNDS, 5) * 4):
+            load.sample()
+            subject = f"propagation{n}"
+            assert not await second.check(subject, "media:/p", "read")
+            began = time.perf_counter()
+            await first.adapter.add_policy("p", "p", [subject, "media:/*", "read", "allow"])
+            async with asyncio.timeout(10):
+                while not await second.check(subject, "media:/p", "read"):
+                    await asyncio.sleep(0.0005)
+            delays.append((time.perf_counter() - began) * 1000)
+    finally:
+        await first.close()
+        await second.close()
+    rows.append(
+        from_runs(
+            "(e) policy propagation",
+            delays,
+            [0.0] * len(delays),
+            "ms to the other instance (no peer)",
+            paired=False,
+        )
+    )
+
+
+async def main() -> None:
+    load = LoadLog()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="bench-auth-") as tmp:
+        postgres = PostgresServer(Path(tmp) / "pg", database="bench")
+        postgres.start()
+        try:
+            dsn = postgres.url
+            await migrate_on_start(dsn, MIGRATIONS, apply=True)
+            settings = AuthSettings(
+                grpc_port=0,
+                metrics_port=-1,
+                database_url=PostgresDsn(dsn),
+                coordinator_endpoints=[],
+                login_attempts_per_account=10**6,
+                login_attempts_per_source=10**6,
+                log_level="WARNING",
+                admin_usernames=["bench0"],
+            )
+            async with serving("auth", settings, register) as service:
+                await bench_logins(service.address, settings, rows, load)
+                auth = auth_pb2_grpc.AuthServiceStub(service.channel)
+                token = (
+                    await auth.Login(auth_pb2.LoginRequest(username="bench0", password=PASSWORD))
+                ).tokens.access_token
+                pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
+                assert pool is not None
+                try:
+                    await bench_check_in_process(dsn, pool, rows, load)
+                    await bench_check_grpc(service.address, token, rows, load)
+                    await bench_propagation(dsn, pool, rows, load)
+                finally:
+                    await pool.close()
+            await bench_verification(rows, load)
+        finally:
+            postgres.stop()
+    notes: dict[str, Any] = {"rounds": ROUNDS, "seconds": SECONDS, "cores": os.cpu_count()}
+    print_results("auth", "peer", rows, notes, load=load)
+
+
+if __name__ == "__main__":
+    uvloop.run(main())
