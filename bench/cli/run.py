@@ -1,7 +1,8 @@
 """How long the `marquee` command takes to start, next to the floors it cannot go below.
 
 Each figure is the wall time of one fresh process, from spawn to exit, as a
-person at a shell sees it:
+person at a shell sees it, and beside it the process's CPU time (user + system),
+which load from elsewhere on a shared machine moves much less:
 
 - `marquee --help`, next to `python -c "import typer"` (the library floor);
 - `marquee status` with no suite running (reads endpoints.json, exits 1);
@@ -33,6 +34,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -82,30 +84,40 @@ def service() -> Iterator[str]:
         server.stop(None)
 
 
-def wall_seconds(argv: Sequence[str], expect: int) -> float:
+@dataclass(frozen=True)
+class Run:
+    wall: float
+    # user + system CPU of the process: what it costs by itself, which other load on
+    # the machine moves far less than the wall time.
+    cpu: float
+
+
+def run_once(argv: Sequence[str], expect: int) -> Run:
     began = time.perf_counter()
-    code = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
     elapsed = time.perf_counter() - began
-    if code != expect:
-        raise RuntimeError(f"{' '.join(argv)} exited {code}, expected {expect}")
-    return elapsed
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != expect:
+        raise RuntimeError(f"{' '.join(argv)} exited {child.returncode}, expected {expect}")
+    return Run(elapsed, usage.ru_utime + usage.ru_stime)
 
 
 def pair_runs(
     ours: Sequence[str], ours_exit: int, peer: Sequence[str], load: LoadLog
-) -> tuple[list[float], list[float]]:
-    wall_seconds(ours, ours_exit)  # warm the page cache and .pyc files once
-    wall_seconds(peer, 0)
-    mine: list[float] = []
-    theirs: list[float] = []
+) -> tuple[list[Run], list[Run]]:
+    run_once(ours, ours_exit)  # warm the page cache and .pyc files once
+    run_once(peer, 0)
+    mine: list[Run] = []
+    theirs: list[Run] = []
     for r in range(ROUNDS):
         load.sample()
         if r % 2:
-            theirs.append(wall_seconds(peer, 0))
-            mine.append(wall_seconds(ours, ours_exit))
+            theirs.append(run_once(peer, 0))
+            mine.append(run_once(ours, ours_exit))
         else:
-            mine.append(wall_seconds(ours, ours_exit))
-            theirs.append(wall_seconds(peer, 0))
+            mine.append(run_once(ours, ours_exit))
+            theirs.append(run_once(peer, 0))
     return mine, theirs
 
 
@@ -163,8 +175,15 @@ def main() -> None:
         )
         for figure, ours, ours_exit, peer in figures(empty, suite_dir, f"127.0.0.1:{free_port()}"):
             mine, theirs = pair_runs(ours, ours_exit, peer, load)
-            rows.append(from_runs(figure, mine, theirs, "s"))
-    bare = [wall_seconds([PYTHON, "-c", "pass"], 0) for _ in range(ROUNDS)]
+            wall = from_runs(figure, [r.wall for r in mine], [r.wall for r in theirs], "s")
+            cpu = from_runs(
+                figure.replace("(s)", "CPU (s)"),
+                [r.cpu for r in mine],
+                [r.cpu for r in theirs],
+                "s",
+            )
+            rows += [wall, cpu]
+    bare = [run_once([PYTHON, "-c", "pass"], 0).wall for _ in range(ROUNDS)]
     print_results(
         "cli",
         "typer floor",
