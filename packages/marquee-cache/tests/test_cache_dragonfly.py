@@ -4,7 +4,8 @@ Dragonfly has CLIENT TRACKING without BCAST or REDIRECT and refuses Lua that
 touches undeclared keys, so these are the parts of the design that lean on
 exactly that. This machine has no container engine: the tests are selected
 with `make test-dragonfly` (`-m dragonfly`) and take Dragonfly from a
-container or from MARQUEE_TEST_DRAGONFLY_URL.
+container or from MARQUEE_TEST_DRAGONFLY_URL. They have never run here: the
+library is untested against Dragonfly (no Dragonfly binary on these machines).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Design (see README): tracked reads are sent on this connection itself, in the
 default tracking mode, and Redis answers `invalidate` pushes in-band (RESP3). That
-works on Redis 6+ and on Dragonfly, which lack BCAST and REDIRECT. The writer is
+works on Redis 6+ and, per its documentation, on Dragonfly, which lacks BCAST and
+REDIRECT (untested against Dragonfly: no binary on these machines). The writer is
 never this connection, so NOLOOP is not needed and no invalidation is lost.
 
 While the connection is down, `up` is False and the owner must flush and bypass
