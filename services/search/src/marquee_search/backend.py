@@ -100,6 +100,9 @@ class SearchBackend(Protocol):
 
     async def get_collection(self, name: str) -> CollectionInfo: ...
 
+    async def schema(self, name: str) -> CollectionSchema:
+        """The schema requests are checked against; may lag a change made elsewhere briefly."""
+
     async def delete_collection(self, name: str) -> bool: ...
 
     async def index(

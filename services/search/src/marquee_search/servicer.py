@@ -102,7 +102,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
     async def _schema(self, name: str) -> CollectionSchema:
         with engine_errors(name):
-            return (await self._backend.get_collection(name)).schema
+            return await self._backend.schema(name)
 
     async def EnsureCollection(
         self, request: pb.EnsureCollectionRequest, context: Context

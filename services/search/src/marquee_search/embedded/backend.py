@@ -161,6 +161,9 @@ class EmbeddedBackend:
     async def get_collection(self, name: str) -> CollectionInfo:
         return self._info(self._entry(name))
 
+    async def schema(self, name: str) -> CollectionSchema:
+        return self._entry(name).collection.schema
+
     async def delete_collection(self, name: str) -> bool:
         async with self._catalog_lock:
             entry = self._entries.get(name)

@@ -41,6 +41,10 @@ from marquee_search.typesense_backend.connection import Connection, Limits
 NUM_TYPOS = 1
 SNIPPET_THRESHOLD = 1_000_000  # tokens: every value is highlighted whole
 DELETE_CONCURRENCY = 16
+# Searches and writes are checked against the schema: without this cache each would
+# cost a second HTTP request. A change made through another instance of the service
+# is seen within this time (ours are seen at once).
+SCHEMA_CACHE_SECONDS = 2.0
 
 
 def _field_to_typesense(spec: FieldSpec) -> dict[str, Any]:
@@ -84,6 +88,7 @@ class TypesenseBackend:
         self._connection = Connection(url, api_key, limits)
         self._client: Any = self._connection.client  # the client's TypedDict overloads, bypassed
         self._max_candidates = max_candidates
+        self._schemas: dict[str, tuple[float, CollectionSchema]] = {}
 
     def _collection(self, name: str) -> Any:
         with warnings.catch_warnings():
@@ -101,10 +106,20 @@ class TypesenseBackend:
         return result
 
     async def _info(self, name: str) -> CollectionInfo:
-        description = await self._describe(name)
-        return CollectionInfo(
-            _schema_from_typesense(description), int(description.get("num_documents", 0))
-        )
+        try:
+            description = await self._describe(name)
+        except CollectionNotFound:
+            self._schemas.pop(name, None)
+            raise
+        schema = _schema_from_typesense(description)
+        self._schemas[name] = (time.monotonic(), schema)
+        return CollectionInfo(schema, int(description.get("num_documents", 0)))
+
+    async def schema(self, name: str) -> CollectionSchema:
+        cached = self._schemas.get(name)
+        if cached is not None and time.monotonic() - cached[0] < SCHEMA_CACHE_SECONDS:
+            return cached[1]
+        return (await self._info(name)).schema
 
     async def ensure_collection(self, schema: CollectionSchema) -> tuple[CollectionInfo, bool]:
         try:
@@ -149,6 +164,8 @@ class TypesenseBackend:
             await self._connection.call(lambda: self._collection(name).delete(), idempotent=True)
         except ts_errors.ObjectNotFound:
             return False
+        finally:
+            self._schemas.pop(name, None)
         return True
 
     async def index(
