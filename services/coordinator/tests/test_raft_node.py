@@ -46,6 +46,13 @@ async def until_serving(node: LeaseNode, timeout: float = 10.0) -> None:
             await asyncio.sleep(0.02)
 
 
+async def until_seen(events: list[LeaseEvent], count: int, timeout: float = 10.0) -> None:
+    """The watcher has taken `count` events (they are queued to it before a call returns)."""
+    async with asyncio.timeout(timeout):
+        while len(events) < count:
+            await asyncio.sleep(0.01)
+
+
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[LeaseNode]:
     node = LeaseNode(config(tmp_path))
@@ -76,7 +83,7 @@ async def test_leases_and_watch_on_a_single_node(node: LeaseNode) -> None:
     assert await node.list() == (await node.get("job"),)
     await node.release("job", "a", held.token)
     assert (await node.acquire("job", "b", 2.0)).token == held.token + 1
-    await asyncio.sleep(0.1)
+    await until_seen(events, 4)
     node.close()
     await asyncio.wait_for(watcher, 5)
     check_events(events)
@@ -119,7 +126,7 @@ async def test_concurrent_calls_are_group_committed_with_their_own_outcomes(
     assert sorted(lease.name for lease in granted) == [f"job-{i}" for i in range(10)]
     assert {lease.token for lease in granted} == {1}
     assert again == first
-    await asyncio.sleep(0.1)
+    await until_seen(events, 10)
     watcher.cancel()
     check_events(events)
     assert [e.kind for e in events] == [EventKind.ACQUIRED] * 10
