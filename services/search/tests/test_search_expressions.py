@@ -128,3 +128,15 @@ def test_sort() -> None:
             parse_sort(bad, SCHEMA)
     with pytest.raises(ExpressionError, match="at most 3"):
         parse_sort(["year:asc"] * 4, SCHEMA)
+
+
+def test_offsets_point_at_the_original_characters() -> None:
+    from marquee_search.tokens import tokens_with_offsets
+
+    text = "  Philosopher's  Straße "
+    found = tokens_with_offsets(text)
+    assert [t.text for t in found] == tokens(text) == ["philosophers", "strasse"]
+    first, second = found
+    assert text[first.start : first.end] == "Philosopher's"
+    assert [text[i] for i in first.kept[-2:]] == ["r", "s"]  # the apostrophe is skipped
+    assert [text[i] for i in second.kept[4:6]] == ["ß", "ß"]  # "ss" both come from ß

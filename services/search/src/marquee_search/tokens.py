@@ -68,6 +68,12 @@ def tokens_with_offsets(text: str) -> list[Token]:
     for word in text.split():
         start = text.index(word, position)
         position = start + len(word)
+        if word.isascii():
+            offsets = tuple(start + i for i, ch in enumerate(word) if ch.isalnum())
+            if offsets:
+                token = "".join(ch for ch in word if ch.isalnum()).lower()
+                result.append(Token(token, start, position, offsets))
+            continue
         chars: list[str] = []
         kept: list[int] = []
         for i, ch in enumerate(word):
