@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +24,7 @@ _names = itertools.count()
 @pytest.fixture
 def collection() -> str:
     """A collection name of its own per test: the session Typesense is shared."""
-    return f"c{next(_names)}_{id(object()) % 100_000}"
+    return f"c{next(_names)}_{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(params=["embedded", "typesense"])

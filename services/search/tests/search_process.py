@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from marquee.search.v1 import search_pb2_grpc
 from marquee_localservers import free_port
+from marquee_localservers.spawning import child_argv
 
 if TYPE_CHECKING:
     from marquee.search.v1.search_pb2_grpc import SearchServiceAsyncStub
@@ -35,7 +36,8 @@ class SearchProcess:
         }
         with log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "marquee_search"],
+                # Dies with the test process (setpriv's death signal), no preexec_fn.
+                child_argv([sys.executable, "-m", "marquee_search"]),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
