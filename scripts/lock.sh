@@ -6,15 +6,29 @@
 # start from (it records URLs, so it is never committed), and without this it
 # would move every pin to the newest release. The pins are passed as
 # constraint-dependencies in a temporary copy of the root pyproject.toml.
-# `scripts/lock.sh --upgrade` re-resolves everything to the newest versions.
+# `scripts/lock.sh --upgrade` re-resolves everything to the newest versions;
+# `scripts/lock.sh --unpin NAME [--unpin NAME ...]` frees just those packages
+# (when a new dependency conflicts with an existing pin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 UV=.tools/bin/uv
 backup=$(mktemp)
 cp pyproject.toml "$backup"
 trap 'cp "$backup" pyproject.toml; rm -f "$backup" uv.lock' EXIT
-if [ "${1:-}" != "--upgrade" ] && [ -s requirements.lock ]; then
-  pins=$(grep -E '^[A-Za-z0-9_.-]+==' requirements.lock | sed -E 's/ *\\$//; s/.*/    "&",/')
+unpinned=()
+upgrade=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --upgrade) upgrade=1 ;;
+    --unpin) shift; unpinned+=("$1") ;;
+    *) echo "usage: scripts/lock.sh [--upgrade | --unpin NAME ...]" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "$upgrade" = 0 ] && [ -s requirements.lock ]; then
+  pins=$(grep -E '^[A-Za-z0-9_.-]+==' requirements.lock | sed -E 's/ *\\$//' \
+    | { if [ ${#unpinned[@]} -gt 0 ]; then grep -v -i -E "^($(IFS='|'; echo "${unpinned[*]}"))=="; else cat; fi; } \
+    | sed -E 's/.*/    "&",/')
   python3 - "$pins" <<'PY'
 import sys
 from pathlib import Path
