@@ -30,6 +30,12 @@ class ClusterServiceStub:
     leader, are replicated in the log and survive restarts. Join workflow: call
     MemberAdd on the running cluster, then start the new node with the returned
     member list as its peers. Leave: MemberRemove, then stop the node.
+
+    MemberAdd, MemberRemove and TransferLeadership need the cluster's admin
+    credential outside the dev profile, as metadata "authorization: Bearer
+    <token>" (the coordinator's ADMIN_TOKEN, or its CLUSTER_SECRET when no admin
+    token is set): missing or malformed UNAUTHENTICATED, wrong
+    PERMISSION_DENIED. MemberList and Status are open.
     """
 
     def __init__(self, channel):
@@ -70,6 +76,12 @@ class ClusterServiceServicer:
     leader, are replicated in the log and survive restarts. Join workflow: call
     MemberAdd on the running cluster, then start the new node with the returned
     member list as its peers. Leave: MemberRemove, then stop the node.
+
+    MemberAdd, MemberRemove and TransferLeadership need the cluster's admin
+    credential outside the dev profile, as metadata "authorization: Bearer
+    <token>" (the coordinator's ADMIN_TOKEN, or its CLUSTER_SECRET when no admin
+    token is set): missing or malformed UNAUTHENTICATED, wrong
+    PERMISSION_DENIED. MemberList and Status are open.
     """
 
     def MemberList(self, request, context):
@@ -151,6 +163,12 @@ class ClusterService:
     leader, are replicated in the log and survive restarts. Join workflow: call
     MemberAdd on the running cluster, then start the new node with the returned
     member list as its peers. Leave: MemberRemove, then stop the node.
+
+    MemberAdd, MemberRemove and TransferLeadership need the cluster's admin
+    credential outside the dev profile, as metadata "authorization: Bearer
+    <token>" (the coordinator's ADMIN_TOKEN, or its CLUSTER_SECRET when no admin
+    token is set): missing or malformed UNAUTHENTICATED, wrong
+    PERMISSION_DENIED. MemberList and Status are open.
     """
 
     @staticmethod

@@ -31,6 +31,12 @@ class ClusterServiceStub:
     leader, are replicated in the log and survive restarts. Join workflow: call
     MemberAdd on the running cluster, then start the new node with the returned
     member list as its peers. Leave: MemberRemove, then stop the node.
+
+    MemberAdd, MemberRemove and TransferLeadership need the cluster's admin
+    credential outside the dev profile, as metadata "authorization: Bearer
+    <token>" (the coordinator's ADMIN_TOKEN, or its CLUSTER_SECRET when no admin
+    token is set): missing or malformed UNAUTHENTICATED, wrong
+    PERMISSION_DENIED. MemberList and Status are open.
     """
 
     @_typing.overload
@@ -60,6 +66,12 @@ class ClusterServiceAsyncStub(ClusterServiceStub):
     leader, are replicated in the log and survive restarts. Join workflow: call
     MemberAdd on the running cluster, then start the new node with the returned
     member list as its peers. Leave: MemberRemove, then stop the node.
+
+    MemberAdd, MemberRemove and TransferLeadership need the cluster's admin
+    credential outside the dev profile, as metadata "authorization: Bearer
+    <token>" (the coordinator's ADMIN_TOKEN, or its CLUSTER_SECRET when no admin
+    token is set): missing or malformed UNAUTHENTICATED, wrong
+    PERMISSION_DENIED. MemberList and Status are open.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -85,6 +97,12 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
     leader, are replicated in the log and survive restarts. Join workflow: call
     MemberAdd on the running cluster, then start the new node with the returned
     member list as its peers. Leave: MemberRemove, then stop the node.
+
+    MemberAdd, MemberRemove and TransferLeadership need the cluster's admin
+    credential outside the dev profile, as metadata "authorization: Bearer
+    <token>" (the coordinator's ADMIN_TOKEN, or its CLUSTER_SECRET when no admin
+    token is set): missing or malformed UNAUTHENTICATED, wrong
+    PERMISSION_DENIED. MemberList and Status are open.
     """
 
     @_abc_1.abstractmethod

@@ -27,10 +27,11 @@ if _version_not_supported:
 
 class ElectionServiceStub:
     """ElectionService elects one leader per named election (etcd v3election).
-    Leadership is a lease in LeaseService named "_election/<election>", held by
-    the candidate id: the leader keeps it alive with LeaseService.KeepAlive
-    (name = LeaderKey.lease_name, holder_id = candidate_id, token) and its token
-    is the fencing token of that term. There is no second leadership mechanism.
+    Leadership is a lease named "_election/<election>", held by the candidate
+    id; its token is the fencing token of that term. The leader keeps it alive
+    with Proclaim (of its current value): the "_election/" names are reserved
+    for this service, and LeaseService refuses them (INVALID_ARGUMENT). There is
+    no second leadership mechanism.
     """
 
     def __init__(self, channel):
@@ -68,10 +69,11 @@ class ElectionServiceStub:
 
 class ElectionServiceServicer:
     """ElectionService elects one leader per named election (etcd v3election).
-    Leadership is a lease in LeaseService named "_election/<election>", held by
-    the candidate id: the leader keeps it alive with LeaseService.KeepAlive
-    (name = LeaderKey.lease_name, holder_id = candidate_id, token) and its token
-    is the fencing token of that term. There is no second leadership mechanism.
+    Leadership is a lease named "_election/<election>", held by the candidate
+    id; its token is the fencing token of that term. The leader keeps it alive
+    with Proclaim (of its current value): the "_election/" names are reserved
+    for this service, and LeaseService refuses them (INVALID_ARGUMENT). There is
+    no second leadership mechanism.
     """
 
     def Campaign(self, request, context):
@@ -150,10 +152,11 @@ def add_ElectionServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class ElectionService:
     """ElectionService elects one leader per named election (etcd v3election).
-    Leadership is a lease in LeaseService named "_election/<election>", held by
-    the candidate id: the leader keeps it alive with LeaseService.KeepAlive
-    (name = LeaderKey.lease_name, holder_id = candidate_id, token) and its token
-    is the fencing token of that term. There is no second leadership mechanism.
+    Leadership is a lease named "_election/<election>", held by the candidate
+    id; its token is the fencing token of that term. The leader keeps it alive
+    with Proclaim (of its current value): the "_election/" names are reserved
+    for this service, and LeaseService refuses them (INVALID_ARGUMENT). There is
+    no second leadership mechanism.
     """
 
     @staticmethod

@@ -28,10 +28,11 @@ GRPC_VERSION: str
 
 class ElectionServiceStub:
     """ElectionService elects one leader per named election (etcd v3election).
-    Leadership is a lease in LeaseService named "_election/<election>", held by
-    the candidate id: the leader keeps it alive with LeaseService.KeepAlive
-    (name = LeaderKey.lease_name, holder_id = candidate_id, token) and its token
-    is the fencing token of that term. There is no second leadership mechanism.
+    Leadership is a lease named "_election/<election>", held by the candidate
+    id; its token is the fencing token of that term. The leader keeps it alive
+    with Proclaim (of its current value): the "_election/" names are reserved
+    for this service, and LeaseService refuses them (INVALID_ARGUMENT). There is
+    no second leadership mechanism.
     """
 
     @_typing.overload
@@ -57,10 +58,11 @@ class ElectionServiceStub:
 @_typing.type_check_only
 class ElectionServiceAsyncStub(ElectionServiceStub):
     """ElectionService elects one leader per named election (etcd v3election).
-    Leadership is a lease in LeaseService named "_election/<election>", held by
-    the candidate id: the leader keeps it alive with LeaseService.KeepAlive
-    (name = LeaderKey.lease_name, holder_id = candidate_id, token) and its token
-    is the fencing token of that term. There is no second leadership mechanism.
+    Leadership is a lease named "_election/<election>", held by the candidate
+    id; its token is the fencing token of that term. The leader keeps it alive
+    with Proclaim (of its current value): the "_election/" names are reserved
+    for this service, and LeaseService refuses them (INVALID_ARGUMENT). There is
+    no second leadership mechanism.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -82,10 +84,11 @@ class ElectionServiceAsyncStub(ElectionServiceStub):
 
 class ElectionServiceServicer(metaclass=_abc_1.ABCMeta):
     """ElectionService elects one leader per named election (etcd v3election).
-    Leadership is a lease in LeaseService named "_election/<election>", held by
-    the candidate id: the leader keeps it alive with LeaseService.KeepAlive
-    (name = LeaderKey.lease_name, holder_id = candidate_id, token) and its token
-    is the fencing token of that term. There is no second leadership mechanism.
+    Leadership is a lease named "_election/<election>", held by the candidate
+    id; its token is the fencing token of that term. The leader keeps it alive
+    with Proclaim (of its current value): the "_election/" names are reserved
+    for this service, and LeaseService refuses them (INVALID_ARGUMENT). There is
+    no second leadership mechanism.
     """
 
     @_abc_1.abstractmethod

@@ -34,8 +34,9 @@ class LeaseServiceStub:
 
     Losing a lease (held by someone else, expired, token mismatch) is an answer,
     not an error: acquired/renewed/released/alive are false. Errors: bad input
-    INVALID_ARGUMENT; follower FAILED_PRECONDITION (leader in metadata, see
-    header.proto); no quorum UNAVAILABLE.
+    INVALID_ARGUMENT (names under "_election/" are reserved for
+    ElectionService and refused here); follower FAILED_PRECONDITION (leader in
+    metadata, see header.proto); no quorum UNAVAILABLE.
     """
 
     def __init__(self, channel):
@@ -90,8 +91,9 @@ class LeaseServiceServicer:
 
     Losing a lease (held by someone else, expired, token mismatch) is an answer,
     not an error: acquired/renewed/released/alive are false. Errors: bad input
-    INVALID_ARGUMENT; follower FAILED_PRECONDITION (leader in metadata, see
-    header.proto); no quorum UNAVAILABLE.
+    INVALID_ARGUMENT (names under "_election/" are reserved for
+    ElectionService and refused here); follower FAILED_PRECONDITION (leader in
+    metadata, see header.proto); no quorum UNAVAILABLE.
     """
 
     def Acquire(self, request, context):
@@ -204,8 +206,9 @@ class LeaseService:
 
     Losing a lease (held by someone else, expired, token mismatch) is an answer,
     not an error: acquired/renewed/released/alive are false. Errors: bad input
-    INVALID_ARGUMENT; follower FAILED_PRECONDITION (leader in metadata, see
-    header.proto); no quorum UNAVAILABLE.
+    INVALID_ARGUMENT (names under "_election/" are reserved for
+    ElectionService and refused here); follower FAILED_PRECONDITION (leader in
+    metadata, see header.proto); no quorum UNAVAILABLE.
     """
 
     @staticmethod

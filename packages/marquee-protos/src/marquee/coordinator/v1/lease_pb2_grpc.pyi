@@ -35,8 +35,9 @@ class LeaseServiceStub:
 
     Losing a lease (held by someone else, expired, token mismatch) is an answer,
     not an error: acquired/renewed/released/alive are false. Errors: bad input
-    INVALID_ARGUMENT; follower FAILED_PRECONDITION (leader in metadata, see
-    header.proto); no quorum UNAVAILABLE.
+    INVALID_ARGUMENT (names under "_election/" are reserved for
+    ElectionService and refused here); follower FAILED_PRECONDITION (leader in
+    metadata, see header.proto); no quorum UNAVAILABLE.
     """
 
     @_typing.overload
@@ -78,8 +79,9 @@ class LeaseServiceAsyncStub(LeaseServiceStub):
 
     Losing a lease (held by someone else, expired, token mismatch) is an answer,
     not an error: acquired/renewed/released/alive are false. Errors: bad input
-    INVALID_ARGUMENT; follower FAILED_PRECONDITION (leader in metadata, see
-    header.proto); no quorum UNAVAILABLE.
+    INVALID_ARGUMENT (names under "_election/" are reserved for
+    ElectionService and refused here); follower FAILED_PRECONDITION (leader in
+    metadata, see header.proto); no quorum UNAVAILABLE.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -117,8 +119,9 @@ class LeaseServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Losing a lease (held by someone else, expired, token mismatch) is an answer,
     not an error: acquired/renewed/released/alive are false. Errors: bad input
-    INVALID_ARGUMENT; follower FAILED_PRECONDITION (leader in metadata, see
-    header.proto); no quorum UNAVAILABLE.
+    INVALID_ARGUMENT (names under "_election/" are reserved for
+    ElectionService and refused here); follower FAILED_PRECONDITION (leader in
+    metadata, see header.proto); no quorum UNAVAILABLE.
     """
 
     @_abc_1.abstractmethod
