@@ -10,10 +10,11 @@ Redis server-assisted client-side caching (RESP3 CLIENT TRACKING).
 """
 
 from marquee_cache.breaker import BreakerState, CircuitBreaker
-from marquee_cache.client import Cache, Health, Layer, Lookup, escape_glob
+from marquee_cache.client import Cache, Health, Loader, escape_glob
 from marquee_cache.config import CacheConfig
 from marquee_cache.errors import CacheCommandError, CacheError, CacheUnavailable
 from marquee_cache.events import Invalidation, InvalidationStream
+from marquee_cache.flight import Layer, Lookup
 from marquee_cache.ratelimit import Decision, LocalLimiter, RateLimiter
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "Invalidation",
     "InvalidationStream",
     "Layer",
+    "Loader",
     "LocalLimiter",
     "Lookup",
     "RateLimiter",

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import math
 from collections.abc import Awaitable, Callable, Collection, Iterable
@@ -40,6 +39,7 @@ from marquee_cache.connection import ConnectionLost
 from marquee_cache.errors import CacheCommandError, CacheUnavailable
 from marquee_cache.events import Invalidation, InvalidationHub, InvalidationStream
 from marquee_cache.fill_guard import FillGuard
+from marquee_cache.flight import Flight, Layer, Lookup, still_valid
 from marquee_cache.guarded import Client, GuardedRedis
 from marquee_cache.l1 import L1
 from marquee_cache.topology import Node, Topology, slot_of
@@ -63,35 +63,6 @@ class _Rerouted(Exception):
     """A tracked read hit a redirection: the slot map is stale or a slot is moving."""
 
 
-class Layer(enum.StrEnum):
-    """Which layer answered a read."""
-
-    L1 = "l1"
-    """This process's L1."""
-    L2 = "l2"
-    """Redis (a tracked read, or an untracked one while tracking is down)."""
-    LOADER = "loader"
-    """The caller's loader (the backend of record), after Redis had no value."""
-
-
-@dataclass(frozen=True, slots=True)
-class Lookup:
-    value: bytes | None
-    """None: the key does not exist (a miss is not an error, C-4)."""
-    ttl: float | None
-    """Seconds a caller keeping its own L1 may cache this answer, provided it also
-    follows the invalidation stream; None: not read under tracking, do not cache."""
-    layer: Layer = Layer.L2
-    expires_at: float | None = None
-    """time.monotonic() after which this answer is known to be out of date (the
-    key's Redis TTL, capped by l1_max_ttl, from when the read was sent); None:
-    unknown."""
-
-    @property
-    def found(self) -> bool:
-        return self.value is not None
-
-
 @dataclass(frozen=True, slots=True)
 class Health:
     status: str
@@ -103,21 +74,6 @@ class Health:
     l1_entries: int
     tracking_connects: int
     last_error: str | None
-
-
-class _Flight:
-    """One fetch of a key that concurrent readers share (single flight)."""
-
-    __slots__ = ("future", "invalidated", "sent")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.future: asyncio.Future[Lookup] = loop.create_future()
-        self.future.add_done_callback(_retrieve)
-        self.sent = False
-        """Its read has been sent: a reader joining now started after the read ran,
-        perhaps after the key changed or expired."""
-        self.invalidated = False
-        """Detached by a write, an invalidation or a reset of its key."""
 
 
 class Cache:
@@ -132,7 +88,7 @@ class Cache:
         self._refreshed_at = -math.inf
         self._refreshing: asyncio.Task[None] | None = None
         self._hub = InvalidationHub()
-        self._flights: dict[str, _Flight] = {}
+        self._flights: dict[str, Flight] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         # Counted as a plain int on the hit path (a prometheus inc costs ~500 ns here)
         # and folded into the Counter off it.
@@ -286,8 +242,8 @@ class Cache:
         now = monotonic()
         wanted = list(dict.fromkeys(keys))
         found: dict[str, Lookup] = {}
-        waiting: dict[str, tuple[_Flight, bool]] = {}
-        fresh: dict[str, _Flight] = {}
+        waiting: dict[str, tuple[Flight, bool]] = {}
+        fresh: dict[str, Flight] = {}
         drained: set[str] = set()
         for key in wanted:
             entry = self._entries.get(key)
@@ -307,7 +263,7 @@ class Cache:
         for key, (flight, late) in waiting.items():
             # shield: one caller giving up must not cancel the fetch others share.
             lookup = await asyncio.shield(flight.future)
-            if late and not _still_valid(flight, lookup):
+            if late and not still_valid(flight, lookup):
                 retry.append(key)
             else:
                 found[key] = lookup
@@ -319,11 +275,11 @@ class Cache:
                 found[key] = await asyncio.shield(flight.future)
         return {key: found[key] for key in wanted}
 
-    def _new_flight(self, key: str) -> _Flight:
-        flight = self._flights[key] = _Flight(asyncio.get_running_loop())
+    def _new_flight(self, key: str) -> Flight:
+        flight = self._flights[key] = Flight(asyncio.get_running_loop())
         return flight
 
-    def _start(self, flights: dict[str, _Flight]) -> None:
+    def _start(self, flights: dict[str, Flight]) -> None:
         """Spawn the fetches: one per node, so a master that is down fails only its keys."""
         if not flights:
             return
@@ -347,7 +303,7 @@ class Cache:
                 drained.add(node.name)
                 node.tracker.drain()
 
-    async def _fetch(self, node: Node, keys: list[str], flights: list[_Flight]) -> None:
+    async def _fetch(self, node: Node, keys: list[str], flights: list[Flight]) -> None:
         for flight in flights:
             flight.sent = True  # the read goes out in this step, before any await
         self._fold_hits()
@@ -377,7 +333,7 @@ class Cache:
             if not flight.future.done():
                 flight.future.set_result(lookup)
 
-    def _land(self, key: str, flight: _Flight) -> None:
+    def _land(self, key: str, flight: Flight) -> None:
         # Only our own flight: an invalidation may have detached it and a newer one
         # may already be in the map.
         if self._flights.get(key) is flight:
@@ -708,20 +664,6 @@ def _px(ttl: float | None) -> int | None:
     if ttl <= 0:
         raise ValueError("ttl must be positive")
     return max(1, math.ceil(ttl * 1000))
-
-
-def _still_valid(flight: _Flight, lookup: Lookup) -> bool:
-    """May a reader that joined `flight` after its read was sent use its answer?"""
-    return (
-        not flight.invalidated and lookup.expires_at is not None and lookup.expires_at > monotonic()
-    )
-
-
-def _retrieve(future: asyncio.Future[Lookup]) -> None:
-    # A flight nobody awaits any more (its callers were cancelled) must not log
-    # "exception was never retrieved".
-    if not future.cancelled():
-        future.exception()
 
 
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*?[]"})
