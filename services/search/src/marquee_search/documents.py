@@ -10,7 +10,6 @@ fails alone.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import uuid
@@ -53,6 +52,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# One decoder for all documents (json.loads with options builds one per call).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def decode(document: pb.Document, *, generate_id: bool) -> Decoded:
     """The document as a dict with a string id, or an error naming the problem."""
     which = document.WhichOneof("body")
@@ -61,7 +64,7 @@ def decode(document: pb.Document, *, generate_id: bool) -> Decoded:
         body = _whole_numbers_as_ints(json_format.MessageToDict(document.fields))
     elif which == "json":
         try:
-            body = json.loads(document.json, parse_constant=_reject_constant)
+            body = _DECODER.decode(document.json)
         except ValueError as exc:
             return Decoded("", None, f"invalid JSON: {exc}")
     else:
@@ -81,42 +84,43 @@ def decode(document: pb.Document, *, generate_id: bool) -> Decoded:
     return Decoded(doc_id, body)
 
 
-def check(schema: CollectionSchema, body: dict[str, Any], *, partial: bool = False) -> None:
-    """Raise DocumentError unless `body` fits the schema; partial=True for UPDATE's merge input."""
-    for name, optional, is_array, ok, message in _plan(schema):
-        value = body.get(name)
-        if value is None:
-            if not optional and not partial:
-                raise DocumentError(
-                    f"Field `{name}` has been declared in the schema, "
-                    "but is not found in the document."
-                )
-            continue
-        if is_array:
-            if not isinstance(value, list):
-                raise DocumentError(f"Field `{name}` must be an array.")
-            if not all(element is not None and ok(element) for element in value):
+class Checker:
+    """The schema check of one schema, worked out once: documents are checked by the thousand."""
+
+    def __init__(self, schema: CollectionSchema) -> None:
+        self._plan: list[tuple[str, bool, bool, Check, str]] = []
+        for spec in schema.fields:
+            scalar = spec.kind.scalar
+            if spec.kind.is_array:
+                message = f"Field `{spec.name}` must be an array of {scalar.value}."
+            else:
+                article = "an" if spec.kind.value[0] in "aeiou" else "a"
+                message = f"Field `{spec.name}` must be {article} {spec.kind.value}."
+            self._plan.append(
+                (spec.name, spec.optional, spec.kind.is_array, _CHECKS[scalar], message)
+            )
+
+    def check(self, body: dict[str, Any], *, partial: bool = False) -> None:
+        """Raise DocumentError unless `body` fits; partial=True for UPDATE's merge input."""
+        for name, optional, is_array, ok, message in self._plan:
+            value = body.get(name)
+            if value is None:
+                if not optional and not partial:
+                    raise DocumentError(
+                        f"Field `{name}` has been declared in the schema, "
+                        "but is not found in the document."
+                    )
+                continue
+            if is_array:
+                if not isinstance(value, list):
+                    raise DocumentError(f"Field `{name}` must be an array.")
+                if not all(element is not None and ok(element) for element in value):
+                    raise DocumentError(message)
+            elif not ok(value):
                 raise DocumentError(message)
-        elif not ok(value):
-            raise DocumentError(message)
 
 
 Check = Callable[[Any], bool]
-
-
-@functools.lru_cache(maxsize=256)
-def _plan(schema: CollectionSchema) -> tuple[tuple[str, bool, bool, Check, str], ...]:
-    """Per field: (name, optional, is_array, value check, error): worked out once per schema."""
-    plan = []
-    for spec in schema.fields:
-        scalar = spec.kind.scalar
-        if spec.kind.is_array:
-            message = f"Field `{spec.name}` must be an array of {scalar.value}."
-        else:
-            article = "an" if spec.kind.value[0] in "aeiou" else "a"
-            message = f"Field `{spec.name}` must be {article} {spec.kind.value}."
-        plan.append((spec.name, spec.optional, spec.kind.is_array, _CHECKS[scalar], message))
-    return tuple(plan)
 
 
 def _is_string(value: Any) -> bool:

@@ -136,10 +136,11 @@ class EmbeddedBackend:
         target = entry.directory / f"index-{generation}"
         shutil.rmtree(target, ignore_errors=True)
         fresh = EmbeddedCollection(target, wanted)
+        checker = documents.Checker(wanted)
         try:
             for seq, body in entry.collection.documents_in_order():
                 try:
-                    documents.check(wanted, body)
+                    checker.check(body)
                 except documents.DocumentError as exc:
                     raise SchemaConflict(
                         f"document {body.get('id')!r} does not fit the new schema: {exc}"

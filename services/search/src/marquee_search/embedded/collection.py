@@ -57,6 +57,7 @@ class EmbeddedCollection:
         self._index = tantivy.Index(self._tschema, path=str(index_dir), reuse=True)
         layout.register_tokenizer(self._index)
         self._documents = layout.DocumentWriter(schema)
+        self._checker = documents.Checker(schema)
         self._writer: tantivy.IndexWriter | None = self._index.writer(WRITER_HEAP_BYTES, 1)
         self._index.reload()
         self._next_seq = self._max_seq() + 1
@@ -169,7 +170,7 @@ class EmbeddedCollection:
                 existing = None
             try:
                 final = self._resolve(doc_id, body, existing, action)
-                documents.check(self.schema, final)
+                self._checker.check(final)
                 seq = existing.seq if existing else self._next_seq
                 if existing is not None:
                     writer.delete_documents_by_term(layout.ID, doc_id)

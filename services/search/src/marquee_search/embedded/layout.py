@@ -83,7 +83,7 @@ _STRING, _BOOL, _FLOAT, _INT = range(4)
 
 
 class DocumentWriter:
-    """Turns checked documents (documents.check accepted them) into tantivy documents."""
+    """Turns checked documents (documents.Checker accepted them) into tantivy documents."""
 
     def __init__(self, schema: CollectionSchema) -> None:
         self._plan: list[tuple[str, int, bool, str, str, str | None]] = []
