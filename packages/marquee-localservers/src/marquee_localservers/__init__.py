@@ -1,6 +1,7 @@
 """Real Redis and PostgreSQL server processes on free ports, for tests and `marquee up`."""
 
 from marquee_localservers.errors import BackendUnavailable, ServerStartError
+from marquee_localservers.oidc_provider import OidcProviderServer
 from marquee_localservers.postgres import PostgresServer, find_postgres_bindir
 from marquee_localservers.process import ServerProcess, free_port
 from marquee_localservers.redis import RedisServer, find_redis_server
@@ -10,6 +11,7 @@ from marquee_localservers.typesense import TypesenseServer
 
 __all__ = [
     "BackendUnavailable",
+    "OidcProviderServer",
     "PostgresServer",
     "RedisClusterServer",
     "RedisServer",

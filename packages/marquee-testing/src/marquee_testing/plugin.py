@@ -7,6 +7,7 @@ is what registers them with pytest.
 from marquee_testing.backends import require_backend
 from marquee_testing.fixtures.coordinator import coordinator_cluster
 from marquee_testing.fixtures.dragonfly import dragonfly_server, dragonfly_url
+from marquee_testing.fixtures.oidc import oidc_provider
 from marquee_testing.fixtures.postgres import database_url, postgres_server, scratch_database_url
 from marquee_testing.fixtures.redis import (
     redis_flushed,
@@ -22,6 +23,7 @@ __all__ = [
     "database_url",
     "dragonfly_server",
     "dragonfly_url",
+    "oidc_provider",
     "postgres_server",
     "redis_cluster_factory",
     "redis_cluster_url",

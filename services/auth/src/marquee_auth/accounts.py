@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from marquee_auth.db import Connection
+
 
 class UsernameTaken(Exception):
     def __init__(self, field: str) -> None:
@@ -80,6 +82,30 @@ class Accounts:
             raise UsernameTaken(field) from None
         assert row is not None
         return _account(row)
+
+    async def insert_without_password(
+        self, conn: Connection, username: str, email: str, display_name: str
+    ) -> str:
+        """A user who logs in through a provider only: no password credential row,
+        so no password ever matches (Login checks such a user against the dummy hash)."""
+        user_id = uuid.uuid4()
+        try:
+            await conn.execute(
+                "INSERT INTO auth_users (id, username, email, display_name)"
+                " VALUES ($1, $2, $3, $4)",
+                user_id,
+                username,
+                email,
+                display_name,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            field = "email" if "email" in (exc.constraint_name or "") else "username"
+            raise UsernameTaken(field) from None
+        return str(user_id)
+
+    async def find_by_email(self, email: str) -> Account | None:
+        row = await self._pool.fetchrow(_SELECT + " WHERE lower(u.email) = lower($1)", email)
+        return _account(row) if row is not None else None
 
     async def find_for_login(self, name: str) -> Account | None:
         """The account whose username or email is `name`, case-insensitively."""

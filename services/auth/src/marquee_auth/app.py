@@ -14,6 +14,9 @@ from marquee_auth.accounts import Accounts
 from marquee_auth.attempt_limits import AttemptLimits, Limiter, LocalOnly
 from marquee_auth.deps import AuthDeps
 from marquee_auth.mfa_challenges import MfaChallenges
+from marquee_auth.oidc_client import OidcProvider
+from marquee_auth.oidc_store import OidcStore
+from marquee_auth.oidc_users import OidcUsers
 from marquee_auth.passkeys import Passkeys
 from marquee_auth.passwords import Passwords
 from marquee_auth.policy_engine import PolicyEngine
@@ -74,9 +77,11 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
     await keys.ensure_current()
     ctx.spawn(_keep_keys_current(ctx, keys, settings), name="auth-signing-keys")
 
+    accounts = Accounts(pool)
+    oidc_store = OidcStore(pool, login_ttl=timedelta(seconds=settings.oidc_login_ttl_seconds))
     deps = AuthDeps(
         settings=settings,
-        accounts=Accounts(pool),
+        accounts=accounts,
         sessions=Sessions(pool, lifetime=timedelta(seconds=settings.refresh_token_ttl_seconds)),
         passwords=Passwords(settings),
         keys=keys,
@@ -95,6 +100,9 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
         passkeys=Passkeys(
             pool, ceremony_ttl=timedelta(seconds=settings.webauthn_ceremony_ttl_seconds)
         ),
+        oidc_providers=_oidc_providers(ctx, settings),
+        oidc_store=oidc_store,
+        oidc_users=OidcUsers(accounts, oidc_store),
     )
     verifier = TokenVerifier(KeyRingSource(keys), issuer=settings.issuer, min_refresh_interval=1.0)
     service = AuthServicer(deps, verifier)
@@ -126,6 +134,29 @@ async def _limiter(ctx: ServiceContext, settings: AuthSettings) -> Limiter:
     cache = await Cache.connect(str(settings.redis_url), wait_for_tracking=None)
     ctx.on_shutdown(cache.close)
     return RateLimiter(cache.redis, prefix=settings.attempt_key_prefix)
+
+
+def _oidc_providers(ctx: ServiceContext, settings: AuthSettings) -> dict[str, OidcProvider]:
+    # Discovery is fetched at the first login, not here: a provider down at our
+    # start must not keep auth down (its logins answer UNAVAILABLE meanwhile).
+    providers = {
+        name: OidcProvider(
+            name,
+            config,
+            discovery_ttl=settings.oidc_discovery_ttl_seconds,
+            timeout=settings.oidc_http_timeout_seconds,
+        )
+        for name, config in settings.oidc_providers.items()
+    }
+    for name, config in settings.oidc_providers.items():
+        ctx.log.info(
+            "OIDC provider configured",
+            provider=name,
+            discovery_url=config.discovery_url,
+            issuer=config.issuer,
+            on_first_login=config.on_first_login,
+        )
+    return providers
 
 
 async def _grant_configured_admins(deps: AuthDeps) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,9 @@ from marquee.auth.v1 import auth_pb2
 from marquee_auth.accounts import Accounts
 from marquee_auth.attempt_limits import AttemptLimits
 from marquee_auth.mfa_challenges import MfaChallenges
+from marquee_auth.oidc_client import OidcProvider
+from marquee_auth.oidc_store import OidcStore
+from marquee_auth.oidc_users import OidcUsers
 from marquee_auth.passkeys import Passkeys
 from marquee_auth.passwords import Passwords
 from marquee_auth.policy_engine import PolicyEngine
@@ -38,6 +42,9 @@ class AuthDeps:
     policy: PolicyEngine
     limits: AttemptLimits
     passkeys: Passkeys
+    oidc_providers: Mapping[str, OidcProvider]
+    oidc_store: OidcStore
+    oidc_users: OidcUsers
 
 
 def timestamp(moment: datetime) -> Timestamp:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from marquee.auth.v1 import auth_pb2_grpc
 from marquee_auth.deps import AuthDeps
 from marquee_auth.rpc_accounts import AccountRpcs
-from marquee_auth.rpc_pending import PendingRpcs
+from marquee_auth.rpc_oidc import OidcRpcs
 from marquee_auth.rpc_policy import CheckRpc
 from marquee_auth.rpc_totp import TotpRpcs
 from marquee_auth.rpc_webauthn import WebAuthnRpcs
@@ -17,7 +17,7 @@ class AuthServicer(
     TotpRpcs,
     WebAuthnRpcs,
     CheckRpc,
-    PendingRpcs,
+    OidcRpcs,
     auth_pb2_grpc.AuthServiceServicer,
 ):
     def __init__(self, deps: AuthDeps, token_verifier: TokenVerifier) -> None:

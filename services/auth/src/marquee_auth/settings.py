@@ -7,6 +7,7 @@ from typing import Annotated, Self
 from pydantic import Field, PostgresDsn, RedisDsn, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from marquee_auth.oidc_settings import OidcProviderConfig, check_provider_names
 from marquee_platform import ServiceSettings
 
 # Base64 of 32 zero bytes would be a key anyone can read here; the dev profile
@@ -85,6 +86,21 @@ class AuthSettings(ServiceSettings):
         default_factory=lambda: ["http://localhost:8765"]
     )
     webauthn_ceremony_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+
+    # OpenID providers, a JSON map: name -> OidcProviderConfig (see oidc_settings).
+    oidc_providers: dict[str, OidcProviderConfig] = Field(default_factory=dict)
+    # A pending OIDC login (state, nonce, PKCE verifier) lives this long.
+    oidc_login_ttl_seconds: int = Field(default=600, ge=30, le=3600)
+    # Discovery documents are fetched again after this long (authlib never does).
+    oidc_discovery_ttl_seconds: float = Field(default=3600.0, gt=0)
+    # Bound on each request to a provider; past it the RPC answers UNAVAILABLE.
+    oidc_http_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    @field_validator("oidc_providers")
+    @classmethod
+    def _provider_names(cls, value: dict[str, OidcProviderConfig]) -> dict[str, OidcProviderConfig]:
+        check_provider_names(value)
+        return value
 
     @field_validator("coordinator_endpoints", "admin_usernames", "webauthn_origins", mode="before")
     @classmethod

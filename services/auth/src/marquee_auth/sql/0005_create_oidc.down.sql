@@ -1,0 +1,2 @@
+DROP TABLE auth_oidc_links;
+DROP TABLE auth_oidc_logins;
