@@ -514,6 +514,11 @@ class Cache:
         """Subscribe to invalidation events (keys, or flush); use `async with` / `async for`."""
         return self._hub.subscribe(maxsize)
 
+    def on_invalidation(self, listener: Callable[[Invalidation], None]) -> Callable[[], None]:
+        """Call `listener(event)` synchronously as each event is applied to L1 (it
+        must not block; its exceptions are logged); returns the function that stops it."""
+        return self._hub.listen(listener)
+
     def _forget(self, keys: Iterable[str]) -> list[str]:
         """Drop the keys from L1, spoil their fills, detach their fetches; the
         keys whose L1 entry was dropped."""

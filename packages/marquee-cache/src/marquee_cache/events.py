@@ -3,11 +3,17 @@
 Each subscriber has its own bounded queue. A subscriber that falls behind loses
 its backlog and receives one flush event instead: for a remote L1, "drop
 everything" is always a safe replacement for a run of key invalidations.
+
+A listener (`InvalidationHub.listen`) is instead called synchronously, in the
+push handler, as each event is applied: no queue and no task wake-up in between,
+which under saturation is one pass of the event loop's ready queue saved.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import monotonic, time
 from types import TracebackType
@@ -75,9 +81,25 @@ class InvalidationStream:
         self.close()
 
 
+Listener = Callable[[Invalidation], None]
+
+log = logging.getLogger(__name__)
+
+
 class InvalidationHub:
     def __init__(self) -> None:
         self._streams: set[InvalidationStream] = set()
+        self._listeners: list[Listener] = []
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener(event)` for every event, synchronously; returns the undo."""
+        self._listeners.append(listener)
+
+        def stop() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return stop
 
     def subscribe(self, maxsize: int = 1024) -> InvalidationStream:
         stream = InvalidationStream(self, maxsize)
@@ -91,6 +113,13 @@ class InvalidationHub:
         return False
 
     def publish(self, event: Invalidation) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                # Runs inside the tracking connection's push handler: a listener's
+                # bug must not end the connection (and flush L1) with it.
+                log.exception("marquee-cache: an invalidation listener failed")
         for stream in self._streams:
             stream.offer(event)
 

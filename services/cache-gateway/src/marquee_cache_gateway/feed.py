@@ -86,10 +86,17 @@ class InvalidationFeed:
         self._closed = False
 
     async def run(self) -> None:
-        """Pump the library's events until cancelled (an owned task of the service)."""
-        async with self._cache.invalidations(maxsize=WATCHER_QUEUE) as events:
-            async for event in events:
-                self._apply(event)
+        """Apply the library's events until cancelled (an owned task of the service).
+
+        As a synchronous listener, not a queue read by this task: each event is
+        numbered in the push handler that applied it to L1, one pass of the event
+        loop earlier, which under saturation is what WatchInvalidations gains.
+        """
+        stop = self._cache.on_invalidation(self._apply)
+        try:
+            await asyncio.get_running_loop().create_future()  # until cancelled
+        finally:
+            stop()
 
     def message(
         self,
