@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -20,7 +22,9 @@ from auth_support import auth_service, bearer, register_user, stub, violations
 from marquee.auth.v1 import auth_pb2
 from marquee_auth.oidc_client import OidcProvider, ProviderUnavailable
 from marquee_auth.oidc_settings import OidcProviderConfig
+from marquee_auth.settings import AuthSettings
 from marquee_localservers import OidcProviderServer, free_port
+from marquee_platform.settings import InvalidSettings, load_settings
 from marquee_testing.inprocess import RunningService
 from marquee_testing.oidc.browser import Callback, log_in
 
@@ -360,3 +364,78 @@ async def test_keys_rotated_by_the_provider_are_fetched_again(
             discovery_ttl=60,
             timeout=2,
         ).endpoints()
+
+
+def load_with_providers(monkeypatch: pytest.MonkeyPatch, providers: dict[str, Any]) -> AuthSettings:
+    monkeypatch.setenv("MARQUEE_AUTH_OIDC_PROVIDERS", json.dumps(providers))
+    return load_settings(AuthSettings)
+
+
+SECRET = "s3cret-that-must-not-show"
+DISCOVERY = "https://id.example.com/.well-known/openid-configuration"
+BASE = {
+    "client_id": "marquee",
+    "client_secret": SECRET,
+    "redirect_uris": ["https://app.example.com/cb"],
+}
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {**BASE, "discovery_url": DISCOVERY, "token_endpoint": "https://id.example.com/t"},
+            "OIDC provider 'corp': give either discovery_url or explicit endpoints, not both",
+        ),
+        (
+            {**BASE, "issuer": "https://id.example.com"},
+            "missing: authorization_endpoint, token_endpoint, jwks_uri",
+        ),
+        (
+            {**BASE, "discovery_url": "http://id.example.com/.well-known/openid-configuration"},
+            "discovery_url must use https (http only to localhost)",
+        ),
+        ({**BASE, "discovery_url": DISCOVERY, "redirect_uris": []}, "redirect_uris: List should"),
+        (
+            {**BASE, "discovery_url": DISCOVERY, "on_first_login": "always"},
+            "on_first_login: Input should be 'create', 'link_by_email' or 'refuse'",
+        ),
+        (
+            {**BASE, "discovery_url": DISCOVERY, "client_secret_file": "/nonexistent"},
+            "give exactly one of client_secret and client_secret_file",
+        ),
+        ({**BASE, "discovery_url": DISCOVERY, "scopes": ["email"]}, "must include 'openid'"),
+    ],
+)
+def test_bad_provider_configuration_stops_the_start_with_a_clear_line(
+    monkeypatch: pytest.MonkeyPatch, config: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidSettings) as raised:
+        load_with_providers(monkeypatch, {"corp": config})
+    text = str(raised.value)
+    assert "MARQUEE_AUTH_OIDC_PROVIDERS" in text
+    assert message in text
+    assert SECRET not in text
+    assert "\n" not in text
+
+
+def test_provider_names_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InvalidSettings, match="OIDC provider name 'Corp!'"):
+        load_with_providers(monkeypatch, {"Corp!": {**BASE, "discovery_url": DISCOVERY}})
+
+
+def test_a_secret_is_read_from_its_file_and_never_shown(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET + "\n")
+    config = {**BASE, "discovery_url": DISCOVERY, "client_secret_file": str(secret_file)}
+    del config["client_secret"]
+    settings = load_with_providers(
+        monkeypatch, {"corp": config, "other": {**BASE, "discovery_url": DISCOVERY}}
+    )
+    assert settings.oidc_providers["corp"].secret() == SECRET
+    assert settings.oidc_providers["other"].secret() == SECRET
+    assert settings.oidc_providers["corp"].on_first_login == "refuse", "nothing created unasked"
+    assert SECRET not in repr(settings)
+    assert SECRET not in str(settings.model_dump())

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
@@ -127,10 +135,32 @@ class OidcProviderConfig(BaseModel):
         return None
 
 
-def check_provider_names(providers: dict[str, OidcProviderConfig]) -> None:
-    for name in providers:
-        if not PROVIDER_NAME.fullmatch(name):
+def _problem(location: tuple[int | str, ...], message: str) -> str:
+    message = message.removeprefix("Value error, ")
+    field = ".".join(str(part) for part in location)
+    return f"{field}: {message}" if field else message
+
+
+def parse_providers(value: object) -> object:
+    """Each provider validated on its own, so a message names the provider and field.
+
+    Only pydantic's messages are kept, never the input values (a secret may be one).
+    """
+    if not isinstance(value, dict):
+        return value
+    parsed: dict[str, OidcProviderConfig] = {}
+    for name, config in value.items():
+        if not isinstance(name, str) or not PROVIDER_NAME.fullmatch(name):
             raise ValueError(
                 f"OIDC provider name {name!r}: 1 to 32 of a-z, 0-9, '_' or '-', "
                 "starting with a letter or digit"
             )
+        if isinstance(config, OidcProviderConfig):
+            parsed[name] = config
+            continue
+        try:
+            parsed[name] = OidcProviderConfig.model_validate(config)
+        except ValidationError as exc:
+            problems = "; ".join(_problem(error["loc"], error["msg"]) for error in exc.errors())
+            raise ValueError(f"OIDC provider {name!r}: {problems}") from None
+    return parsed

@@ -31,6 +31,9 @@ class OidcStore:
 
     async def open_login(self, state: str, login: PendingLogin) -> datetime:
         expires_at = datetime.now(UTC) + self._login_ttl
+        # Expired logins are worth nothing (take_login refuses them): drop them
+        # here, through the expiry index, so abandoned logins do not pile up.
+        await self._pool.execute("DELETE FROM auth_oidc_logins WHERE expires_at < now()")
         await self._pool.execute(
             "INSERT INTO auth_oidc_logins"
             " (state_hash, provider, redirect_uri, nonce, code_verifier, expires_at)"

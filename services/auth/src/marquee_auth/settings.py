@@ -7,7 +7,7 @@ from typing import Annotated, Self
 from pydantic import Field, PostgresDsn, RedisDsn, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from marquee_auth.oidc_settings import OidcProviderConfig, check_provider_names
+from marquee_auth.oidc_settings import OidcProviderConfig, parse_providers
 from marquee_platform import ServiceSettings
 
 # Base64 of 32 zero bytes would be a key anyone can read here; the dev profile
@@ -96,11 +96,10 @@ class AuthSettings(ServiceSettings):
     # Bound on each request to a provider; past it the RPC answers UNAVAILABLE.
     oidc_http_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
-    @field_validator("oidc_providers")
+    @field_validator("oidc_providers", mode="before")
     @classmethod
-    def _provider_names(cls, value: dict[str, OidcProviderConfig]) -> dict[str, OidcProviderConfig]:
-        check_provider_names(value)
-        return value
+    def _providers(cls, value: object) -> object:
+        return parse_providers(value)
 
     @field_validator("coordinator_endpoints", "admin_usernames", "webauthn_origins", mode="before")
     @classmethod
