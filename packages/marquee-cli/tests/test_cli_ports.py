@@ -10,9 +10,13 @@ import pytest
 
 from marquee_cli.port_record import PortsUnusable, plan_for_data_dir, ports_path, read_record
 from marquee_cli.ports import PortPlan, ServicePorts, address, plan_ports
-from marquee_cli.suite import suite_services
+from marquee_cli.suite import SuiteContext, service_env, suite_services
+from marquee_coordinator.raft_config import NodeConfig
 
 SUITE = [(s.name, s.node_id) for s in suite_services(3)]
+# Below the kernel's ephemeral range (32768-60999 by default), so no outgoing
+# connection holds one of its ports while a test checks them.
+FIXED_BASE = 20050
 
 
 def test_default_scheme() -> None:
@@ -63,11 +67,21 @@ def plan_in(
 
 
 def form_cluster(data_dir: Path, nodes: range = range(1, 4)) -> None:
-    """What coordinator nodes leave behind once they have run."""
-    for node in nodes:
-        node_dir = data_dir / "coordinator" / f"node-{node}"
-        node_dir.mkdir(parents=True)
-        (node_dir / "raft.journal").write_bytes(b"x")
+    """Leave a journal where a coordinator node started by the launcher keeps it."""
+    context = SuiteContext(data_dir, "127.0.0.1", plan_ports(0, SUITE), "", "", "secret")
+    for spec in suite_services(3):
+        if spec.node_id is None or spec.node_id not in nodes:
+            continue
+        env = service_env(spec, context, inherited={})
+        config = NodeConfig(
+            node_id=spec.node_id,
+            raft_address=env["MARQUEE_COORDINATOR_RAFT_ADDRESS"],
+            peers=(),
+            data_dir=Path(env["MARQUEE_COORDINATOR_DATA_DIR"]),
+            cluster_secret=None,
+        )
+        config.node_dir.mkdir(parents=True)
+        config.journal_file.write_bytes(b"x")
 
 
 def test_base_zero_reuses_the_ports_recorded_at_first_start(tmp_path: Path) -> None:
@@ -78,17 +92,17 @@ def test_base_zero_reuses_the_ports_recorded_at_first_start(tmp_path: Path) -> N
 
 
 def test_a_fixed_base_is_recorded_and_reused_by_base_zero(tmp_path: Path) -> None:
-    fixed = plan_in(tmp_path, 40050)
+    fixed = plan_in(tmp_path, FIXED_BASE)
     form_cluster(tmp_path)
     assert plan_in(tmp_path, 0) == fixed
-    assert plan_in(tmp_path, 40050) == fixed
+    assert plan_in(tmp_path, FIXED_BASE) == fixed
 
 
 def test_moving_a_formed_cluster_is_refused_before_anything_starts(tmp_path: Path) -> None:
     first = plan_in(tmp_path, 0)
     form_cluster(tmp_path)
     with pytest.raises(PortsUnusable, match="would never elect a leader") as refused:
-        plan_in(tmp_path, 40050)
+        plan_in(tmp_path, FIXED_BASE)
     node_1 = f"coordinator-1 127.0.0.1:{first.services['coordinator-1'].raft}"
     assert node_1 in str(refused.value)
     assert "--base-port 0" in str(refused.value)
@@ -106,7 +120,7 @@ def test_another_coordinator_count_is_refused_for_a_formed_cluster(tmp_path: Pat
 
 def test_without_raft_data_any_plan_goes(tmp_path: Path) -> None:
     plan_in(tmp_path, 0)
-    fixed = plan_in(tmp_path, 40050)
+    fixed = plan_in(tmp_path, FIXED_BASE)
     assert read_record(ports_path(tmp_path)) == ("127.0.0.1", fixed)
 
 

@@ -27,7 +27,7 @@ from marquee_cli.ports import PortPlan, ServicePorts, plan_ports
 from marquee_localservers import free_port
 
 PORTS_FILE = "ports.json"
-# What a coordinator node leaves in its directory once it has run (raft_config.NodeConfig).
+# What a coordinator node leaves on disk once it has run (raft_config.NodeConfig).
 RAFT_FILES = ("raft.journal", "raft.dump")
 # How long a start waits for recorded ports that are busy: the services' drain
 # (suite.SHUTDOWN_GRACE_SECONDS) plus the launcher's margin before SIGKILL, and some.
@@ -90,11 +90,14 @@ def plan_for_data_dir(
 
 
 def _formed_anywhere(data_dir: Path) -> bool:
-    return any(
-        (node / f).exists()
-        for node in (data_dir / "coordinator").glob("node-*")
-        for f in RAFT_FILES
-    )
+    """Whether any coordinator node has Raft state in the data dir.
+
+    Searched below coordinator/ rather than at a fixed path: a node keeps it in
+    <its DATA_DIR>/node-<id>/ (raft_config.NodeConfig.node_dir), i.e. under
+    the launcher's layout coordinator/node-N/node-N/.
+    """
+    root = data_dir / "coordinator"
+    return any(next(root.rglob(name), None) is not None for name in RAFT_FILES)
 
 
 def _raft_ports(plan: PortPlan) -> set[int]:
