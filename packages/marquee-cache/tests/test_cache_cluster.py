@@ -154,10 +154,9 @@ async def test_a_master_killed_and_restarted(
         with pytest.raises(CacheUnavailable):
             await cache.get(dead_key)
         assert monotonic() - started < FAST["command_timeout"] + 0.1, "bounded"
-    started = monotonic()
-    with pytest.raises(CacheUnavailable):
+    # Fails fast: refused by its open breaker, without trying Redis (no timing bound).
+    with pytest.raises(CacheUnavailable, match="circuit breaker is open"):
         await cache.get(dead_key)
-    assert monotonic() - started < 0.01, "its open breaker fails fast"
     assert cache.health().status == "degraded"
     await cache.set(live_keys[0], b"still")
     assert await cache.get(live_keys[0]) == b"still", "the other masters keep serving"

@@ -56,10 +56,9 @@ async def test_kill_and_restart_mid_traffic(
     assert len(cache._l1) == 0, "losing tracking flushes L1"
     await until(lambda: cache.health().breaker is BreakerState.OPEN)
     assert cache.health().status == "unavailable"
-    started = monotonic()
-    with pytest.raises(CacheUnavailable):
+    # Fails fast: refused by the open breaker, without trying Redis (no timing bound).
+    with pytest.raises(CacheUnavailable, match="circuit breaker is open"):
         await cache.get("k0")
-    assert monotonic() - started < 0.01, "an open breaker fails fast"
 
     await asyncio.sleep(0.3)
     server.start()
