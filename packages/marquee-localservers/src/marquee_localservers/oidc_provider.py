@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import shutil
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -40,8 +41,11 @@ def find_node() -> str:
     return node
 
 
-def oidc_provider_modules(version: str = OIDC_PROVIDER_VERSION) -> Path:
-    """The node_modules directory holding oidc-provider@`version`, installed if missing."""
+def oidc_provider_modules(
+    version: str = OIDC_PROVIDER_VERSION, timeout: float = _NPM_TIMEOUT
+) -> Path:
+    """The node_modules directory holding oidc-provider@`version`, installed if missing
+    (npm given at most `timeout` seconds)."""
     target = _cache_dir() / f"oidc-provider-{version}"
     modules = target / "node_modules"
     if (modules / "oidc-provider" / "package.json").is_file():
@@ -63,7 +67,7 @@ def oidc_provider_modules(version: str = OIDC_PROVIDER_VERSION) -> Path:
                     npm, "install", "--no-save", "--no-audit", "--no-fund", "--ignore-scripts",
                     "--prefix", str(staging), f"oidc-provider@{version}",
                 ],
-                _NPM_TIMEOUT,
+                timeout,
             )  # fmt: skip
             if result.returncode != 0:
                 detail = (result.stderr or result.stdout).strip()[-500:]
@@ -102,6 +106,7 @@ class OidcProviderServer(ServerProcess):
         self.client_id = client_id
         self.client_secret = client_secret
         self.redirect_uris = tuple(redirect_uris)
+        self._modules: Path | None = None
 
     @property
     def url(self) -> str:
@@ -112,14 +117,22 @@ class OidcProviderServer(ServerProcess):
     def discovery_url(self) -> str:
         return f"{self.url}/.well-known/openid-configuration"
 
-    def _command(self) -> list[str]:
+    def _prepare(self, deadline: float) -> None:
+        # The install (first start on a machine) counts against start()'s timeout.
         if not self.script.is_file():
             raise BackendUnavailable(f"oidc-provider script {str(self.script)!r} is missing")
+        left = deadline - time.monotonic()
+        if left <= 1:
+            raise BackendUnavailable("no time left to install oidc-provider")
+        self._modules = oidc_provider_modules(timeout=left)
+
+    def _command(self) -> list[str]:
+        assert self._modules is not None, "_prepare runs first"
         command = [
             find_node(), str(self.script),
             "--port", str(self.port),
             "--host", self.host,
-            "--modules", str(oidc_provider_modules()),
+            "--modules", str(self._modules),
             "--client-id", self.client_id,
             "--client-secret", self.client_secret,
         ]  # fmt: skip
