@@ -7,6 +7,7 @@ package's tests use (pytest puts every tests folder on sys.path).
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 
 import grpc.aio
 from platform_echo_service import SERVICE, EchoSettings
+from prometheus_client.parser import text_string_to_metric_families
 
 from marquee_platform import Registrar, ServerInfo, serve
 
@@ -68,3 +70,26 @@ async def serving(
         finally:
             stop.set()
             await task
+
+
+async def scrape(running: Running) -> str:
+    """GET /metrics, as Prometheus would."""
+    url = f"http://127.0.0.1:{running.info.metrics_port}/metrics"
+
+    def get() -> str:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body: bytes = response.read()
+            return body.decode()
+
+    return await asyncio.to_thread(get)
+
+
+def handled_total(text: str, method: str, code: str) -> float:
+    """marquee_grpc_server_handled_total of `method` ("/pkg.Service/Method") ending in `code`."""
+    service, _, name = method.lstrip("/").partition("/")
+    labels = {"grpc_service": service, "grpc_method": name, "grpc_code": code}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "marquee_grpc_server_handled_total" and sample.labels == labels:
+                return sample.value
+    return 0.0

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import grpc
 import grpc.aio
-from google.protobuf import descriptor_pool
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
@@ -80,8 +81,48 @@ async def test_reflection_lists_the_services(echo: tuple[EchoService, Running]) 
     assert names == {
         SERVICE,
         "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
     }
+
+
+async def reflect_v1(running: Running, **request: str) -> list[Any]:
+    """One grpc.reflection.v1 request and its responses, in v1's own message types."""
+    pool = descriptor_pool.Default()
+    request_class = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("grpc.reflection.v1.ServerReflectionRequest")
+    )
+    response_class = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("grpc.reflection.v1.ServerReflectionResponse")
+    )
+    call = running.channel.stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=request_class.SerializeToString,
+        response_deserializer=response_class.FromString,
+    )
+    return [r async for r in call(iter([request_class(**request)]), timeout=5)]
+
+
+async def test_reflection_v1_lists_the_services(echo: tuple[EchoService, Running]) -> None:
+    [response] = await reflect_v1(echo[1], list_services="")
+    names = {s.name for s in response.list_services_response.service}
+    assert {SERVICE, "grpc.reflection.v1.ServerReflection"} <= names
+
+
+async def test_reflection_v1_describes_itself(echo: tuple[EchoService, Running]) -> None:
+    symbol = "grpc.reflection.v1.ServerReflection"
+    [response] = await reflect_v1(echo[1], file_containing_symbol=symbol)
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in response.file_descriptor_response.file_descriptor_proto
+    ]
+    [reflection_file] = [f for f in files if f.package == "grpc.reflection.v1"]
+    [service] = reflection_file.service
+    [method] = service.method
+    assert (service.name, method.name) == ("ServerReflection", "ServerReflectionInfo")
+    assert method.input_type == ".grpc.reflection.v1.ServerReflectionRequest"
+    assert method.client_streaming
+    assert method.server_streaming
 
 
 async def test_reflection_describes_the_health_service(echo: tuple[EchoService, Running]) -> None:

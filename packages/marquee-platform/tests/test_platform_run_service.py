@@ -114,6 +114,28 @@ async def test_sigterm_drains_and_exits_0_with_json_logs() -> None:
     assert len(crash["trace_id"]) == 32
 
 
+async def test_a_free_port_is_reported_in_the_log_and_the_port_file(tmp_path: Path) -> None:
+    port_file = tmp_path / "run" / "echo.port"
+    echo = await EchoProcess.start(
+        MARQUEE_ECHO_GRPC_PORT="0", MARQUEE_ECHO_PORT_FILE=str(port_file)
+    )
+    try:
+        [serving] = echo.events("serving")
+        port = serving.get("grpc_port")
+        assert isinstance(port, int)
+        assert port > 0
+        assert serving["grpc_address"] == f"127.0.0.1:{port}"
+        # Written before the "serving" line, whole (no reader sees a partial file).
+        assert port_file.read_text() == f"{port}\n"
+        assert [p.name for p in port_file.parent.iterdir()] == ["echo.port"]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            assert await unary(channel, "Echo")(b"hi", timeout=5) == b"hi"
+    finally:
+        echo.process.send_signal(signal.SIGTERM)
+        assert await echo.wait() == 0
+    assert not port_file.exists(), "a stopped service leaves no port behind"
+
+
 async def test_a_second_sigterm_stops_without_waiting_for_the_grace() -> None:
     echo = await EchoProcess.start(MARQUEE_ECHO_SHUTDOWN_GRACE_SECONDS="60")
     async with grpc.aio.insecure_channel(echo.target) as channel:

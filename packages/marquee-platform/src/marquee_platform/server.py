@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import os
 import signal
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
 import grpc
@@ -15,13 +19,18 @@ import grpc.aio
 import structlog
 import uvloop
 from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from marquee_platform.context import Registrar, ServiceContext
 from marquee_platform.logging import configure_logging
 from marquee_platform.metrics import MetricsServer, start_metrics_server
 from marquee_platform.observed import ObservedServer, RpcObserver
-from marquee_platform.settings import InvalidSettings, ServiceSettings, load_settings
+from marquee_platform.reflection import enable_reflection
+from marquee_platform.settings import (
+    GRPC_MAX_MESSAGE_BYTES,
+    InvalidSettings,
+    ServiceSettings,
+    load_settings,
+)
 from marquee_platform.tracing import ServerSpans, configure_tracing
 
 EXIT_BAD_SETTINGS = 2
@@ -56,26 +65,33 @@ async def serve(
         force_stop = asyncio.Event()
     log = structlog.stdlib.get_logger("marquee_platform.server")
     tracer_provider = configure_tracing(name, settings.otlp_endpoint)
-    # Every handler registered on it runs inside a span, the metrics and the error mapping.
-    server = ObservedServer(grpc.aio.server(), RpcObserver(ServerSpans(tracer_provider)))
+    # Every handler registered on it runs inside a span, the metrics and the error mapping,
+    # and gets its request checked against the receive limit and decoded (RpcObserver).
+    receive_limit = settings.grpc_max_receive_message_bytes
+    observer = RpcObserver(
+        ServerSpans(tracer_provider), max_receive_bytes=receive_limit if receive_limit > 0 else None
+    )
+    server = ObservedServer(grpc.aio.server(options=grpc_options(settings)), observer)
     health_servicer = health.aio.HealthServicer()
     context = ServiceContext(name, settings, structlog.stdlib.get_logger(name), health_servicer)
     metrics_server: MetricsServer | None = None
+    port_file: PortFile | None = None
     try:
         if settings.metrics_port >= 0:
             metrics_server = start_metrics_server(settings.metrics_host, settings.metrics_port)
         services = list(await register(server, context))
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            [*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-        )
+        enable_reflection(server, [*services, health.SERVICE_NAME])
         grpc_port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
         await server.start()
         await context.mark_serving([*services, health.OVERALL_HEALTH])
         metrics_port = metrics_server.port if metrics_server else None
+        if settings.port_file is not None:
+            port_file = PortFile.write(settings.port_file, grpc_port)
         log.info(
             "serving",
             grpc_address=f"{settings.grpc_host}:{grpc_port}",
+            grpc_port=grpc_port,
             metrics_address=f"{settings.metrics_host}:{metrics_port}" if metrics_port else None,
             services=services,
         )
@@ -89,6 +105,8 @@ async def serve(
         await health_servicer.enter_graceful_shutdown()
         await _drain(server, settings.shutdown_grace_seconds, force_stop)
     finally:
+        if port_file is not None:
+            port_file.remove()
         await server.stop(None)  # no-op after a drain; cancels everything on an error path
         await context.close()
         if metrics_server is not None:
@@ -97,6 +115,55 @@ async def serve(
         # Off the loop and bounded: an unreachable collector must not hang the exit.
         await asyncio.to_thread(tracer_provider.force_flush, FLUSH_TRACES_MILLIS)
     log.info("stopped")
+
+
+def grpc_options(settings: ServiceSettings) -> list[tuple[str, int]]:
+    """The grpc server options the settings make: its message size limits.
+
+    The receive limit is checked by the wrapper around each handler
+    (RpcObserver), so a request over it is answered RESOURCE_EXHAUSTED naming
+    the limit and counted like any call. grpc's own check ends a call before
+    any handler runs, uncounted, so it is set at twice the limit: it still
+    refuses a far larger message before reading it (unread, its bytes cost no
+    memory), with grpc's own message.
+    """
+    receive = settings.grpc_max_receive_message_bytes
+    transport_receive = -1 if receive < 0 else min(2 * receive, GRPC_MAX_MESSAGE_BYTES)
+    return [
+        ("grpc.max_receive_message_length", transport_receive),
+        ("grpc.max_send_message_length", settings.grpc_max_send_message_bytes),
+    ]
+
+
+@dataclass(frozen=True)
+class PortFile:
+    """The PORT_FILE setting's file: the bound gRPC port, for whoever started us on port 0."""
+
+    path: Path
+    content: str
+
+    @classmethod
+    def write(cls, path: Path, port: int) -> PortFile:
+        """Write it whole or not at all: a reader never sees a partial file."""
+        content = f"{port}\n"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as file:
+                os.fchmod(file.fileno(), 0o644)
+                file.write(content)
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        return cls(path, content)
+
+    def remove(self) -> None:
+        """Remove it at exit, unless another process has written its own port there since."""
+        with contextlib.suppress(OSError):
+            if self.path.read_text() == self.content:
+                self.path.unlink()
 
 
 async def _drain(server: grpc.aio.Server, grace: float, force_stop: asyncio.Event) -> None:

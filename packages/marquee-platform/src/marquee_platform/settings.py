@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Literal, TypeVar
 
 import pydantic
 import pydantic_settings
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# grpc takes message limits as a C int.
+GRPC_MAX_MESSAGE_BYTES = 2**31 - 1
 
 
 class ServiceSettings(BaseSettings):
@@ -26,6 +30,29 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str | None = None
     shutdown_grace_seconds: float = pydantic.Field(default=10.0, gt=0)
     profile: Literal["dev", "prod"] = "dev"
+    # Per message; -1 is no limit. The defaults are grpc's own: 4 MiB in, none out.
+    grpc_max_receive_message_bytes: int = pydantic.Field(
+        default=4 * 1024 * 1024, ge=-1, le=GRPC_MAX_MESSAGE_BYTES
+    )
+    grpc_max_send_message_bytes: int = pydantic.Field(default=-1, ge=-1, le=GRPC_MAX_MESSAGE_BYTES)
+    port_file: Path | None = pydantic.Field(
+        default=None,
+        description="once serving, the bound gRPC port is written here (removed at exit)",
+    )
+
+    @pydantic.field_validator("grpc_max_receive_message_bytes", "grpc_max_send_message_bytes")
+    @classmethod
+    def _a_limit_or_none(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be -1 (no limit) or at least 1")
+        return value
+
+    @pydantic.field_validator("port_file", mode="before")
+    @classmethod
+    def _a_path_or_unset(cls, value: object) -> object:
+        if value == "":
+            raise ValueError("must be a file path (leave it unset for none)")
+        return value
 
     @pydantic.field_validator("log_level")
     @classmethod

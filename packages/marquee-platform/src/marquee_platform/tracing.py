@@ -28,7 +28,11 @@ StartedSpan: TypeAlias = tuple[Span, Token[otel_context.Context]]
 """A started span and the token that restores the context it replaced."""
 
 # Probes and grpcurl would otherwise fill the traces with noise.
-_UNTRACED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/")
+_UNTRACED_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+)
 
 _provider: TracerProvider | None = None
 
