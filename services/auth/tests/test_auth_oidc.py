@@ -260,6 +260,20 @@ async def test_first_login_policies_refuse_and_link_by_email(
         assert error.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+async def test_create_never_takes_over_an_account_by_its_email(
+    service: RunningService, oidc_provider: OidcProviderServer
+) -> None:
+    auth = stub(service)
+    user = await register_user(auth)
+    error = await refused(oidc_login(auth, oidc_provider, user.email))
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "email exists already" in (error.details() or "")
+    # An unverified address is not taken as the new user's email at all.
+    unverified = await oidc_login(auth, oidc_provider, f"unverified-{user.email}")
+    assert unverified.user_created
+    assert unverified.tokens.user_id != user.id
+
+
 async def test_a_user_with_totp_gets_a_challenge_instead_of_tokens(
     service: RunningService, oidc_provider: OidcProviderServer
 ) -> None:
@@ -349,7 +363,9 @@ async def test_keys_rotated_by_the_provider_are_fetched_again(
     await login_once()
     await login_once()
     assert provider.jwks_fetches == 1, "the key set is cached"
-    await asyncio.to_thread(oidc_provider.restart, 60.0)  # a new signing key, a new kid
+    # A new signing key, a new kid. From this (the main) thread, so the new
+    # process still dies with the session (spawning.child_argv).
+    oidc_provider.restart(60.0)
     await login_once()
     assert provider.jwks_fetches == 2, "an unknown kid fetched the key set again"
     with pytest.raises(ProviderUnavailable):
