@@ -10,6 +10,7 @@ import pytest
 
 from marquee_cli import launcher
 from marquee_cli.launcher import Launcher, LaunchOptions
+from marquee_cli.port_record import plan_for_data_dir
 from marquee_localservers import server_data_dir
 
 FAILING_SERVICE = "import sys; print('invalid setting MARQUEE_X_PORT: boom'); sys.exit(3)"
@@ -41,3 +42,25 @@ def _check_failing_start(
     assert suite.postgres is not None
     assert not suite.postgres.is_running()
     assert not (tmp_path / "endpoints.json").exists()
+
+
+def test_a_start_that_would_move_a_formed_cluster_is_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = Launcher(LaunchOptions(data_dir=tmp_path, base_port=0, coordinators=1))
+    first.ports = plan_for_data_dir(
+        tmp_path, 0, [(s.name, s.node_id) for s in first.specs], "127.0.0.1", warn=print
+    )
+    # Node 1 has run: its journal is where the launcher's settings put it.
+    journal = tmp_path / "coordinator" / "node-1" / "node-1" / "raft.journal"
+    journal.parent.mkdir(parents=True)
+    journal.write_bytes(b"x")
+
+    moved = Launcher(LaunchOptions(data_dir=tmp_path, base_port=20050, coordinators=1))
+    assert asyncio.run(moved.run()) == 1
+
+    stderr = capsys.readouterr().err
+    assert "not starting: the coordinator cluster in" in stderr
+    assert "would never elect a leader" in stderr
+    assert moved.redis is None
+    assert not (tmp_path / "redis").exists()
