@@ -55,6 +55,11 @@ class OidcRpcs(HandlerBase):
             v.add("redirect_uri", "must be one of the redirect URIs configured for this provider")
         v.raise_if_any()
         assert provider is not None
+        # Each Begin writes a row: a flood from one source is limited like logins.
+        await self.deps.limits.spend(
+            "oidc-begin",
+            {f"source:{source_of(context.peer())}": self.deps.settings.login_attempts_per_source},
+        )
         state = secrets.token_urlsafe(32)
         # RFC 7636: 43 to 128 characters; 64 random bytes give 86.
         pending = PendingLogin(
