@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from time import monotonic
+from typing import Any
 
 import pytest
 import redis
@@ -101,3 +102,40 @@ async def test_a_joined_answer_is_dropped_once_it_has_expired(
     assert first.expires_at is not None
     assert first.expires_at <= joined_at + 0.05
     assert (await b).value is None
+
+
+async def test_a_late_reader_does_not_share_an_untracked_answer(
+    cache_factory: CacheFactory,
+    writer: aioredis.Redis,
+    ns: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tracking down: no push would ever say the shared answer went stale."""
+    cache = await cache_factory(
+        reconnect_fast_window=0, reconnect_base_delay=30, reconnect_max_delay=30
+    )
+    key = ns + "k"
+    await writer.set(key, b"old")
+    (node,) = cache._topology.nodes.values()
+    assert node.tracker._conn is not None
+    node.tracker._conn.close()  # tracking lost; it stays down for this test
+    assert not cache.health().tracking
+    read_done, release = asyncio.Event(), asyncio.Event()
+    run = cache._redis.run
+
+    async def read_then_hold(*args: Any, **kwargs: Any) -> Any:
+        result = await run(*args, **kwargs)
+        read_done.set()
+        await release.wait()  # A's answer arrives late, as on a busy loop
+        return result
+
+    monkeypatch.setattr(cache._redis, "run", read_then_hold)
+    a = asyncio.create_task(cache.lookup(key))
+    await asyncio.wait_for(read_done.wait(), 5)
+    monkeypatch.setattr(cache._redis, "run", run)
+    await writer.set(key, b"new")
+    b = asyncio.create_task(cache.lookup(key))
+    await asyncio.sleep(0)  # B has joined A's fetch
+    release.set()
+    assert (await a).value == b"old"
+    assert (await b).value == b"new", "B started after the write; nothing could tell it"

@@ -60,9 +60,17 @@ class Flight:
 
 
 def still_valid(flight: Flight, lookup: Lookup) -> bool:
-    """May a reader that joined `flight` after its read was sent use its answer?"""
+    """May a reader that joined `flight` after its read was sent use its answer?
+
+    Only an answer read under tracking (`ttl` set): an untracked one (tracking
+    down) has no invalidation to say it went stale in between; and only while
+    it has not expired or been invalidated since.
+    """
     return (
-        not flight.invalidated and lookup.expires_at is not None and lookup.expires_at > monotonic()
+        not flight.invalidated
+        and lookup.ttl is not None
+        and lookup.expires_at is not None
+        and lookup.expires_at > monotonic()
     )
 
 
