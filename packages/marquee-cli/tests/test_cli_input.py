@@ -77,10 +77,17 @@ def test_a_lease_name_over_the_server_limit_is_refused() -> None:
         (["lease", "release", "a", "--token", "0"], "--token"),
         (["cache", "set", "k", "v", "--ttl", "1e12"], "--ttl"),
         (["cache", "set", "k", "v", "--ttl", "0"], "--ttl"),
+        # Past the protobuf or gRPC types behind them, these used to crash with a traceback.
+        (["lease", "list", "--limit", str(2**32)], "--limit"),
+        (["lease", "release", "a", "--token", str(2**64)], "--token"),
+        (["lease", "get", "a", "--timeout", "1e300"], "--timeout"),
+        (["cache", "get", "k", "--timeout", "1e300"], "--timeout"),
+        (["cache", "get", "k", "--max-message-bytes", str(2**31)], "--max-message-bytes"),
+        (["down", "--timeout", "1e300"], "--timeout"),
     ],
 )
 def test_option_ranges_match_the_server(argv: list[str], bad: str, nowhere: list[str]) -> None:
-    target = nowhere[:2] if argv[0] == "lease" else nowhere[2:]
+    target = {"lease": nowhere[:2], "cache": nowhere[2:]}.get(argv[0], [])
     result = invoke(*argv, *target, "--json")
     assert result.exit_code == 2, result.output
     error = json_error(result)

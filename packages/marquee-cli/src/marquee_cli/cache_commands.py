@@ -55,7 +55,12 @@ DataDir = Annotated[
         help="Where the local suite keeps its endpoints.json (used without --address).",
     ),
 ]
-Timeout = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds the call may take.")]
+# A day: far beyond any call, and inside what a gRPC deadline can hold (1e300 overflows).
+MAX_TIMEOUT_SECONDS = 86_400.0
+Timeout = Annotated[
+    float,
+    typer.Option("--timeout", min=0.1, max=MAX_TIMEOUT_SECONDS, help="Seconds the call may take."),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 Key = Annotated[str, typer.Argument(callback=printable, metavar="KEY", help="The key.")]
 MaxMessageBytes = Annotated[
@@ -64,6 +69,7 @@ MaxMessageBytes = Annotated[
         "--max-message-bytes",
         envvar="MARQUEE_CLI_MAX_MESSAGE_BYTES",
         min=1024,
+        max=2**31 - 1,  # gRPC channel options are C ints
         help="Largest gRPC message to send or accept; raise it only for a gateway "
         "configured to receive more (default: gRPC's 4 MiB).",
     ),

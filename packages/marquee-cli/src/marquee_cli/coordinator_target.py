@@ -37,8 +37,19 @@ DataDir = Annotated[
         help="Where the local suite keeps its endpoints.json (used without --endpoints).",
     ),
 ]
+# A day: far beyond any call, and inside what a gRPC deadline can hold (1e300 overflows).
+MAX_TIMEOUT_SECONDS = 86_400.0
+# The protobuf types behind --limit (uint32) and --token (uint64).
+MAX_UINT32 = 2**32 - 1
+MAX_UINT64 = 2**64 - 1
 Timeout = Annotated[
-    float, typer.Option("--timeout", min=0.1, help="Seconds the whole command may take.")
+    float,
+    typer.Option(
+        "--timeout",
+        min=0.1,
+        max=MAX_TIMEOUT_SECONDS,
+        help="Seconds the whole command may take.",
+    ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 DEFAULT_DATA_DIR = Path(".data")

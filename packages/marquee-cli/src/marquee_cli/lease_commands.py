@@ -11,6 +11,8 @@ from marquee_cli import output
 from marquee_cli.coordinator_target import (
     DEFAULT_DATA_DIR,
     DEFAULT_TIMEOUT,
+    MAX_UINT32,
+    MAX_UINT64,
     DataDir,
     Endpoints,
     Json,
@@ -149,7 +151,9 @@ def list_leases(
     prefix: Annotated[
         str, typer.Option(callback=printable, help="Only names starting with this.")
     ] = "",
-    limit: Annotated[int, typer.Option(min=0, help="At most this many (0: server default).")] = 0,
+    limit: Annotated[
+        int, typer.Option(min=0, max=MAX_UINT32, help="At most this many (0: server default).")
+    ] = 0,
     endpoints: Endpoints = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     timeout: Timeout = DEFAULT_TIMEOUT,
@@ -171,7 +175,9 @@ def list_leases(
 @app.command()
 def release(
     name: Name,
-    token: Annotated[int, typer.Option(min=1, help="The fencing token it was acquired with.")],
+    token: Annotated[
+        int, typer.Option(min=1, max=MAX_UINT64, help="The fencing token it was acquired with.")
+    ],
     holder: Holder = "",
     endpoints: Endpoints = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,

@@ -105,6 +105,8 @@ DataDir = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DEFAULT_DATA_DIR = Path(".data")
+# A day: past any real wait, and inside what a timer can hold (1e300 would overflow).
+MAX_WAIT_SECONDS = 86_400.0
 
 
 @app.command()
@@ -122,7 +124,10 @@ def up(
         int, typer.Option(min=1, max=9, help="Coordinator (Raft) nodes to run.")
     ] = 3,
     startup_timeout: Annotated[
-        float, typer.Option(min=1.0, help="Seconds each stage may take to become ready.")
+        float,
+        typer.Option(
+            min=1.0, max=MAX_WAIT_SECONDS, help="Seconds each stage may take to become ready."
+        ),
     ] = 60.0,
     json_output: Json = False,
 ) -> None:
@@ -190,7 +195,7 @@ def status(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: Json = False) -> N
 def down(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     timeout: Annotated[
-        float, typer.Option(min=0.0, help="Seconds to wait for the launcher.")
+        float, typer.Option(min=0.0, max=MAX_WAIT_SECONDS, help="Seconds to wait for the launcher.")
     ] = 30.0,
     json_output: Json = False,
 ) -> None:
