@@ -62,6 +62,13 @@ def test_the_refusal_names_the_characters() -> None:
     assert "\\x1b" in error["message"]
 
 
+def test_names_that_are_not_utf8_are_refused() -> None:
+    # How a shell's non-UTF-8 bytes arrive in sys.argv (surrogateescape).
+    result = invoke("cache", "get", b"k\xff".decode("utf-8", "surrogateescape"), "--json")
+    assert result.exit_code == 2
+    assert "not valid UTF-8" in json_error(result)["message"]
+
+
 def test_a_lease_name_over_the_server_limit_is_refused() -> None:
     result = invoke("lease", "get", "n" * 257, "--endpoints", "127.0.0.1:1")
     assert result.exit_code == 2

@@ -24,6 +24,12 @@ def control_characters(value: str) -> list[str]:
 
 
 def _check(value: str) -> str:
+    try:
+        # Bytes that are not UTF-8 reach argv as lone surrogates, which no protobuf
+        # string can carry.
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise typer.BadParameter(f"{value!r} is not valid UTF-8") from None
     found = control_characters(value)
     if found:
         raise typer.BadParameter(f"{value!r} contains control characters ({', '.join(found)})")
