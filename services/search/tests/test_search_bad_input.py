@@ -5,12 +5,13 @@ Checked before any engine is asked, so the embedded backend stands for both.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
 import pytest
-from search_support import FIELDS, as_json, expect_code, make_books, violations
+from search_support import BOOKS, FIELDS, as_json, expect_code, make_books, violations
 
 from marquee.search.v1 import search_pb2 as pb
 from marquee_search.settings import SearchSettings
@@ -189,3 +190,21 @@ async def test_search_reports_all_problems_at_once(stub: Stub, collection: str) 
     )
     error = await expect_code(INVALID, stub.Search(request))
     assert set(violations(error)) == {"query_by", "filter_by", "sort_by", "per_page"}
+
+
+async def test_writes_racing_a_drop_are_done_or_not_found(stub: Stub, collection: str) -> None:
+    for _ in range(5):
+        await make_books(stub, collection, [])
+        write = asyncio.ensure_future(
+            stub.Index(pb.IndexRequest(collection=collection, documents=[as_json(BOOKS[0])]))
+        )
+        drop = asyncio.ensure_future(
+            stub.DeleteCollection(pb.DeleteCollectionRequest(name=collection))
+        )
+        assert (await drop).deleted
+        outcome = (await asyncio.gather(write, return_exceptions=True))[0]
+        if isinstance(outcome, grpc.aio.AioRpcError):
+            assert outcome.code() == grpc.StatusCode.NOT_FOUND, outcome.details()
+        else:
+            assert isinstance(outcome, pb.IndexResponse)
+            assert outcome.success_count == 1

@@ -11,10 +11,12 @@ ones are removed when the collection is opened again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +107,8 @@ class EmbeddedBackend:
                 self._entries[schema.name] = entry
                 return self._info(entry), True
         async with entry.lock:
+            if self._entries.get(schema.name) is not entry:  # dropped while we waited
+                return await self.ensure_collection(schema)
             existing = entry.collection.schema
             problems = compatibility_problems(existing, schema)
             if problems:
@@ -182,22 +186,28 @@ class EmbeddedBackend:
         os.replace(entry.directory, trash)
         shutil.rmtree(trash, ignore_errors=True)
 
+    @contextlib.asynccontextmanager
+    async def _writing(self, name: str) -> AsyncIterator[EmbeddedCollection]:
+        """The collection, locked for writing; NOT_FOUND if it was dropped while we waited."""
+        entry = self._entry(name)
+        async with entry.lock:
+            if self._entries.get(name) is not entry:
+                raise CollectionNotFound(name)
+            yield entry.collection
+
     async def index(
         self, name: str, bodies: list[dict[str, Any]], action: Action
     ) -> list[DocResult]:
-        entry = self._entry(name)
-        async with entry.lock:
-            return await asyncio.to_thread(entry.collection.index, bodies, action)
+        async with self._writing(name) as collection:
+            return await asyncio.to_thread(collection.index, bodies, action)
 
     async def delete_ids(self, name: str, ids: list[str]) -> int:
-        entry = self._entry(name)
-        async with entry.lock:
-            return await asyncio.to_thread(entry.collection.delete_ids, ids)
+        async with self._writing(name) as collection:
+            return await asyncio.to_thread(collection.delete_ids, ids)
 
     async def delete_filter(self, name: str, filter_: Filter, filter_text: str) -> int:
-        entry = self._entry(name)
-        async with entry.lock:
-            return await asyncio.to_thread(entry.collection.delete_filter, filter_)
+        async with self._writing(name) as collection:
+            return await asyncio.to_thread(collection.delete_filter, filter_)
 
     async def search(self, name: str, query: SearchQuery) -> SearchResult:
         collection = self._entry(name).collection
