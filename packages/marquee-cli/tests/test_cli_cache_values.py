@@ -159,3 +159,10 @@ def test_resource_exhausted_from_the_server_names_the_limit(small_server: str) -
     assert error["grpc_status"] == "RESOURCE_EXHAUSTED"
     assert "over the gRPC message-size limit" in error["message"]
     assert "--max-message-bytes" in error["message"]
+
+
+async def test_a_value_argument_keeps_its_bytes(gateway: RunningService, key: str) -> None:
+    # A shell passes bytes; those that are not UTF-8 reach argv as surrogate escapes.
+    stored = await cache(gateway, "set", key, b"caf\xe9".decode("utf-8", "surrogateescape"))
+    assert stored.exit_code == 0, stored.output
+    assert (await cache(gateway, "get", key, "--raw")).stdout_bytes == b"caf\xe9"

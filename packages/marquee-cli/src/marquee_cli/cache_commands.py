@@ -265,7 +265,8 @@ def _read_value(value: str | None, file: Path | None, limit: int) -> bytes:
     if (value is None) == (file is None):
         raise typer.BadParameter("give the value as VALUE, - (stdin) or --file PATH, once")
     if value is not None and value != "-":
-        return value.encode()
+        # The bytes as given: argv carries non-UTF-8 bytes as surrogate escapes.
+        return value.encode("utf-8", "surrogateescape")
     try:
         if file is None:
             stream = typer.get_binary_stream("stdin")
