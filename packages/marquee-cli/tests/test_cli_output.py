@@ -33,6 +33,11 @@ def test_table_aligns_columns_and_shows_none_as_dash() -> None:
     ]
 
 
+def test_table_cells_show_control_characters_as_escapes() -> None:
+    table = render_table(("HOLDER",), [("evil\x1b[2J\nholder",)])
+    assert table.splitlines() == ["HOLDER", "evil\\x1b[2J\\nholder"]
+
+
 def test_json_is_one_line() -> None:
     text = render_json({"a": [1, 2], "b": "c"})
     assert "\n" not in text

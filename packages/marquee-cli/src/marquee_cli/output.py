@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from marquee_cli.endpoints import Endpoints, ProcessEndpoint
+from marquee_cli.names import CONTROL_CHARACTERS
 
 if TYPE_CHECKING:  # control imports psutil and grpc, which only `status` should pay for
     from marquee_cli.control import ProcessStatus
@@ -72,9 +73,13 @@ def negative(message: str) -> typer.Exit:
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """Left-aligned columns separated by two spaces; None shows as "-"."""
+    """Left-aligned columns separated by two spaces; None shows as "-".
+
+    Control characters in a cell (a holder id another client chose, say) show as
+    escapes: raw, they would break the columns or drive the terminal.
+    """
     cells = [[str(h) for h in headers]] + [
-        [EMPTY if value is None else str(value) for value in row] for row in rows
+        [EMPTY if value is None else _escaped(str(value)) for value in row] for row in rows
     ]
     widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
     return "\n".join(
@@ -86,6 +91,10 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
 def render_json(document: Any) -> str:
     """One line, so a script can read it with a single readline()."""
     return json.dumps(document, separators=(",", ":"))
+
+
+def _escaped(text: str) -> str:
+    return CONTROL_CHARACTERS.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def endpoints_table(endpoints: Endpoints) -> str:
