@@ -57,6 +57,8 @@ def test_coordinator_env_names_the_other_nodes(tmp_path: Path) -> None:
             "127.0.0.1:50054,127.0.0.1:50055,127.0.0.1:50056",
         ),
         ("media", "MARQUEE_MEDIA_METRICS_PORT", "50152"),
+        # Media verifies tokens with the keys auth publishes (GetJwks).
+        ("media", "MARQUEE_MEDIA_AUTH_ADDRESS", "127.0.0.1:50051"),
         ("search", "MARQUEE_SEARCH_GRPC_HOST", "127.0.0.1"),
     ],
 )

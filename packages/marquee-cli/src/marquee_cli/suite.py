@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from marquee_cli.ports import PortPlan
+from marquee_cli.ports import PortPlan, address
 
 # Services drain for this long on SIGTERM; the launcher waits a little longer
 # before it SIGKILLs, so a whole `marquee up` stops within a few seconds.
@@ -131,7 +131,12 @@ def _specific_settings(spec: ServiceSpec, ctx: SuiteContext) -> dict[str, str]:
                 "COORDINATOR_ENDPOINTS": ",".join(_coordinator_endpoints(ctx)),
             }
         case "marquee_media":
-            return {"STORAGE_DIR": str(ctx.data_dir / "media")}
+            # Media verifies access tokens with the keys auth publishes (GetJwks).
+            auth = ctx.ports.services["auth"]
+            return {
+                "STORAGE_DIR": str(ctx.data_dir / "media"),
+                "AUTH_ADDRESS": address(ctx.host, auth.grpc),
+            }
         case "marquee_search":
             return {"DATA_DIR": str(ctx.data_dir / "search")}
         case "marquee_coordinator":
