@@ -36,6 +36,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 MARQUEE = Path(sys.executable).parent / "marquee"
 STARTUP_SECONDS = 180.0
+# The launcher's own limit, within ours so that its diagnosis is what we report.
+LAUNCHER_STARTUP_SECONDS = 150
 STOP_SECONDS = 15.0
 RPC_SECONDS = 5.0
 # Auth runs the queue's `cleanup` job as soon as it holds the coordinator lease.
@@ -59,7 +61,6 @@ EXPECTED_SERVICES = {
 # One RPC per service that has not been built yet. When one lands, pick another
 # pending RPC of that service (or drop the service once it has none left).
 PENDING_RPCS = {
-    "marquee.auth.v1.AuthService": "CompleteOidcLogin",
     "marquee.media.v1.MediaService": "StopTranscode",
 }
 
@@ -111,7 +112,18 @@ def _run_suite(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     stdout, stderr = output_dir / "stdout", output_dir / "stderr"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         launcher = subprocess.Popen(
-            [str(MARQUEE), "up", "--data-dir", str(data_dir), "--base-port", "0", "--json"],
+            [
+                str(MARQUEE),
+                "up",
+                "--data-dir",
+                str(data_dir),
+                "--base-port",
+                "0",
+                "--json",
+                # Under load (2 shared cores) a service may take a minute to import.
+                "--startup-timeout",
+                str(LAUNCHER_STARTUP_SECONDS),
+            ],
             stdout=out,
             stderr=err,
         )
