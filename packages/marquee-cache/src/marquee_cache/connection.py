@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -58,9 +58,7 @@ class RespConnection(asyncio.Protocol):
     ) -> RespConnection:
         loop = asyncio.get_running_loop()
         error: OSError = ConnectionLost(f"{host}:{port} did not resolve")
-        for family, kind, proto, _, address in await loop.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM
-        ):
+        for family, kind, proto, _, address in await _resolve(loop, host, port):
             # Our own socket object, handed to the transport: `drain` reads from it.
             sock = socket.socket(family, kind, proto)
             try:
@@ -181,3 +179,20 @@ class RespConnection(asyncio.Protocol):
         # wait(), not `await future` under suppress(CancelledError): that would also
         # swallow a cancel aimed at the caller, whose loop would then never stop.
         await asyncio.wait([self._gone])
+
+
+AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, Any]
+
+
+async def _resolve(loop: asyncio.AbstractEventLoop, host: str, port: int) -> Sequence[AddrInfo]:
+    """An IP literal is used as is; only a name goes to getaddrinfo, which asyncio
+    runs in a worker thread: a reconnect loop against a dead node tries every
+    25 ms, and each try would otherwise cost a thread hop (as open_connection
+    avoids for literals too)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
+    return await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
