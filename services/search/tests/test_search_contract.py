@@ -210,6 +210,7 @@ async def test_delete_by_ids_and_by_filter(stub: Stub, collection: str) -> None:
         ("tolkien hobbit", {"2"}),
         ("potter hobbit", set()),  # every token must match: none are dropped
         ("j.k.", {"1"}),
+        ("!!! ...", {str(i) for i in range(1, 9)}),  # no token at all: like "*"
     ],
 )
 async def test_text_queries(stub: Stub, collection: str, q: str, expected: set[str]) -> None:

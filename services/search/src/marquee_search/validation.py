@@ -13,6 +13,7 @@ from marquee_search.expressions import (
     parse_sort,
 )
 from marquee_search.schema import CollectionSchema, Violations, check_collection_name
+from marquee_search.tokens import tokens
 
 MAX_PER_PAGE = 250
 DEFAULT_PER_PAGE = 10
@@ -81,7 +82,8 @@ def check_delete(request: pb.DeleteRequest, schema: CollectionSchema) -> Filter 
 def check_search(request: pb.SearchRequest, schema: CollectionSchema) -> SearchQuery:
     violations: Violations = []
     q = request.q.strip()
-    wildcard = q in ("", "*")
+    # Typesense answers a q without a single token (e.g. "*", "", "?!") as a match-all.
+    wildcard = not tokens(q)
     if len(request.q) > MAX_QUERY_CHARS:
         violations.append(("q", f"must be at most {MAX_QUERY_CHARS} characters"))
     query_by = []

@@ -230,8 +230,7 @@ class EmbeddedCollection:
         parts: list[tuple[tantivy.Occur, tantivy.Query]] = []
         if not query.wildcard:
             text = text_query(self._tschema, query.q, query.query_by)
-            if text is None:
-                return SearchResult([], self._empty_facets(query), 0, out_of, 0.0)
+            assert text is not None, "a query without tokens is a wildcard (validation)"
             parts.append((tantivy.Occur.Must, text))
         if query.filter is not None:
             # Scored zero so the text score stays the sum of the match kinds alone.
@@ -304,9 +303,6 @@ class EmbeddedCollection:
         order = sorted(range(len(hits)), key=lambda i: tuple(column[i] for column in columns))
         chosen = order[offset : offset + query.per_page]
         return found, [(hits[i][0], addresses[i]) for i in chosen]
-
-    def _empty_facets(self, query: SearchQuery) -> list[tuple[str, list[tuple[str, int]]]]:
-        return [(spec.name, []) for spec in query.facets]
 
     def _facets(
         self, searcher: tantivy.Searcher, tq: tantivy.Query, query: SearchQuery
