@@ -378,3 +378,25 @@ async def test_include_and_exclude_fields(stub: Stub, collection: str) -> None:
     assert document(without.hits[0]) == {
         "id": "7", "title": "Dune", "author": "Frank Herbert", "year": 1965, "in_stock": True
     }  # fmt: skip
+
+
+async def test_default_sorting_field(stub: Stub, collection: str) -> None:
+    await stub.EnsureCollection(
+        pb.EnsureCollectionRequest(name=collection, fields=FIELDS, default_sorting_field="year")
+    )
+    reply = await stub.Index(
+        pb.IndexRequest(collection=collection, documents=[as_json(b) for b in BOOKS])
+    )
+    assert reply.failure_count == 0
+    got = await stub.GetCollection(pb.GetCollectionRequest(name=collection))
+    assert got.collection.default_sorting_field == "year"
+    # Newest first among equal years (4 and 5).
+    assert ids(await search(stub, collection, q="*")) == ["5", "4", "1", "8", "7", "3", "6", "2"]
+    # Equal relevance, then the default sorting field.
+    texted = await search(stub, collection, q="the", query_by=["title"])
+    assert ids(texted) == ["1", "3", "6", "2"]
+    missing_year = {k: v for k, v in BOOKS[0].items() if k != "year"} | {"id": "x"}
+    failed = await stub.Index(
+        pb.IndexRequest(collection=collection, documents=[as_json(missing_year)])
+    )
+    assert failed.failure_count == 1
