@@ -255,6 +255,8 @@ async def test_exact_matches_rank_before_typos(stub: Stub, collection: str) -> N
         ("author:=[Rock Star, J.K. Rowling]", {"1", "4", "5"}),
         ("author:!=[Rock Star,J.R.R. Tolkien]", {"1", "3", "7", "8"}),
         ("tags:=fantasy", {"1", "2", "6"}),
+        ("tags:fantasy", {"1", "2", "6"}),
+        ("tags:[kids,tech]", {"1", "4"}),
         ("tags:=[scifi,tech]", {"4", "7", "8"}),
         ("tags:!=fantasy", {"3", "4", "5", "7", "8"}),  # no tags at all counts as not equal
         ("year:>1964", {"1", "4", "5", "7", "8"}),
@@ -358,6 +360,12 @@ async def test_highlights(stub: Stub, collection: str) -> None:
         ["Rowling"],
     )
     assert exact.hits[0].text_match > 0
+    typo = await search(stub, collection, q="hary pot", query_by=["title"])
+    [mark] = typo.hits[0].highlights
+    assert (mark.snippet, list(mark.matched_tokens)) == (
+        "<mark>Harry</mark> <mark>Pot</mark>ter and the Philosopher's Stone",
+        ["Harry", "Pot"],
+    )
     array = await search(stub, collection, q="epic", query_by=["tags"], filter_by="year:=1965")
     [mark] = array.hits[0].highlights
     assert (mark.field, list(mark.snippets), list(mark.matched_tokens)) == (
