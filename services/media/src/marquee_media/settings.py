@@ -1,14 +1,65 @@
 """Settings of the media service, read from MARQUEE_MEDIA_* variables."""
 
 from pathlib import Path
+from typing import Literal
 
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from marquee_platform import ServiceSettings
+
+MIB = 1024 * 1024
 
 
 class MediaSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="MARQUEE_MEDIA_")
 
-    # The embedded default backend (M-3): objects on local disk.
+    # Where tokens are verified from: auth's GetJwks (production), issuer claim.
+    auth_address: str = "127.0.0.1:50051"
+    token_issuer: str = "marquee-auth"  # noqa: S105  # nosec B105 (a name, not a secret)
+
+    # Storage: "local" is the embedded default (M-3), "s3" any S3 API (M-1).
+    storage: Literal["local", "s3"] = "local"
     storage_dir: Path = Path(".data/media")
+    s3_endpoint: str | None = None
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "marquee-media"
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_path_style: bool = True
+    # Every S3 call (one part, one head, one chunk read) is bounded by this many
+    # seconds; a slow or dead S3 is then UNAVAILABLE, not a hung RPC.
+    s3_timeout: float = Field(default=10.0, gt=0, le=300)
+    # Bytes buffered per upload part: with the gRPC chunk in flight, this bounds
+    # an upload's memory whatever the object's size. S3 wants >= 5 MiB parts.
+    upload_part_bytes: int = Field(default=8 * MIB, ge=5 * MIB, le=512 * MIB)
+    max_object_bytes: int = Field(default=50 * 1024 * MIB, gt=0)
+
+    # FetchImage (P-6): timeouts in seconds, a size limit enforced while
+    # streaming, redirects re-checked one by one, retries only on 5xx/connection.
+    fetch_connect_timeout: float = Field(default=3.0, gt=0, le=60)
+    fetch_read_timeout: float = Field(default=10.0, gt=0, le=300)
+    fetch_total_timeout: float = Field(default=30.0, gt=0, le=600)
+    fetch_max_bytes: int = Field(default=20 * MIB, gt=0, le=512 * MIB)
+    fetch_max_redirects: int = Field(default=3, ge=0, le=10)
+    fetch_retries: int = Field(default=2, ge=0, le=10)
+    fetch_backoff: float = Field(default=0.2, ge=0, le=10)
+    # SSRF guard: loopback, private, link-local etc. addresses are refused
+    # unless this is true (tests serve images from 127.0.0.1).
+    fetch_allow_private: bool = False
+
+    # Thumbnails: only these box sizes (each non-zero dimension must be one).
+    thumbnail_sizes: list[int] = [32, 64, 128, 256, 320, 480, 640, 1024, 1280]
+    thumbnail_concurrency: int = Field(default=2, ge=1, le=64)
+    thumbnail_max_source_bytes: int = Field(default=64 * MIB, gt=0)
+
+    # Transcoding (M-5)
+    transcode_dir: Path = Path(".data/media-transcode")
+    transcode_ttl: float = Field(default=300.0, gt=0)
+    transcode_max_ttl: float = Field(default=3600.0, gt=0)
+    transcode_max_sessions: int = Field(default=4, ge=1, le=256)
+    transcode_segment_seconds: float = Field(default=6.0, gt=0, le=60)
+    # How long GetSegment waits for a segment still being produced.
+    segment_wait: float = Field(default=5.0, ge=0, le=60)
+    ffmpeg: str = "ffmpeg"
+    ffprobe: str = "ffprobe"

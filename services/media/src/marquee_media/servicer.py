@@ -1,0 +1,95 @@
+"""MediaService: every RPC needs a caller identity (an access token from auth)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
+
+import grpc
+
+from marquee.media.v1 import media_pb2, media_pb2_grpc
+from marquee_authn import TokenVerifier, authenticated
+from marquee_media import objects
+from marquee_media.settings import MediaSettings
+from marquee_media.storage import ObjectStore
+from marquee_platform.errors import unimplemented
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class MediaServicer(media_pb2_grpc.MediaServiceServicer):
+    def __init__(
+        self, settings: MediaSettings, store: ObjectStore, token_verifier: TokenVerifier
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.token_verifier = token_verifier
+
+    @authenticated
+    async def Upload(
+        self, request_iterator: AsyncIterable[media_pb2.UploadRequest], context: Context
+    ) -> media_pb2.UploadResponse:
+        return await objects.upload(self.store, request_iterator, self.settings.max_object_bytes)
+
+    @authenticated
+    async def Download(
+        self, request: media_pb2.DownloadRequest, context: Context
+    ) -> AsyncIterator[media_pb2.DownloadResponse]:
+        async for message in objects.download(self.store, request):
+            yield message
+
+    @authenticated
+    async def Stat(
+        self, request: media_pb2.StatRequest, context: Context
+    ) -> media_pb2.StatResponse:
+        return await objects.stat(self.store, request)
+
+    @authenticated
+    async def Delete(
+        self, request: media_pb2.DeleteRequest, context: Context
+    ) -> media_pb2.DeleteResponse:
+        return await objects.delete(self.store, request)
+
+    @authenticated
+    async def FetchImage(
+        self, request: media_pb2.FetchImageRequest, context: Context
+    ) -> media_pb2.FetchImageResponse:
+        unimplemented("MediaService.FetchImage", issue="12")
+
+    @authenticated
+    async def Thumbnail(
+        self, request: media_pb2.ThumbnailRequest, context: Context
+    ) -> media_pb2.ThumbnailResponse:
+        unimplemented("MediaService.Thumbnail", issue="12")
+
+    @authenticated
+    async def StartTranscode(
+        self, request: media_pb2.StartTranscodeRequest, context: Context
+    ) -> media_pb2.StartTranscodeResponse:
+        unimplemented("MediaService.StartTranscode", issue="12")
+
+    @authenticated
+    async def GetTranscode(
+        self, request: media_pb2.GetTranscodeRequest, context: Context
+    ) -> media_pb2.GetTranscodeResponse:
+        unimplemented("MediaService.GetTranscode", issue="12")
+
+    @authenticated
+    async def GetPlaylist(
+        self, request: media_pb2.GetPlaylistRequest, context: Context
+    ) -> media_pb2.GetPlaylistResponse:
+        unimplemented("MediaService.GetPlaylist", issue="12")
+
+    @authenticated
+    async def GetSegment(
+        self, request: media_pb2.GetSegmentRequest, context: Context
+    ) -> AsyncIterator[media_pb2.GetSegmentResponse]:
+        if not request.session_id:
+            unimplemented("MediaService.GetSegment", issue="12")
+        yield media_pb2.GetSegmentResponse()
+
+    @authenticated
+    async def StopTranscode(
+        self, request: media_pb2.StopTranscodeRequest, context: Context
+    ) -> media_pb2.StopTranscodeResponse:
+        unimplemented("MediaService.StopTranscode", issue="12")

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from joserfc.jwk import OKPKey
+from media_support import Client, new_key, sign, start_auth
+
+from marquee_media.app import register
+from marquee_media.settings import MediaSettings
+from marquee_testing.fixtures.ffmpeg import ffmpeg_paths
+from marquee_testing.fixtures.seaweedfs import S3Endpoint, seaweedfs_server
+from marquee_testing.inprocess import RunningService, serving
+
+__all__ = ["ffmpeg_paths", "seaweedfs_server"]
+
+_ids = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def signing_key() -> OKPKey:
+    return new_key()
+
+
+@pytest.fixture(scope="session")
+async def auth_address(signing_key: OKPKey) -> AsyncIterator[str]:
+    server, address = await start_auth(signing_key)
+    yield address
+    await server.stop(None)
+
+
+SettingsFactory = Callable[..., MediaSettings]
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def media_settings(
+    request: pytest.FixtureRequest, tmp_path: Path, auth_address: str, backend: str
+) -> SettingsFactory:
+    """Settings for this test's backend; keyword arguments override."""
+
+    def make(**overrides: Any) -> MediaSettings:
+        values: dict[str, Any] = {
+            "grpc_port": 0,
+            "metrics_port": -1,
+            "auth_address": auth_address,
+            "storage": backend,
+            "storage_dir": tmp_path / "objects",
+            "transcode_dir": tmp_path / "transcode",
+            "fetch_allow_private": True,
+        }
+        if backend == "s3":
+            s3: S3Endpoint = request.getfixturevalue("seaweedfs_server")
+            values |= {
+                "s3_endpoint": s3.url,
+                "s3_region": s3.region,
+                "s3_access_key": s3.access_key,
+                "s3_secret_key": s3.secret_key,
+                "s3_bucket": f"media-{next(_ids)}-{uuid.uuid4().hex[:8]}",
+                "s3_timeout": 5.0,
+            }
+        values |= overrides
+        return MediaSettings(**values)
+
+    return make
+
+
+@pytest.fixture
+async def media(media_settings: SettingsFactory) -> AsyncIterator[RunningService]:
+    async with serving("media", media_settings(), register) as running:
+        yield running
+
+
+@pytest.fixture
+def alice(media: RunningService, signing_key: OKPKey) -> Client:
+    return Client(media.channel, sign(signing_key, "alice"))
+
+
+@pytest.fixture
+def bob(media: RunningService, signing_key: OKPKey) -> Client:
+    return Client(media.channel, sign(signing_key, "bob"))
+
+
+def rpc_code(exc: grpc.aio.AioRpcError) -> grpc.StatusCode:
+    return exc.code()
