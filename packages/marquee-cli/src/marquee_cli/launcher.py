@@ -300,6 +300,9 @@ class Launcher:
             for service in self.services:
                 if service.restarts.due is None and service.exited():
                     why = describe_exit(service.process.returncode)
+                    # Helpers it started (ffmpeg...) are in its group: they go with it.
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(service.process.pid, signal.SIGKILL)
                     if not self._note_exit(
                         f"{service.spec.name} (pid {service.process.pid})",
                         why,
