@@ -408,3 +408,14 @@ async def test_default_sorting_field(stub: Stub, collection: str) -> None:
         pb.IndexRequest(collection=collection, documents=[as_json(missing_year)])
     )
     assert failed.failure_count == 1
+
+
+async def test_replaced_documents_keep_their_place_among_ties(stub: Stub, collection: str) -> None:
+    await make_books(stub, collection)
+    for action in (pb.INDEX_ACTION_UPSERT, pb.INDEX_ACTION_UPDATE, pb.INDEX_ACTION_EMPLACE):
+        reply = await stub.Index(
+            pb.IndexRequest(collection=collection, documents=[as_json(BOOKS[0])], action=action)
+        )
+        assert reply.success_count == 1
+        order = ids(await search(stub, collection, q="*"))
+        assert order == ["8", "7", "6", "5", "4", "3", "2", "1"], action
