@@ -360,6 +360,18 @@ async def test_highlights(stub: Stub, collection: str) -> None:
         ["Rowling"],
     )
     assert exact.hits[0].text_match > 0
+    for q, year, field, snippet in [
+        ("hary", 1964, "title", "<mark>Harr</mark>iet the Spy"),  # a typo inside a prefix
+        ("harriot", 1964, "title", "<mark>Harriet</mark> the Spy"),
+        ("hobbi", 1937, "title", "The <mark>Hobbi</mark>t"),
+        ("tolkein", 1937, "author", "J.R.R. <mark>Tolkien</mark>"),
+        ("potters", 2001, "title", "<mark>Potter's</mark> Field"),
+    ]:
+        reply = await search(
+            stub, collection, q=q, query_by=["title", "author"], filter_by=f"year:={year}"
+        )
+        [mark] = reply.hits[0].highlights
+        assert (mark.field, mark.snippet) == (field, snippet), q
     typo = await search(stub, collection, q="hary pot", query_by=["title"])
     [mark] = typo.hits[0].highlights
     assert (mark.snippet, list(mark.matched_tokens)) == (

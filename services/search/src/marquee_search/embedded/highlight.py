@@ -53,7 +53,8 @@ def _match_length(word: str, token: str, last: bool) -> int:
     if last and typo_ok:
         for length in (len(word) - 1, len(word), len(word) + 1):
             if 0 < length <= len(token) and _distance_at_most_one(word, token[:length]):
-                return length if length < len(token) else len(token)
+                # Typesense marks as many characters as were typed ("hary": <mark>Harr</mark>iet).
+                return min(len(word), len(token))
     return 0
 
 
