@@ -31,6 +31,9 @@ class ServiceContext:
         self._shutdown_callbacks: list[Callable[[], Awaitable[None]]] = []
         self._stop_callbacks: list[Callable[[], Awaitable[None]]] = []
         self._health_set_explicitly: set[str] = set()
+        # host:port the server listens on, once bound (after the registrar ran): for
+        # parts of a service that call their own server, such as a dev console.
+        self.grpc_address: str | None = None
 
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
         """Run `coro` in the background until it ends or the service shuts down.

@@ -83,6 +83,7 @@ async def serve(
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         enable_reflection(server, [*services, health.SERVICE_NAME])
         grpc_port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+        context.grpc_address = f"{settings.grpc_host}:{grpc_port}"
         await server.start()
         await context.mark_serving([*services, health.OVERALL_HEALTH])
         metrics_port = metrics_server.port if metrics_server else None

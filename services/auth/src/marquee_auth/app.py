@@ -12,6 +12,7 @@ from joserfc.jwk import KeySet
 from marquee.auth.v1 import auth_pb2, auth_pb2_grpc, policy_pb2, policy_pb2_grpc
 from marquee_auth.accounts import Accounts
 from marquee_auth.attempt_limits import AttemptLimits, Limiter, LocalOnly
+from marquee_auth.console import start_console
 from marquee_auth.deps import AuthDeps
 from marquee_auth.mfa_challenges import MfaChallenges
 from marquee_auth.oidc_client import OidcProvider
@@ -120,6 +121,9 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
             migrate=settings.migrate_on_start,
         )
     policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(policy, verifier), server)
+    if settings.console_port >= 0:
+        console_port = await start_console(ctx, settings.console_port)
+        ctx.log.info("dev console", url=f"http://localhost:{console_port}/")
     return [
         auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
         policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,

@@ -128,6 +128,16 @@ class AuthSettings(ServiceSettings):
                 raise ValueError(f"must decode to 32 bytes, not {len(key)}")
         return value
 
+    # The dev console (a page to try auth by hand) on 127.0.0.1:CONSOLE_PORT;
+    # -1 is off, 0 picks a port. Dev profile only.
+    console_port: int = Field(default=-1, ge=-1, le=65535)
+
+    @model_validator(mode="after")
+    def _console_only_in_dev(self) -> Self:
+        if self.console_port >= 0 and self.profile != "dev":
+            raise ValueError("the dev console (CONSOLE_PORT) runs only in the dev profile")
+        return self
+
     @model_validator(mode="after")
     def _encryption_key_outside_dev(self) -> Self:
         if self.encryption_key is None and self.profile != "dev":
