@@ -57,6 +57,7 @@ def media_settings(
             "storage_dir": tmp_path / "objects",
             "transcode_dir": tmp_path / "transcode",
             "fetch_allow_private": True,
+            "libvips_shutdown": False,
         }
         if backend == "s3":
             s3: S3Endpoint = request.getfixturevalue("seaweedfs_server")

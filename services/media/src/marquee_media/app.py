@@ -6,9 +6,11 @@ import grpc
 
 from marquee.media.v1 import media_pb2_grpc
 from marquee_authn import GrpcJwksSource, TokenVerifier
+from marquee_media.fetch import ImageFetcher
 from marquee_media.servicer import MediaServicer
 from marquee_media.settings import MediaSettings
 from marquee_media.storage.factory import open_store
+from marquee_media.thumbnails import ThumbnailRenderer, release_libvips
 from marquee_platform import ServiceContext
 
 SERVICE_NAME = "marquee.media.v1.MediaService"
@@ -26,7 +28,16 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
     verifier = TokenVerifier(GrpcJwksSource(auth_channel), issuer=settings.token_issuer)
     store = await open_store(settings)
     ctx.on_shutdown(store.close)
+    fetcher = ImageFetcher(settings)
+    ctx.on_shutdown(fetcher.close)
+    renderer = ThumbnailRenderer(settings.thumbnail_concurrency)
+
+    async def release_images() -> None:
+        # After the drain: no render is running any more.
+        release_libvips(shutdown=settings.libvips_shutdown)
+
+    ctx.on_shutdown(release_images)
     media_pb2_grpc.add_MediaServiceServicer_to_server(
-        MediaServicer(settings, store, verifier), server
+        MediaServicer(settings, store, verifier, fetcher, renderer), server
     )
     return [SERVICE_NAME]

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 
 from marquee.media.v1 import media_pb2
 from marquee_media.keys import check_key
-from marquee_media.status import OutOfRange, object_info, storage_errors
+from marquee_media.status import OutOfRange, invalid, object_info, storage_errors
 from marquee_media.storage import ObjectStore
 from marquee_platform.errors import InvalidArgument
 
@@ -39,7 +39,7 @@ def check_header(header: media_pb2.UploadHeader, max_bytes: int) -> None:
     if size > _MAX_METADATA_BYTES:
         violations.append(("header.metadata", f"at most {_MAX_METADATA_BYTES} bytes in all"))
     if violations:
-        raise InvalidArgument("invalid upload header", violations)
+        raise invalid("invalid upload header", violations)
 
 
 async def upload(

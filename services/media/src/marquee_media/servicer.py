@@ -9,9 +9,11 @@ import grpc
 
 from marquee.media.v1 import media_pb2, media_pb2_grpc
 from marquee_authn import TokenVerifier, authenticated
-from marquee_media import objects
+from marquee_media import image_rpcs, objects
+from marquee_media.fetch import ImageFetcher
 from marquee_media.settings import MediaSettings
 from marquee_media.storage import ObjectStore
+from marquee_media.thumbnails import ThumbnailRenderer
 from marquee_platform.errors import unimplemented
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -19,11 +21,18 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def __init__(
-        self, settings: MediaSettings, store: ObjectStore, token_verifier: TokenVerifier
+        self,
+        settings: MediaSettings,
+        store: ObjectStore,
+        token_verifier: TokenVerifier,
+        fetcher: ImageFetcher,
+        renderer: ThumbnailRenderer,
     ) -> None:
         self.settings = settings
         self.store = store
         self.token_verifier = token_verifier
+        self.fetcher = fetcher
+        self.renderer = renderer
 
     @authenticated
     async def Upload(
@@ -54,13 +63,16 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     async def FetchImage(
         self, request: media_pb2.FetchImageRequest, context: Context
     ) -> media_pb2.FetchImageResponse:
-        unimplemented("MediaService.FetchImage", issue="12")
+        return await image_rpcs.fetch_image(self.store, self.fetcher, request)
 
     @authenticated
     async def Thumbnail(
         self, request: media_pb2.ThumbnailRequest, context: Context
     ) -> media_pb2.ThumbnailResponse:
-        unimplemented("MediaService.Thumbnail", issue="12")
+        s = self.settings
+        return await image_rpcs.thumbnail(
+            self.store, self.renderer, request, s.thumbnail_sizes, s.thumbnail_max_source_bytes
+        )
 
     @authenticated
     async def StartTranscode(

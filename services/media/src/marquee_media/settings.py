@@ -52,6 +52,9 @@ class MediaSettings(ServiceSettings):
     thumbnail_sizes: list[int] = [32, 64, 128, 256, 320, 480, 640, 1024, 1280]
     thumbnail_concurrency: int = Field(default=2, ge=1, le=64)
     thumbnail_max_source_bytes: int = Field(default=64 * MIB, gt=0)
+    # End libvips when the service stops (M-6). libvips cannot restart within a
+    # process, so in-process tests that serve many times turn this off.
+    libvips_shutdown: bool = True
 
     # Transcoding (M-5)
     transcode_dir: Path = Path(".data/media-transcode")

@@ -19,6 +19,7 @@ from marquee_media.storage import (
 )
 from marquee_platform.errors import (
     AlreadyExists,
+    InvalidArgument,
     NotFound,
     PermissionDenied,
     ServiceError,
@@ -34,6 +35,12 @@ class DataLoss(ServiceError):
 class OutOfRange(ServiceError):
     def __init__(self, message: str) -> None:
         super().__init__(grpc.StatusCode.OUT_OF_RANGE, message)
+
+
+def invalid(what: str, violations: list[tuple[str, str]]) -> InvalidArgument:
+    """INVALID_ARGUMENT whose message names every field, with the BadRequest details."""
+    summary = "; ".join(f"{field}: {problem}" for field, problem in violations)
+    return InvalidArgument(f"{what}: {summary}", violations)
 
 
 def as_service_error(exc: StorageError, key: str) -> ServiceError:
