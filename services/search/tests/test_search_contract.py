@@ -238,9 +238,28 @@ async def test_accents_and_special_letters_fold_to_ascii(stub: Stub, collection:
     assert marked.hits[0].highlights[0].snippet == "<mark>Straß</mark>e naïve ÆON"
 
 
-async def test_exact_matches_rank_before_typos(stub: Stub, collection: str) -> None:
+@pytest.mark.parametrize(
+    ("q", "query_by", "expected"),
+    [
+        ("harry", ["title"], ["1", "3"]),  # no typo before a typo
+        ("potter", ["title"], ["1", "5"]),  # a whole word before a completed prefix
+        ("hary", ["title"], ["1", "3"]),  # a typo in a whole word before one in a prefix
+        ("the", ["title"], ["6", "3", "2", "1"]),  # ties: newest first
+        ("har", ["title"], ["3", "1"]),
+        ("t", ["title", "author"], ["6", "3", "2", "1"]),
+        ("tolkien", ["title", "author"], ["6", "2"]),
+        ("rock", ["author", "title"], ["5", "4"]),
+        ("epic", ["tags", "title"], ["7", "6"]),
+    ],
+)
+async def test_relevance_order(
+    stub: Stub, collection: str, q: str, query_by: list[str], expected: list[str]
+) -> None:
     await make_books(stub, collection)
-    assert ids(await search(stub, collection, q="harry", query_by=["title"])) == ["1", "3"]
+    reply = await search(stub, collection, q=q, query_by=query_by, per_page=20)
+    assert ids(reply) == expected
+    scores = [hit.text_match for hit in reply.hits]
+    assert scores == sorted(scores, reverse=True)
 
 
 @pytest.mark.parametrize(

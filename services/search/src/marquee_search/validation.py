@@ -22,6 +22,7 @@ MAX_FACET_VALUES = 1000
 MAX_PAGE = 1_000_000
 MAX_IDS = 10_000
 MAX_QUERY_CHARS = 2048
+MAX_QUERY_BY = 64  # the embedded engine's field bonus stays below its whole-word weight
 
 _ACTIONS = {
     pb.INDEX_ACTION_UNSPECIFIED: Action.CREATE,
@@ -95,6 +96,8 @@ def check_search(request: pb.SearchRequest, schema: CollectionSchema) -> SearchQ
             violations.append((f"query_by[{i}]", f"field {name!r} is not an indexed string field"))
         else:
             query_by.append(spec)
+    if len(request.query_by) > MAX_QUERY_BY:
+        violations.append(("query_by", f"must name at most {MAX_QUERY_BY} fields"))
     if not wildcard and not request.query_by:
         violations.append(("query_by", "is required unless q is '*'"))
     parsed = None

@@ -4,9 +4,8 @@ Text (checked against a real Typesense with the parameters the Typesense
 backend sends): every query token must match in some query_by field; the last
 token also matches as a prefix; a token of 4 or more characters also matches
 with one typo (a transposition counts as one). Scores order results the way
-Typesense's first criteria do: more tokens matched without a typo first, then
-matches in earlier query_by fields. Each match kind gets a constant score and a
-token takes its best one, so the sum is exact in a float.
+Typesense's first criteria do (see the weights below). Each match kind gets a
+constant score and a token takes its best one, so the sum is exact in a float.
 """
 
 from __future__ import annotations
@@ -27,7 +26,12 @@ from marquee_search.schema import FieldSpec, Kind
 from marquee_search.tokens import tokens
 
 MIN_LEN_ONE_TYPO = 4
-EXACT_WEIGHT = 1000.0  # per token matched without a typo; beats any field bonus below
+# A token's score, from its best match: without a typo beats with one; then a whole
+# word beats the completion of a prefix ("potter" ranks "Potter" above "Potter's",
+# "hary" ranks "Harry" above "Harriet"); then earlier query_by fields. Checked
+# against Typesense's order on the same documents (tests/test_search_contract.py).
+NO_TYPO_WEIGHT = 10_000.0
+WHOLE_WORD_WEIGHT = 100.0  # above any field bonus: at most 100 query_by fields
 
 
 def _field_bonus(rank: int, fields: int) -> float:
@@ -44,20 +48,28 @@ def text_query(
     per_token = []
     for i, word in enumerate(words):
         last = i == len(words) - 1
+        typo_ok = len(word) >= MIN_LEN_ONE_TYPO
         options = []
         for rank, spec in enumerate(fields):
             name = text_field(spec)
-            bonus = _field_bonus(rank, len(fields))
+            matches = [
+                (tantivy.Query.term_query(schema, name, word), NO_TYPO_WEIGHT + WHOLE_WORD_WEIGHT)
+            ]
             if last:
-                exact = tantivy.Query.fuzzy_term_query(schema, name, word, distance=0, prefix=True)
-            else:
-                exact = tantivy.Query.term_query(schema, name, word)
-            options.append(tantivy.Query.const_score_query(exact, EXACT_WEIGHT + bonus))
-            if len(word) >= MIN_LEN_ONE_TYPO:
-                typo = tantivy.Query.fuzzy_term_query(
-                    schema, name, word, distance=1, transposition_cost_one=True, prefix=last
+                prefix = tantivy.Query.fuzzy_term_query(schema, name, word, distance=0, prefix=True)
+                matches.append((prefix, NO_TYPO_WEIGHT))
+            if typo_ok:
+                whole = tantivy.Query.fuzzy_term_query(
+                    schema, name, word, distance=1, transposition_cost_one=True, prefix=False
                 )
-                options.append(tantivy.Query.const_score_query(typo, bonus))
+                matches.append((whole, WHOLE_WORD_WEIGHT))
+                if last:
+                    completed = tantivy.Query.fuzzy_term_query(
+                        schema, name, word, distance=1, transposition_cost_one=True, prefix=True
+                    )
+                    matches.append((completed, 0.0))
+            bonus = _field_bonus(rank, len(fields))
+            options += [tantivy.Query.const_score_query(q, w + bonus) for q, w in matches]
         per_token.append((tantivy.Occur.Must, tantivy.Query.disjunction_max_query(options)))
     return tantivy.Query.boolean_query(per_token)
 
