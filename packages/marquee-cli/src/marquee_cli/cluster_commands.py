@@ -10,6 +10,7 @@ from marquee_cli import output
 from marquee_cli.coordinator_target import (
     DEFAULT_DATA_DIR,
     DEFAULT_TIMEOUT,
+    AdminToken,
     DataDir,
     Endpoints,
     Json,
@@ -102,6 +103,7 @@ def join(
     grpc_address: Annotated[str, typer.Option(help="host:port of its gRPC API.")],
     learner: Annotated[bool, typer.Option(help="Join as a non-voting learner.")] = False,
     endpoints: Endpoints = None,
+    admin_token: AdminToken = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     timeout: Timeout = DEFAULT_TIMEOUT,
     json_output: Json = False,
@@ -112,6 +114,7 @@ def join(
         data_dir,
         timeout,
         lambda client: client.add_member(member_id, raft_address, grpc_address, learner=learner),
+        admin_token=admin_token,
     )
     if json_output:
         typer.echo(output.render_json(_membership_json(change)))
@@ -127,12 +130,19 @@ def leave(
         typer.Argument(callback=printable, metavar="MEMBER_ID", help="Id of the member to remove."),
     ],
     endpoints: Endpoints = None,
+    admin_token: AdminToken = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     timeout: Timeout = DEFAULT_TIMEOUT,
     json_output: Json = False,
 ) -> None:
     """Remove a member (then stop its node). Refused if it would cost the quorum."""
-    change = run(endpoints, data_dir, timeout, lambda client: client.remove_member(member_id))
+    change = run(
+        endpoints,
+        data_dir,
+        timeout,
+        lambda client: client.remove_member(member_id),
+        admin_token=admin_token,
+    )
     if json_output:
         typer.echo(output.render_json(_membership_json(change)))
         return
@@ -149,12 +159,19 @@ def transfer(
         ),
     ] = "",
     endpoints: Endpoints = None,
+    admin_token: AdminToken = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     timeout: Timeout = DEFAULT_TIMEOUT,
     json_output: Json = False,
 ) -> None:
     """Hand Raft leadership to another member and wait until it leads."""
-    moved = run(endpoints, data_dir, timeout, lambda client: client.transfer_leadership(target_id))
+    moved = run(
+        endpoints,
+        data_dir,
+        timeout,
+        lambda client: client.transfer_leadership(target_id),
+        admin_token=admin_token,
+    )
     if json_output:
         typer.echo(
             output.render_json(

@@ -29,6 +29,16 @@ Endpoints = Annotated[
         help="Coordinator gRPC addresses, host:port,... (default: from the running suite).",
     ),
 ]
+AdminToken = Annotated[
+    str | None,
+    typer.Option(
+        "--admin-token",
+        envvar="MARQUEE_COORDINATOR_ADMIN_TOKEN",
+        show_default=False,
+        help="The cluster's admin credential (its ADMIN_TOKEN, else CLUSTER_SECRET); needed by"
+        " join, leave and transfer outside the dev profile.",
+    ),
+]
 DataDir = Annotated[
     Path,
     typer.Option(
@@ -82,6 +92,8 @@ def run(
     data_dir: Path,
     timeout: float,
     action: Callable[[CoordinatorClient], Awaitable[T]],
+    *,
+    admin_token: str | None = None,
 ) -> T:
     """Run `action` with a client; a coordinator error becomes a CommandError (exit code 1)."""
     addresses = coordinator_endpoints(endpoints, data_dir)
@@ -90,7 +102,7 @@ def run(
     from marquee_lease import CoordinatorClient, CoordinatorError
 
     async def main() -> T:
-        async with CoordinatorClient(addresses, timeout=timeout) as client:
+        async with CoordinatorClient(addresses, timeout=timeout, admin_token=admin_token) as client:
             return await action(client)
 
     try:
