@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from marquee_cli.cluster_secret import load_or_create_secret
-from marquee_cli.ports import plan_ports
+from marquee_cli.ports import console_port, plan_ports
 from marquee_cli.suite import SuiteContext, service_env, suite_services
 
 SPECS = {spec.name: spec for spec in suite_services(3)}
@@ -20,6 +20,7 @@ def context(tmp_path: Path) -> SuiteContext:
         redis_url="redis://127.0.0.1:50350/0",
         postgres_url="postgresql://marquee@127.0.0.1:50351/marquee",
         cluster_secret="s3cret",
+        console_port=console_port(50050),
     )
 
 
@@ -56,6 +57,11 @@ def test_coordinator_env_names_the_other_nodes(tmp_path: Path) -> None:
             "MARQUEE_AUTH_COORDINATOR_ENDPOINTS",
             "127.0.0.1:50054,127.0.0.1:50055,127.0.0.1:50056",
         ),
+        # Attempt limits shared through the suite's Redis; the dev console on B + 302,
+        # the one web origin allowed to run WebAuthn ceremonies.
+        ("auth", "MARQUEE_AUTH_REDIS_URL", "redis://127.0.0.1:50350/0"),
+        ("auth", "MARQUEE_AUTH_CONSOLE_PORT", "50352"),
+        ("auth", "MARQUEE_AUTH_WEBAUTHN_ORIGINS", "http://localhost:50352"),
         ("media", "MARQUEE_MEDIA_METRICS_PORT", "50152"),
         # Media verifies tokens with the keys auth publishes (GetJwks).
         ("media", "MARQUEE_MEDIA_AUTH_ADDRESS", "127.0.0.1:50051"),

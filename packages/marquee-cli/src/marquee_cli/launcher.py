@@ -27,7 +27,7 @@ from marquee_cli.datadir_lock import DataDirLock
 from marquee_cli.endpoints import Endpoints, ProcessEndpoint, endpoints_path, now, write_endpoints
 from marquee_cli.health import SERVING, check_health
 from marquee_cli.port_record import PortsUnusable, plan_for_data_dir
-from marquee_cli.ports import PortPlan, address
+from marquee_cli.ports import PortPlan, address, console_port
 from marquee_cli.processes import (
     describe_exit,
     log_tail,
@@ -107,6 +107,8 @@ class Launcher:
         self.services: list[RunningService] = []
         self.endpoints_file = endpoints_path(self.data_dir)
         self._published_at: datetime | None = None
+        # Auth's dev console, chosen when the services are spawned.
+        self.console_port = -1
 
     async def run(self) -> int:
         """The process exit code: 0 after a requested stop, 1 if the suite never came up
@@ -175,6 +177,7 @@ class Launcher:
         assert self.redis is not None
         assert self.postgres is not None
         assert self.ports is not None
+        self.console_port = console_port(self.options.base_port, self.options.host)
         context = SuiteContext(
             data_dir=self.data_dir,
             host=self.options.host,
@@ -182,6 +185,7 @@ class Launcher:
             redis_url=self.redis.url,
             postgres_url=self.postgres.url,
             cluster_secret=load_or_create_secret(self.data_dir / "coordinator" / "cluster-secret"),
+            console_port=self.console_port,
         )
         say(f"starting {len(self.specs)} service processes, logs in {self.data_dir / 'logs'}")
         started = asyncio.get_running_loop().time()
@@ -282,6 +286,8 @@ class Launcher:
         typer.echo(output.endpoints_table(endpoints))
         typer.echo("\nTry:")
         typer.echo(output.grpcurl_lines(endpoints))
+        if self.console_port >= 0:
+            typer.echo(f"\nAuth's dev console: http://localhost:{self.console_port}/")
         typer.echo("\nCtrl-C (or `marquee down`) stops everything.")
 
     def _republish(self) -> None:

@@ -8,6 +8,7 @@ order (cache-gateway 0, auth 1, media 2, search 3, coordinator-1 4, ...):
     raft       B + 200 + node - 1  50250 coordinator-1, 50251, 50252
     Redis      B + 300             50350
     PostgreSQL B + 301             50351
+    auth's dev console B + 302     50352 (http://localhost:50352/)
 
 Fixed offsets keep the addresses of a default run predictable (and clear of a
 system Redis on 6379 or PostgreSQL on 5432). `--base-port 0` asks the OS for a
@@ -25,6 +26,7 @@ METRICS_OFFSET = 100
 RAFT_OFFSET = 200
 REDIS_OFFSET = 300
 POSTGRES_OFFSET = 301
+CONSOLE_OFFSET = 302
 # Each block of offsets holds at most this many services.
 BLOCK_SIZE = 100
 HIGHEST_PORT = 65535
@@ -49,9 +51,9 @@ def check_base_port(base: int) -> None:
     """Raise ValueError unless `base` is 0 or leaves room for the whole scheme."""
     if base == 0:
         return
-    if not 1024 <= base <= HIGHEST_PORT - POSTGRES_OFFSET:
+    if not 1024 <= base <= HIGHEST_PORT - CONSOLE_OFFSET:
         raise ValueError(
-            f"base port must be 0 or between 1024 and {HIGHEST_PORT - POSTGRES_OFFSET}, got {base}"
+            f"base port must be 0 or between 1024 and {HIGHEST_PORT - CONSOLE_OFFSET}, got {base}"
         )
 
 
@@ -104,3 +106,11 @@ def _free_ports(services: Sequence[tuple[str, int | None]], host: str) -> PortPl
 def address(host: str, port: int) -> str:
     """host:port, with an IPv6 host in brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def console_port(base: int, host: str = "127.0.0.1") -> int:
+    """The port of auth's dev console: in the scheme, or a free one for base 0.
+
+    Not recorded in ports.json: nothing on disk depends on it.
+    """
+    return free_port(host) if base == 0 else base + CONSOLE_OFFSET

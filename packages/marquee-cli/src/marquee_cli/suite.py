@@ -96,6 +96,8 @@ class SuiteContext:
     redis_url: str
     postgres_url: str
     cluster_secret: str
+    # Auth's dev console (http on 127.0.0.1); -1 for none.
+    console_port: int = -1
 
 
 def service_env(
@@ -125,11 +127,20 @@ def _specific_settings(spec: ServiceSpec, ctx: SuiteContext) -> dict[str, str]:
         case "marquee_cache_gateway":
             return {"REDIS_URL": ctx.redis_url}
         case "marquee_auth":
-            # Auth hosts the job queue's `cleanup` job, gated by a coordinator lease.
-            return {
+            # Auth hosts the job queue's `cleanup` job, gated by a coordinator lease,
+            # counts attempts in the suite's Redis, and serves the dev console, whose
+            # page is the one web origin allowed to run WebAuthn ceremonies.
+            settings = {
                 "DATABASE_URL": ctx.postgres_url,
                 "COORDINATOR_ENDPOINTS": ",".join(_coordinator_endpoints(ctx)),
+                "REDIS_URL": ctx.redis_url,
             }
+            if ctx.console_port >= 0:
+                settings |= {
+                    "CONSOLE_PORT": str(ctx.console_port),
+                    "WEBAUTHN_ORIGINS": f"http://localhost:{ctx.console_port}",
+                }
+            return settings
         case "marquee_media":
             # Media verifies access tokens with the keys auth publishes (GetJwks).
             auth = ctx.ports.services["auth"]
