@@ -1,0 +1,1 @@
+"""Checks of deploy/: images, compose and Kubernetes manifests, validated offline."""
