@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
+import structlog
 
 from marquee.media.v1 import media_pb2_grpc
 from marquee_authn import GrpcJwksSource, TokenVerifier
@@ -11,9 +14,12 @@ from marquee_media.servicer import MediaServicer
 from marquee_media.settings import MediaSettings
 from marquee_media.storage.factory import open_store
 from marquee_media.thumbnails import ThumbnailRenderer, release_libvips
+from marquee_media.transcode.rpcs import Transcoder
+from marquee_media.transcode.sessions import SessionCache
 from marquee_platform import ServiceContext
 
 SERVICE_NAME = "marquee.media.v1.MediaService"
+_log = structlog.get_logger("marquee_media")
 
 
 async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
@@ -37,7 +43,16 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
         release_libvips(shutdown=settings.libvips_shutdown)
 
     ctx.on_shutdown(release_images)
+    sessions = SessionCache(settings.transcode_dir, settings.transcode_max_sessions)
+    # Sessions live in memory: whatever is on disk now, a previous process left.
+    orphans = await asyncio.to_thread(sessions.sweep_orphans)
+    if orphans:
+        _log.info("removed orphaned transcode directories", count=orphans)
+    sessions.start_reaper(min(1.0, settings.transcode_ttl / 4))
+    # After the drain: every session's ffmpeg group killed, its files removed.
+    ctx.on_shutdown(sessions.close)
+    transcoder = Transcoder(settings, store, sessions)
     media_pb2_grpc.add_MediaServiceServicer_to_server(
-        MediaServicer(settings, store, verifier, fetcher, renderer), server
+        MediaServicer(settings, store, verifier, fetcher, renderer, transcoder), server
     )
     return [SERVICE_NAME]

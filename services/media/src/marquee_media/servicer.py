@@ -8,13 +8,13 @@ from typing import Any
 import grpc
 
 from marquee.media.v1 import media_pb2, media_pb2_grpc
-from marquee_authn import TokenVerifier, authenticated
+from marquee_authn import TokenVerifier, authenticated, current_identity
 from marquee_media import image_rpcs, objects
 from marquee_media.fetch import ImageFetcher
 from marquee_media.settings import MediaSettings
 from marquee_media.storage import ObjectStore
 from marquee_media.thumbnails import ThumbnailRenderer
-from marquee_platform.errors import unimplemented
+from marquee_media.transcode.rpcs import Transcoder, describe
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -27,12 +27,14 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         token_verifier: TokenVerifier,
         fetcher: ImageFetcher,
         renderer: ThumbnailRenderer,
+        transcoder: Transcoder,
     ) -> None:
         self.settings = settings
         self.store = store
         self.token_verifier = token_verifier
         self.fetcher = fetcher
         self.renderer = renderer
+        self.transcoder = transcoder
 
     @authenticated
     async def Upload(
@@ -78,30 +80,31 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     async def StartTranscode(
         self, request: media_pb2.StartTranscodeRequest, context: Context
     ) -> media_pb2.StartTranscodeResponse:
-        unimplemented("MediaService.StartTranscode", issue="12")
+        return await self.transcoder.start(request, current_identity().subject)
 
     @authenticated
     async def GetTranscode(
         self, request: media_pb2.GetTranscodeRequest, context: Context
     ) -> media_pb2.GetTranscodeResponse:
-        unimplemented("MediaService.GetTranscode", issue="12")
+        session = self.transcoder.session(request.session_id, current_identity().subject)
+        return media_pb2.GetTranscodeResponse(session=describe(session))
 
     @authenticated
     async def GetPlaylist(
         self, request: media_pb2.GetPlaylistRequest, context: Context
     ) -> media_pb2.GetPlaylistResponse:
-        unimplemented("MediaService.GetPlaylist", issue="12")
+        return await self.transcoder.playlist(request, current_identity().subject)
 
     @authenticated
     async def GetSegment(
         self, request: media_pb2.GetSegmentRequest, context: Context
     ) -> AsyncIterator[media_pb2.GetSegmentResponse]:
-        if not request.session_id:
-            unimplemented("MediaService.GetSegment", issue="12")
-        yield media_pb2.GetSegmentResponse()
+        async for message in self.transcoder.segment(request, current_identity().subject):
+            yield message
 
     @authenticated
     async def StopTranscode(
         self, request: media_pb2.StopTranscodeRequest, context: Context
     ) -> media_pb2.StopTranscodeResponse:
-        unimplemented("MediaService.StopTranscode", issue="12")
+        stopped = await self.transcoder.stop(request, current_identity().subject)
+        return media_pb2.StopTranscodeResponse(stopped=stopped)

@@ -64,5 +64,8 @@ class MediaSettings(ServiceSettings):
     transcode_segment_seconds: float = Field(default=6.0, gt=0, le=60)
     # How long GetSegment waits for a segment still being produced.
     segment_wait: float = Field(default=5.0, ge=0, le=60)
+    # Read sources at their native frame rate (ffmpeg -re): live-like pacing
+    # that spreads CPU over many sessions; off, ffmpeg runs as fast as it can.
+    transcode_realtime: bool = False
     ffmpeg: str = "ffmpeg"
     ffprobe: str = "ffprobe"
