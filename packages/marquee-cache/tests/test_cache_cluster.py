@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode
 
 from marquee_cache import Cache, CacheUnavailable, RateLimiter
-from marquee_cache_support import FAST, CacheFactory, until
+from marquee_cache_support import FAST, SLACK, CacheFactory, until
 from marquee_localservers import RedisClusterServer
 
 
@@ -153,7 +153,7 @@ async def test_a_master_killed_and_restarted(
         started = monotonic()
         with pytest.raises(CacheUnavailable):
             await cache.get(dead_key)
-        assert monotonic() - started < FAST["command_timeout"] + 0.1, "bounded"
+        assert monotonic() - started < FAST["command_timeout"] + SLACK, "bounded"
     # Fails fast: refused by its open breaker, without trying Redis (no timing bound).
     with pytest.raises(CacheUnavailable, match="circuit breaker is open"):
         await cache.get(dead_key)

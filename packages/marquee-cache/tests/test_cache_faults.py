@@ -16,7 +16,7 @@ from redis.backoff import ConstantBackoff
 from marquee_cache import BreakerState, Cache, CacheConfig, CacheUnavailable
 from marquee_cache.connection import ConnectionLost, RespConnection
 from marquee_cache.tracking import Tracker
-from marquee_cache_support import FAST, CacheFactory, until
+from marquee_cache_support import FAST, SLACK, CacheFactory, until
 from marquee_localservers import RedisServer, free_port
 
 
@@ -69,7 +69,7 @@ async def test_kill_and_restart_mid_traffic(
     await asyncio.gather(*readers)
 
     assert errors
-    assert max(errors) < FAST["command_timeout"] + 0.1, "every failure is bounded"
+    assert max(errors) < FAST["command_timeout"] + SLACK, "every failure is bounded"
     assert stale == []
     assert await cache.get("k0") is None
     await cache.set("k0", b"after")
@@ -176,14 +176,14 @@ async def test_heartbeat_catches_a_silent_loss(
     os.kill(server.pid, signal.SIGSTOP)
     try:
         frozen = monotonic()
-        await until(lambda: not cache.health().tracking, timeout=2)
+        await until(lambda: not cache.health().tracking, timeout=10)
         detected = monotonic() - frozen
-        assert detected < FAST["heartbeat_interval"] + FAST["heartbeat_timeout"] + 0.2
+        assert detected < FAST["heartbeat_interval"] + FAST["heartbeat_timeout"] + SLACK
         assert cache.peek("k") is False, "L1 flushed and bypassed"
         started = monotonic()
         with pytest.raises(CacheUnavailable):
             await cache.get("k")
-        assert monotonic() - started < FAST["command_timeout"] + 0.1
+        assert monotonic() - started < FAST["command_timeout"] + SLACK
     finally:
         os.kill(server.pid, signal.SIGCONT)
     await until(lambda: cache.health().status == "ok")
