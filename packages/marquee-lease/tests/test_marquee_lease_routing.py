@@ -21,8 +21,9 @@ from marquee_lease import (
 )
 
 FAST = Backoff(initial=0.01, maximum=0.05)
-# Room for a loaded machine; still far below what overrunning a deadline would cost.
-SLACK = 0.25
+# Room for a loaded machine (the suite must pass beside two busy loops); still far
+# below what overrunning a deadline would cost here (the 5 s attempt timeouts).
+SLACK = 1.0
 
 
 def dead_address() -> str:
@@ -82,7 +83,7 @@ async def test_a_hung_member_costs_one_attempt_timeout_not_the_deadline(
         result = await client.acquire("jobs/a", "me", ttl=5)
         elapsed = time.monotonic() - started
     assert result.acquired
-    assert 0.3 <= elapsed < 1.5
+    assert 0.3 <= elapsed < 1.5 + SLACK
 
 
 async def test_a_redirect_loop_ends_at_the_deadline_not_after(fake: FakeCluster) -> None:
