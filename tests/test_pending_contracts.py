@@ -13,15 +13,11 @@ import pytest
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import MethodDescriptor
 
-from marquee_media.app import register as register_media
-from marquee_media.settings import MediaSettings
 from marquee_platform import Registrar, ServiceSettings
 from marquee_testing.inprocess import serving
 
 # (name, settings class, registrar, the services it still serves as placeholders).
-SERVICES: list[tuple[str, type[ServiceSettings], Registrar, tuple[str, ...]]] = [
-    ("media", MediaSettings, register_media, ("marquee.media.v1.MediaService",)),
-]
+SERVICES: list[tuple[str, type[ServiceSettings], Registrar, tuple[str, ...]]] = []
 # Registrars that need a database to start at all.
 NEEDS_DATABASE: set[str] = set()
 

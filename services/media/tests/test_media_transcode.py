@@ -265,7 +265,7 @@ async def test_ten_sessions_evicted_stopped_expired_and_shut_down_leave_no_ffmpe
                 await get(alice, evicted.session_id)
             assert caught.value.code() == grpc.StatusCode.NOT_FOUND
         live = {s.session_id for s in sessions[6:]}
-        on_disk = {p.name for p in settings.transcode_dir.iterdir()}
+        on_disk = {p.name for p in settings.transcode_root.iterdir()}
         assert on_disk == live
         # Stop one, let one expire (its TTL was 60 s: ask for a short one).
         await alice.stub.StopTranscode(
@@ -274,19 +274,19 @@ async def test_ten_sessions_evicted_stopped_expired_and_shut_down_leave_no_ffmpe
         )
         short = await start(alice, "v/long.mp4", ttl=Duration(seconds=1))
         seen |= ffmpeg_groups()
-        await until(lambda: not (settings.transcode_dir / short.session_id).exists(), what="expiry")
+        await until(lambda: not (settings.transcode_root / short.session_id).exists(), what="expiry")
         assert 0 < len(ffmpeg_groups()) <= 3
     # Shutdown: every remaining session is ended with the service.
     await until(lambda: not any(group_alive(g) for g in seen), what="no ffmpeg group left")
-    assert list(settings.transcode_dir.iterdir()) == []
+    assert list(settings.transcode_root.iterdir()) == []
 
 
 async def test_a_restart_removes_what_a_killed_process_left(
     settings_with_ffmpeg: SettingsFactory, tmp_path: Path
 ) -> None:
     settings = settings_with_ffmpeg()
-    orphan = settings.transcode_dir / "leftover-session-0001" / "out"
+    orphan = settings.transcode_root / "leftover-session-0001" / "out"
     orphan.mkdir(parents=True)
     (orphan / "seg_00000.ts").write_bytes(b"x")
     async with serving("media", settings, register):
-        assert list(settings.transcode_dir.iterdir()) == []
+        assert list(settings.transcode_root.iterdir()) == []

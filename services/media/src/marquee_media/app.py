@@ -43,7 +43,7 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
         release_libvips(shutdown=settings.libvips_shutdown)
 
     ctx.on_shutdown(release_images)
-    sessions = SessionCache(settings.transcode_dir, settings.transcode_max_sessions)
+    sessions = SessionCache(settings.transcode_root, settings.transcode_max_sessions)
     # Sessions live in memory: whatever is on disk now, a previous process left.
     orphans = await asyncio.to_thread(sessions.sweep_orphans)
     if orphans:

@@ -57,7 +57,9 @@ class MediaSettings(ServiceSettings):
     libvips_shutdown: bool = True
 
     # Transcoding (M-5)
-    transcode_dir: Path = Path(".data/media-transcode")
+    # Session directories; unset: `transcode` beside the objects in storage_dir.
+    # Emptied at startup (sessions live in memory: what is there is orphaned).
+    transcode_dir: Path | None = None
     transcode_ttl: float = Field(default=300.0, gt=0)
     transcode_max_ttl: float = Field(default=3600.0, gt=0)
     transcode_max_sessions: int = Field(default=4, ge=1, le=256)
@@ -69,3 +71,7 @@ class MediaSettings(ServiceSettings):
     transcode_realtime: bool = False
     ffmpeg: str = "ffmpeg"
     ffprobe: str = "ffprobe"
+
+    @property
+    def transcode_root(self) -> Path:
+        return self.transcode_dir or self.storage_dir / "transcode"
