@@ -117,7 +117,8 @@ def up(
         int,
         typer.Option(
             help="gRPC on B+0.., metrics on B+100.., raft on B+200.., "
-            "Redis B+300, PostgreSQL B+301; 0 picks free ports for everything."
+            "Redis B+300, PostgreSQL B+301, auth's dev console B+302; 0 picks free ports "
+            "on a new data dir and reuses <data>/ports.json on one that has run."
         ),
     ] = 50050,
     coordinators: Annotated[
