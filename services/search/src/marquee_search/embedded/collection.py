@@ -34,7 +34,8 @@ from marquee_search.expressions import TEXT_MATCH, Filter
 from marquee_search.schema import CollectionSchema, FieldSpec, Kind
 
 WRITER_HEAP_BYTES = 50_000_000
-FACET_SEGMENT_SIZE = 65_000  # tantivy's bucket limit; per-segment counts stay exact below it
+FACET_SEGMENT_SIZE = 65_000
+ONE_PASS_HITS = 1024  # tantivy's bucket limit; per-segment counts stay exact below it
 
 
 def _count(result: tantivy.SearchResult) -> int:
@@ -281,10 +282,13 @@ class EmbeddedCollection:
                 order=tantivy.Order.Desc,
             )
             return _count(result), [(0.0, a) for _, a in result.hits]
-        found = _count(searcher.search(tq, limit=1, count=True))
+        # Ties are broken on every hit, so all of them are fetched: in one pass when
+        # they are few (the usual case), else in a second one sized by the count.
+        first = searcher.search(tq, limit=max(offset + query.per_page, ONE_PASS_HITS), count=True)
+        found = _count(first)
         if not found or offset >= found:
             return found, []
-        hits = searcher.search(tq, limit=found).hits
+        hits = first.hits if len(first.hits) >= found else searcher.search(tq, limit=found).hits
         addresses = [address for _, address in hits]
         columns: list[list[float]] = []
         for name, descending in [*clauses, (layout.SEQ, True)]:
