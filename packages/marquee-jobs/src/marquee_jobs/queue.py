@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 from typing import Any
@@ -10,23 +11,44 @@ import asyncpg
 
 from marquee_jobs.db import Connection
 
-INSERT_JOB = """INSERT INTO marquee_jobs (queue, kind, payload, run_at)
-VALUES ($1, $2, $3::jsonb, COALESCE($4::timestamptz, now()) + make_interval(secs => $5))
-RETURNING id"""
+CHANNEL_PREFIX = "marquee_jobs."
+# A channel name longer than NAMEDATALEN - 1 bytes is an error in PostgreSQL.
+CHANNEL_MAX_BYTES = 63
+
+
+def channel_for(queue: str) -> str:
+    """The LISTEN/NOTIFY channel of a queue: enqueuers notify it, idle workers listen."""
+    channel = CHANNEL_PREFIX + queue
+    if len(channel.encode()) <= CHANNEL_MAX_BYTES:
+        return channel
+    return CHANNEL_PREFIX + hashlib.sha256(queue.encode()).hexdigest()[:40]
+
+
+# pg_notify in the enqueue's own statement: the notification is delivered when
+# (and only if) the transaction commits, in one round trip. Jobs scheduled for
+# later send none; workers find those by polling.
+INSERT_JOB = """WITH job AS (
+    INSERT INTO marquee_jobs (queue, kind, payload, run_at)
+    VALUES ($1, $2, $3::jsonb, COALESCE($4::timestamptz, now()) + make_interval(secs => $5))
+    RETURNING id, run_at
+)
+SELECT id, CASE WHEN job.run_at <= now() THEN pg_notify($6, '') END FROM job"""
 
 # The key row is taken only if it is new or its window has passed. ON CONFLICT makes
 # a concurrent duplicate wait for the first insert's commit and then see its window.
 INSERT_UNIQUE_JOB = """WITH claimed AS (
     INSERT INTO marquee_job_keys (kind, unique_key, expires_at)
-    VALUES ($2, $6, now() + make_interval(secs => $7))
+    VALUES ($2, $7, now() + make_interval(secs => $8))
     ON CONFLICT (kind, unique_key) DO UPDATE SET expires_at = EXCLUDED.expires_at
         WHERE marquee_job_keys.expires_at <= now()
     RETURNING 1
+), job AS (
+    INSERT INTO marquee_jobs (queue, kind, payload, run_at)
+    SELECT $1, $2, $3::jsonb, COALESCE($4::timestamptz, now()) + make_interval(secs => $5)
+    WHERE EXISTS (SELECT 1 FROM claimed)
+    RETURNING id, run_at
 )
-INSERT INTO marquee_jobs (queue, kind, payload, run_at)
-SELECT $1, $2, $3::jsonb, COALESCE($4::timestamptz, now()) + make_interval(secs => $5)
-WHERE EXISTS (SELECT 1 FROM claimed)
-RETURNING id"""
+SELECT id, CASE WHEN job.run_at <= now() THEN pg_notify($6, '') END FROM job"""
 
 
 class JobQueue:
@@ -58,7 +80,9 @@ class JobQueue:
             raise ValueError("unique_key and unique_for go together")
         if unique_for is not None and unique_for <= 0:
             raise ValueError("unique_for must be positive")
-        args: list[Any] = [queue, kind, json.dumps(payload or {}), run_at, delay]
+        args: list[Any] = [
+            queue, kind, json.dumps(payload or {}), run_at, delay, channel_for(queue)
+        ]  # fmt: skip
         sql = INSERT_JOB
         if unique_key is not None:
             sql = INSERT_UNIQUE_JOB

@@ -8,18 +8,40 @@ an attempt) and awaits all of them before `run()` returns (J-3).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
 from marquee_jobs.metrics import JOB_OUTCOMES, JOB_RETRIES, QUEUE_DEPTH
 from marquee_jobs.models import Job, Kind
+from marquee_jobs.queue import channel_for
 
 log = logging.getLogger(__name__)
 
-CLAIM = """WITH picked AS (
+# One statement, one round trip, one commit: record the outcomes finished since
+# the last claim, then claim up to $3 ready jobs. The outcome rows are 'running'
+# and the claim picks only 'queued' ones, so the two parts never touch the same
+# row; a data-modifying CTE runs to completion even though nothing reads it.
+# Each outcome names the attempt it finishes: if cleanup requeued a claim it took
+# for abandoned and another worker took it, this worker's late answer changes
+# nothing, and writing the same outcomes twice (a retry after a lost reply) is a
+# no-op the second time.
+CLAIM = """WITH outcome AS (
+    UPDATE marquee_jobs j
+    SET state = o.state,
+        finished_at = CASE WHEN o.state = 'queued' THEN NULL ELSE now() END,
+        run_at = CASE WHEN o.state = 'queued'
+            THEN now() + make_interval(secs => o.delay) ELSE j.run_at END,
+        locked_until = NULL,
+        last_error = o.error
+    FROM unnest($5::bigint[], $6::integer[], $7::text[], $8::float8[], $9::text[])
+        AS o(id, attempt, state, delay, error)
+    WHERE j.id = o.id AND j.attempts = o.attempt AND j.state = 'running'
+), picked AS (
     SELECT id FROM marquee_jobs
     WHERE state = 'queued' AND queue = $1 AND run_at <= now() AND kind = ANY($2::text[])
     ORDER BY run_at, id
@@ -30,18 +52,6 @@ UPDATE marquee_jobs j
 SET state = 'running', attempts = j.attempts + 1, locked_until = now() + make_interval(secs => $4)
 FROM picked WHERE j.id = picked.id
 RETURNING j.id, j.kind, j.payload, j.attempts"""
-
-# Each update names the attempt it finishes: if cleanup requeued a claim it took
-# for abandoned and another worker took it, this worker's late answer changes nothing.
-SUCCEED = """UPDATE marquee_jobs SET state = 'succeeded', finished_at = now(), locked_until = NULL,
-    last_error = NULL
-WHERE id = $1 AND attempts = $2 AND state = 'running'"""
-RETRY = """UPDATE marquee_jobs SET state = 'queued', run_at = now() + make_interval(secs => $3),
-    locked_until = NULL, last_error = $4
-WHERE id = $1 AND attempts = $2 AND state = 'running'"""
-FAIL = """UPDATE marquee_jobs SET state = 'failed', finished_at = now(), locked_until = NULL,
-    last_error = $3
-WHERE id = $1 AND attempts = $2 AND state = 'running'"""
 # Shutdown interrupted the attempt: it was not the job's fault, so it is not counted.
 RELEASE = """UPDATE marquee_jobs SET state = 'queued', attempts = attempts - 1, locked_until = NULL
 WHERE id = $1 AND attempts = $2 AND state = 'running'"""
@@ -51,10 +61,43 @@ WHERE queue = ANY($1::text[]) GROUP BY queue, state"""
 # A claim is abandoned (and requeued by cleanup) this long after the kind's timeout.
 CLAIM_GRACE = 30.0
 RELEASE_TIMEOUT = 5.0
+GAVE_UP = "gave up: last attempt abandoned"
+# How often the listener connection proves it is alive while nothing arrives:
+# a half-open TCP connection raises no event of its own.
+LISTEN_CHECK_INTERVAL = 10.0
+LISTEN_RETRY_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt ended, waiting to be written with the queue's next claim."""
+
+    job_id: int
+    attempt: int
+    state: str  # 'succeeded', 'failed', or 'queued' (a retry after `delay` seconds)
+    delay: float = 0.0
+    error: str | None = None
+
+
+class _QueueState:
+    """One queue's outcomes not yet written and the event that wakes its loop."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[Outcome] = []
+        # Set by a finished job (its outcome is waiting, and a slot is free) and
+        # by a notification from an enqueue on this queue.
+        self.wake = asyncio.Event()
 
 
 class Worker:
-    """Runs jobs of `kinds` from `queues` (queue name -> how many run at once)."""
+    """Runs jobs of `kinds` from `queues` (queue name -> how many run at once).
+
+    `poll_interval`: how long an idle queue waits before looking again when no
+    notification came (the fallback for a lost listener and for scheduled jobs).
+    `claim_batch`: at most this many jobs per claim statement (default: as many
+    as the queue has free slots). `listen`: wake on the queues' NOTIFY channels,
+    which holds one pool connection for the worker's life.
+    """
 
     def __init__(
         self,
@@ -64,6 +107,8 @@ class Worker:
         *,
         poll_interval: float = 0.5,
         depth_interval: float = 5.0,
+        claim_batch: int | None = None,
+        listen: bool = True,
     ) -> None:
         if not kinds:
             raise ValueError("a worker needs at least one kind of job to run")
@@ -72,9 +117,17 @@ class Worker:
         self.queues = dict(queues or {"default": 1})
         if any(n < 1 for n in self.queues.values()):
             raise ValueError("every queue needs a concurrency of at least 1")
+        if claim_batch is not None and claim_batch < 1:
+            raise ValueError("claim_batch must be at least 1")
         self.poll_interval = poll_interval
         self.depth_interval = depth_interval
+        self.claim_batch = claim_batch
+        self.listen = listen
         self._claim_seconds = max(kind.timeout for kind in kinds) + CLAIM_GRACE
+        self._state = {queue: _QueueState() for queue in self.queues}
+        self._channels = {channel_for(queue): queue for queue in self.queues}
+        # The listener's current connection (tests terminate it to prove polling covers).
+        self.listener_pid: int | None = None
 
     async def run(self) -> None:
         """Work until cancelled; returns (by raising CancelledError) once every task ended."""
@@ -82,25 +135,72 @@ class Worker:
             for queue, concurrency in self.queues.items():
                 group.create_task(self._serve(group, queue, concurrency), name=f"jobs {queue}")
             group.create_task(self._report_depth(), name="jobs depth")
+            if self.listen:
+                group.create_task(self._listen(), name="jobs listener")
 
     async def _serve(self, group: asyncio.TaskGroup, queue: str, concurrency: int) -> None:
+        state = self._state[queue]
         running: set[asyncio.Task[None]] = set()
-        while True:
-            if len(running) >= concurrency:
-                _done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            try:
-                jobs = await self._claim(queue, concurrency - len(running))
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("claiming from queue %r failed, retrying: %s", queue, exc)
-                jobs = []
-            for job in jobs:
-                running.add(group.create_task(self._execute(job), name=f"job {job.id}"))
-            if not jobs:
-                await asyncio.sleep(self.poll_interval)
+        try:
+            while True:
+                free = concurrency - len(running)
+                if free <= 0:
+                    # Wakes when a job ends; its outcome goes out with the next claim.
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                limit = free if self.claim_batch is None else min(free, self.claim_batch)
+                # Cleared before the claim: a notification or a finished job during
+                # the statement leaves it set, and the wait below returns at once.
+                state.wake.clear()
+                outcomes, state.outcomes = state.outcomes, []
+                try:
+                    jobs = await self._claim(queue, limit, outcomes)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    log.warning("claiming from queue %r failed, retrying: %s", queue, exc)
+                    # Written with a later claim; each update is guarded by its attempt.
+                    state.outcomes[:0] = outcomes
+                    await asyncio.sleep(self.poll_interval)
+                    continue
+                for job in jobs:
+                    task = group.create_task(self._execute(job), name=f"job {job.id}")
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                if len(jobs) < limit:
+                    # Nothing more is ready: wait for a notification, a finished job
+                    # or the poll interval, whichever comes first.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.poll_interval):
+                            await state.wake.wait()
+        finally:
+            # Outcomes of jobs that finished before shutdown: written now rather than
+            # left 'running' for cleanup to requeue and run again.
+            if state.outcomes:
+                await asyncio.shield(self._flush(queue))
 
-    async def _claim(self, queue: str, limit: int) -> list[Job]:
-        rows = await self.pool.fetch(CLAIM, queue, list(self.kinds), limit, self._claim_seconds)
+    async def _flush(self, queue: str) -> None:
+        outcomes, self._state[queue].outcomes = self._state[queue].outcomes, []
+        try:
+            async with asyncio.timeout(RELEASE_TIMEOUT):
+                await self._claim(queue, 0, outcomes)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # The claims stay 'running' until they are abandoned and cleanup requeues them.
+            log.error("could not record the outcomes of %d jobs: %s", len(outcomes), exc)
+
+    async def _claim(self, queue: str, limit: int, outcomes: Sequence[Outcome]) -> list[Job]:
+        # In id order: two statements updating overlapping rows lock them in one order.
+        done = sorted(outcomes, key=lambda o: o.job_id)
+        rows = await self.pool.fetch(
+            CLAIM,
+            queue,
+            list(self.kinds),
+            limit,
+            self._claim_seconds,
+            [o.job_id for o in done],
+            [o.attempt for o in done],
+            [o.state for o in done],
+            [o.delay for o in done],
+            [o.error for o in done],
+        )
         return [
             Job(
                 id=row["id"],
@@ -112,11 +212,16 @@ class Worker:
             for row in rows
         ]
 
+    def _record(self, job: Job, outcome: Outcome) -> None:
+        state = self._state[job.queue]
+        state.outcomes.append(outcome)
+        state.wake.set()
+
     async def _execute(self, job: Job) -> None:
         kind = self.kinds[job.kind]
         if job.attempt > kind.max_attempts:
             # Only a claim abandoned by a dead worker and requeued by cleanup gets here.
-            await self._finish(job, FAIL, job.id, job.attempt, "gave up: last attempt abandoned")
+            self._record(job, Outcome(job.id, job.attempt, "failed", error=GAVE_UP))
             JOB_OUTCOMES.labels(job.kind, "failed").inc()
             return
         try:
@@ -126,31 +231,24 @@ class Worker:
             await self._release(job)
             raise
         except TimeoutError:
-            await self._failed(job, kind, f"timed out after {kind.timeout:g}s", "timeout")
+            self._failed(job, kind, f"timed out after {kind.timeout:g}s", "timeout")
         except Exception as exc:
             log.warning(
                 "job %d (%s) attempt %d failed", job.id, job.kind, job.attempt, exc_info=True
             )
-            await self._failed(job, kind, f"{type(exc).__name__}: {exc}", "error")
+            self._failed(job, kind, f"{type(exc).__name__}: {exc}", "error")
         else:
-            await self._finish(job, SUCCEED, job.id, job.attempt)
+            self._record(job, Outcome(job.id, job.attempt, "succeeded"))
             JOB_OUTCOMES.labels(job.kind, "succeeded").inc()
 
-    async def _failed(self, job: Job, kind: Kind, error: str, reason: str) -> None:
+    def _failed(self, job: Job, kind: Kind, error: str, reason: str) -> None:
         if job.attempt >= kind.max_attempts:
-            await self._finish(job, FAIL, job.id, job.attempt, error)
+            self._record(job, Outcome(job.id, job.attempt, "failed", error=error))
             JOB_OUTCOMES.labels(job.kind, "failed").inc()
             return
         delay = kind.backoff.delay(job.attempt)
-        await self._finish(job, RETRY, job.id, job.attempt, delay, error)
+        self._record(job, Outcome(job.id, job.attempt, "queued", delay=delay, error=error))
         JOB_RETRIES.labels(job.kind, reason).inc()
-
-    async def _finish(self, job: Job, sql: str, *args: object) -> None:
-        try:
-            await self.pool.execute(sql, *args)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            # The claim stays 'running' until it is abandoned and cleanup requeues it.
-            log.error("could not record the outcome of job %d: %s", job.id, exc)
 
     async def _release(self, job: Job) -> None:
         try:
@@ -158,6 +256,51 @@ class Worker:
                 await self.pool.execute(RELEASE, job.id, job.attempt)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("could not hand job %d back to the queue: %s", job.id, exc)
+
+    def _notified(self, _conn: object, _pid: int, channel: str, _payload: object) -> None:
+        queue = self._channels.get(channel)
+        if queue is not None:
+            self._state[queue].wake.set()
+
+    async def _listen(self) -> None:
+        """Hold a connection LISTENing on every queue's channel; reconnect when it is lost."""
+        while True:
+            try:
+                await self._listen_once()
+                log.warning("the jobs listener connection was lost; polling until it is back")
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("the jobs listener failed, polling until it is back: %s", exc)
+            self.listener_pid = None
+            await asyncio.sleep(LISTEN_RETRY_INTERVAL)
+
+    async def _listen_once(self) -> None:
+        """LISTEN on one connection until it is lost (returns) or fails a check (raises)."""
+        lost = asyncio.Event()
+        async with self.pool.acquire() as conn:
+            conn.add_termination_listener(lambda _conn: lost.set())
+            try:
+                for channel in self._channels:
+                    await conn.add_listener(channel, self._notified)
+                self.listener_pid = conn.get_server_pid()
+                # Whatever was enqueued while nobody listened: every queue looks once now.
+                for state in self._state.values():
+                    state.wake.set()
+                while not lost.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(LISTEN_CHECK_INTERVAL):
+                            await lost.wait()
+                    if not lost.is_set():
+                        async with asyncio.timeout(LISTEN_CHECK_INTERVAL):
+                            await conn.fetchval("SELECT 1")
+            finally:
+                # The connection goes back to the pool: it must not carry our callbacks
+                # (asyncpg drops them before its UNLISTEN, so a failing UNLISTEN is fine).
+                for channel in self._channels:
+                    with contextlib.suppress(
+                        TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError
+                    ):
+                        async with asyncio.timeout(RELEASE_TIMEOUT):
+                            await conn.remove_listener(channel, self._notified)
 
     async def _report_depth(self) -> None:
         while True:
