@@ -71,6 +71,9 @@ def load(service: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> 
     """The service's settings as its process would load them from `env`."""
     cls = settings_classes()[service]
     prefix = env_prefix(cls)
+    for field_name, field in cls.model_fields.items():
+        if field.is_required():
+            assert f"{prefix}{field_name}".upper() in env, f"{service}: {field_name} is not set"
     for name in [n for n in os.environ if n.startswith("MARQUEE_")]:
         monkeypatch.delenv(name)
     for name, value in env.items():
