@@ -8,7 +8,7 @@ import asyncpg
 from jobs_helpers import count_in_state, eventually, job_row, running
 
 from marquee_jobs import Job, JobQueue, Kind, Worker
-from marquee_jobs.queue import channel_for
+from marquee_jobs.queue import NOTIFY_BACKLOG, channel_for
 
 # Far longer than any bound below: a job that starts within the bound was woken
 # by its notification, not found by a poll.
@@ -106,6 +106,27 @@ async def test_enqueue_notifies_its_queue_channel_on_commit_only(pool: asyncpg.P
         assert await asyncio.wait_for(heard.get(), STARTS_WITHIN) == channel_for("reports")
         assert heard.empty()
         await listener.remove_listener(channel_for("reports"), hear)
+
+
+async def test_no_notification_for_a_later_job_or_one_behind_a_backlog(pool: asyncpg.Pool) -> None:
+    heard: asyncio.Queue[str] = asyncio.Queue()
+
+    def hear(_conn: object, _pid: int, channel: str, _payload: object) -> None:
+        heard.put_nowait(channel)
+
+    queue = JobQueue(pool)
+    async with pool.acquire() as listener:
+        await listener.add_listener(channel_for("bulk"), hear)
+        await queue.enqueue("later", queue="bulk", delay=3600)
+        for _ in range(NOTIFY_BACKLOG):
+            await queue.enqueue("bulk", queue="bulk")
+        # The last one was the first with a full backlog ahead of it.
+        await queue.enqueue("bulk", queue="bulk", unique_key="k", unique_for=60)
+        await queue.enqueue("bulk", queue="bulk")
+        # A round trip on the listening connection delivers what had arrived.
+        await listener.execute("SELECT 1")
+        await listener.remove_listener(channel_for("bulk"), hear)
+    assert heard.qsize() == NOTIFY_BACKLOG
 
 
 def test_long_queue_names_get_a_valid_channel() -> None:

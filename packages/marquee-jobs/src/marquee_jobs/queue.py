@@ -26,13 +26,24 @@ def channel_for(queue: str) -> str:
 
 # pg_notify in the enqueue's own statement: the notification is delivered when
 # (and only if) the transaction commits, in one round trip. Jobs scheduled for
-# later send none; workers find those by polling.
+# later send none; workers find those by polling. Nor does a job enqueued behind
+# a backlog of NOTIFY_BACKLOG ready jobs: PostgreSQL serialises the commits of
+# notifying transactions (one lock held through each commit's WAL flush), which
+# cut concurrent enqueues to a fraction, and with that many jobs waiting the
+# workers are busy, not idle; each comes back for more as a slot frees.
+NOTIFY_BACKLOG = 64
+
 INSERT_JOB = """WITH job AS (
     INSERT INTO marquee_jobs (queue, kind, payload, run_at)
     VALUES ($1, $2, $3::jsonb, COALESCE($4::timestamptz, now()) + make_interval(secs => $5))
     RETURNING id, run_at
 )
-SELECT id, CASE WHEN job.run_at <= now() THEN pg_notify($6, '') END FROM job"""
+SELECT id, CASE WHEN job.run_at <= now() AND (
+    SELECT count(*) FROM (
+        SELECT 1 FROM marquee_jobs
+        WHERE state = 'queued' AND queue = $1 AND run_at <= now() LIMIT $7
+    ) AS ahead
+) < $7 THEN pg_notify($6, '') END FROM job"""
 
 # The key row is taken only if it is new or its window has passed. ON CONFLICT makes
 # a concurrent duplicate wait for the first insert's commit and then see its window.
@@ -48,7 +59,12 @@ INSERT_UNIQUE_JOB = """WITH claimed AS (
     WHERE EXISTS (SELECT 1 FROM claimed)
     RETURNING id, run_at
 )
-SELECT id, CASE WHEN job.run_at <= now() THEN pg_notify($6, '') END FROM job"""
+SELECT id, CASE WHEN job.run_at <= now() AND (
+    SELECT count(*) FROM (
+        SELECT 1 FROM marquee_jobs
+        WHERE state = 'queued' AND queue = $1 AND run_at <= now() LIMIT $9
+    ) AS ahead
+) < $9 THEN pg_notify($6, '') END FROM job"""
 
 
 class JobQueue:
@@ -83,10 +99,12 @@ class JobQueue:
         args: list[Any] = [
             queue, kind, json.dumps(payload or {}), run_at, delay, channel_for(queue)
         ]  # fmt: skip
-        sql = INSERT_JOB
         if unique_key is not None:
             sql = INSERT_UNIQUE_JOB
-            args += [unique_key, unique_for]
+            args += [unique_key, unique_for, NOTIFY_BACKLOG]
+        else:
+            sql = INSERT_JOB
+            args += [NOTIFY_BACKLOG]
         if conn is not None:
             job_id: int | None = await conn.fetchval(sql, *args)
         else:
