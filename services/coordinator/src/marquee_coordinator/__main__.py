@@ -1,8 +1,20 @@
-"""Entry point: `python -m marquee_coordinator`."""
+"""Entry point: `python -m marquee_coordinator`.
 
-from marquee_coordinator.app import register
-from marquee_coordinator.settings import CoordinatorSettings
-from marquee_platform import run_service
+The Raft node starts first, before the platform (most of start-up) is
+imported, so a fresh cluster elects while the rest loads (`early_start`).
+"""
+
+import os
+
+from marquee_coordinator import early_start
 
 if __name__ == "__main__":
-    run_service("coordinator", CoordinatorSettings, register)
+    early_start.start_from_environment(os.environ)
+    try:
+        from marquee_coordinator.app import register
+        from marquee_coordinator.settings import CoordinatorSettings
+        from marquee_platform import run_service
+
+        run_service("coordinator", CoordinatorSettings, register)
+    finally:
+        early_start.close_unadopted()

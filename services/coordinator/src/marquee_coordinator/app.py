@@ -15,6 +15,7 @@ from marquee.coordinator.v1 import (
     lease_pb2,
     lease_pb2_grpc,
 )
+from marquee_coordinator import early_start
 from marquee_coordinator.admin_auth import AdminGuard
 from marquee_coordinator.errors import CoordinatorError
 from marquee_coordinator.lifecycle import Stopping
@@ -48,10 +49,14 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
             "no fixed gRPC port or advertise_address: followers cannot name the leader's address"
         )
     timing = FAST_TIMING if settings.raft_timing == "fast" else RaftTiming()
-    # Here, on the main thread: pysyncobj stops its tick thread when its creator exits.
-    node = LeaseNode(
-        NodeConfig.from_settings(settings, client_address=settings.client_address, timing=timing)
+    config = NodeConfig.from_settings(
+        settings, client_address=settings.client_address, timing=timing
     )
+    # `python -m marquee_coordinator` may have started it before importing us.
+    node = early_start.adopt(config, ctx.name) if early_start.started() else None
+    if node is None:
+        # Here, on the main thread: pysyncobj stops its tick thread when its creator exits.
+        node = LeaseNode(config)
     stopping = Stopping()
     queues = WaitQueues()
     lease_pb2_grpc.add_LeaseServiceServicer_to_server(LeaseServicer(node, stopping, queues), server)

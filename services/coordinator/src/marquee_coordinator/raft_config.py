@@ -16,6 +16,14 @@ if TYPE_CHECKING:
     from marquee_coordinator.settings import CoordinatorSettings
 
 
+def check_address(value: str) -> str:
+    """`value` if it is host:port with a valid port, else ValueError."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not a host:port address")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class RaftTiming:
     """Raft timeouts in seconds. Defaults are pysyncobj's, except as noted."""
@@ -39,6 +47,15 @@ class RaftTiming:
     pause_threshold: float = 0.4
     compaction_min_entries: int = 5000
     compaction_min_time: float = 300.0
+
+    @property
+    def first_election_min(self) -> float:
+        """A fresh node's first timeout (term 0 only, LeaseNode._shorten_first_election)."""
+        return self.election_min / 2
+
+    @property
+    def first_election_max(self) -> float:
+        return self.election_min
 
     @property
     def min_lease_ttl(self) -> float:

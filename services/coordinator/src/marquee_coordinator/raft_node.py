@@ -28,6 +28,7 @@ import functools
 import itertools
 import os
 import queue
+import random
 import signal
 import threading
 import time
@@ -212,19 +213,29 @@ class LeaseNode:
         self._leases = ReplicatedLeases(self._on_applied, self._on_replaced)
         if not config.cluster_secret:
             log.warning("raft transport is unauthenticated (dev profile only)", node=self.address)
+        self._syncobj_conf = config.syncobj_conf(
+            bindAddress=config.raft_address, onStateChanged=self._on_state_changed
+        )
+        # Until this node first hears of a leader, peers that are still starting
+        # are retried every tick rather than every connection_retry: the member
+        # with the higher address is the only one that connects (pysyncobj), so a
+        # refused first attempt would otherwise hold the first election back by
+        # a whole retry period. Restored in _tick once a leader is known.
+        timing = config.timing
+        self._syncobj_conf.connectionRetryTime = min(timing.tick, timing.connection_retry)
+        self._fast_connect = True
         try:
             self._raft = SyncObj(
                 config.raft_address,
                 list(config.peers),
-                conf=config.syncobj_conf(
-                    bindAddress=config.raft_address, onStateChanged=self._on_state_changed
-                ),
+                conf=self._syncobj_conf,
                 consumers=[self._leases],
             )
             self._raft.waitBinded()
         except SyncObjException as exc:
             self._release_resources()
             raise Unavailable(f"cannot bind the Raft port {config.raft_address}: {exc}") from exc
+        self._shorten_first_election()
         # Wakes the tick thread from its poll, which otherwise sleeps up to a tick.
         # pysyncobj has it whenever appendEntriesUseBatch is off (on POSIX); its
         # own proposals use it the same way.
@@ -238,6 +249,27 @@ class LeaseNode:
             data_dir=str(config.node_dir),
             authenticated=bool(config.cluster_secret),
         )
+
+    def _shorten_first_election(self) -> None:
+        """On a node that has never seen a term, campaign after a shorter first timeout.
+
+        pysyncobj draws the first deadline from the whole election window at
+        construction; a fresh cluster then waits that long for a leader nobody
+        can have. Only a node at term 0 (an empty journal) does this: its
+        request for term 1 cannot depose the leader of a cluster that has
+        already elected one (that leader is at term >= 1 and ignores it), while
+        a restarted member keeps its term and the full window, so it does not
+        disrupt a running cluster. The lower bound leaves room for the other
+        members' connections and a vote round trip, so two fresh members do not
+        split the first vote; a split costs one ordinary timeout. Timeouts
+        affect availability only (docs/coordinator-timing.md).
+        """
+        if self._raft.raftCurrentTerm != 0 or self._raft._getLeader() is not None:
+            return
+        t = self.config.timing
+        first = random.uniform(t.first_election_min, t.first_election_max)
+        # Read by the tick thread on its next tick; a float store is atomic.
+        self._raft._SyncObj__raftElectionDeadline = time.monotonic() + first
 
     # --- leader-only calls --------------------------------------------------------
 
@@ -800,6 +832,9 @@ class LeaseNode:
         gap = now - self._last_tick if self._last_tick is not None else 0.0
         self._last_tick = now
         raft = self._raft
+        if self._fast_connect and raft._getLeader() is not None:
+            self._fast_connect = False
+            self._syncobj_conf.connectionRetryTime = self.config.timing.connection_retry
         self._register_self(now)
         if not raft._isLeader():
             return

@@ -6,14 +6,10 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from marquee_coordinator.raft_config import check_address
 from marquee_platform import ServiceSettings
 
-
-def check_address(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{value!r} is not a host:port address")
-    return value
+__all__ = ["CoordinatorSettings", "check_address"]
 
 
 class CoordinatorSettings(ServiceSettings):
