@@ -1,5 +1,7 @@
 #!/bin/sh
-# build-venv.sh SERVICE: /opt/venv with what services/SERVICE needs, in the image's build stage.
+# build-venv.sh SERVICE [PACKAGE ...]: /opt/venv with what services/SERVICE needs, in the
+# image's build stage; PACKAGEs are locked packages the service imports but its
+# pyproject.toml does not list yet.
 # Wheels first, with the build tools' pip (hatchling and setuptools from the lock):
 # the service's part of requirements.lock, hash-checked and unresolved (--no-deps);
 # a package published only as an sdist (pysyncobj) is built with the locked
@@ -7,9 +9,10 @@
 # members, from the build context. The venv gets exactly those wheels, offline.
 set -eu
 service="$1"
+shift
 select=/usr/local/lib/marquee/select_requirements.py
 tools=/opt/build-tools/bin/pip
-python "$select" /src "marquee-$service" > /tmp/requirements.txt
+python "$select" /src "marquee-$service" "$@" > /tmp/requirements.txt
 "$tools" wheel --require-hashes --no-deps --no-build-isolation --wheel-dir /tmp/wheels \
   -r /tmp/requirements.txt
 folders=$(python "$select" --folders /src "marquee-$service")

@@ -3,7 +3,9 @@ the Dockerfile through hadolint and its per-service contents; no download URL.""
 
 from __future__ import annotations
 
+import ast
 import re
+import sys
 from importlib import metadata
 from typing import Any
 
@@ -119,6 +121,14 @@ def test_an_image_per_service() -> None:
     assert "--index-url" not in (DOCKER / "Dockerfile").read_text()
 
 
+def build_arguments(service: str) -> list[str]:
+    """What the Dockerfile's build stage passes to build-venv.sh: the service, extras."""
+    stage = final_stages()[f"build-{service}"]
+    match = re.search(r"build-venv\.sh (.+)$", stage, re.MULTILINE)
+    assert match, service
+    return match.group(1).split()
+
+
 def selected(*names: str) -> dict[str, str]:
     """Package name -> pinned version in the lock's part for `names`."""
     selector: Any = load_module(DOCKER / "select_requirements.py")
@@ -128,6 +138,42 @@ def selected(*names: str) -> dict[str, str]:
         name, _, version = block.split()[0].partition("==")
         pins[selector.normalize(name)] = version
     return pins
+
+
+def imported_modules(folders: list[str]) -> set[str]:
+    """Top-level modules the members' sources import (absolute imports, anywhere)."""
+    names: set[str] = set()
+    for folder in folders:
+        for path in (ROOT / folder / "src").rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_image_has_what_its_code_imports(service: str) -> None:
+    """A module the code imports comes from a package the image installs."""
+    service_name, *extras = build_arguments(service)
+    assert service_name == service
+    selector: Any = load_module(DOCKER / "select_requirements.py")
+    pins = selected(f"marquee-{service}", *extras)
+    folders = selector.select(ROOT, [f"marquee-{service}"])[1]
+    owners = metadata.packages_distributions()
+    missing = []
+    for module in sorted(imported_modules(folders)):
+        if (
+            module in sys.stdlib_module_names
+            or module.startswith("marquee")
+            or module == "__future__"
+        ):
+            continue
+        dists = {selector.normalize(d) for d in owners.get(module, [])}
+        if not dists & set(pins):
+            missing.append(f"{module} ({', '.join(sorted(dists)) or 'not installed'})")
+    assert not missing, f"{service} imports what its image lacks: {missing}"
 
 
 @pytest.mark.parametrize("service", SERVICES)
