@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -93,3 +94,27 @@ def bob(media: RunningService, signing_key: OKPKey) -> Client:
 
 def rpc_code(exc: grpc.aio.AioRpcError) -> grpc.StatusCode:
     return exc.code()
+
+
+def make_clip(ffmpeg: str, path: Path, seconds: int, size: str) -> bytes:
+    subprocess.run(
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", f"testsrc=size={size}:rate=25",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+         "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+         "-g", "25", "-c:a", "aac", "-shortest", str(path)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def short_clip(ffmpeg_paths: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """5 s of 640x360 H.264/AAC: stream-copyable at its own size."""
+    return make_clip(ffmpeg_paths[0], tmp_path_factory.mktemp("clips") / "short.mp4", 5, "640x360")
+
+
+@pytest.fixture(scope="session")
+def long_clip(ffmpeg_paths: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """60 s at 160x90: with real-time pacing its ffmpeg runs for the whole test."""
+    return make_clip(ffmpeg_paths[0], tmp_path_factory.mktemp("clips") / "long.mp4", 60, "160x90")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -25,32 +24,13 @@ pytestmark = pytest.mark.parametrize("backend", ["local"], indirect=True)
 MIB = 1024 * 1024
 
 
-def make_clip(ffmpeg: str, path: Path, seconds: int, size: str) -> bytes:
-    subprocess.run(
-        [ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
-         "-f", "lavfi", "-i", f"testsrc=size={size}:rate=25",
-         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
-         "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-         "-g", "25", "-c:a", "aac", "-shortest", str(path)],
-        check=True, timeout=60,
-    )  # fmt: skip
-    return path.read_bytes()
-
-
-@pytest.fixture(scope="session")
-def short_clip(ffmpeg_paths: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """5 s of 640x360 H.264/AAC: stream-copyable at its own size."""
-    return make_clip(ffmpeg_paths[0], tmp_path_factory.mktemp("clips") / "short.mp4", 5, "640x360")
-
-
-@pytest.fixture(scope="session")
-def long_clip(ffmpeg_paths: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """60 s at 160x90: with real-time pacing its ffmpeg runs for the whole test."""
-    return make_clip(ffmpeg_paths[0], tmp_path_factory.mktemp("clips") / "long.mp4", 60, "160x90")
-
-
 def chunks(data: bytes) -> list[bytes]:
     return [data[i : i + MIB] for i in range(0, len(data), MIB)]
+
+
+def is_ffmpeg(process: psutil.Process) -> bool:
+    # Also before setpriv (the death-signal wrapper) has exec'd ffmpeg.
+    return any(Path(arg).name == "ffmpeg" for arg in process.cmdline()[:6])
 
 
 def ffmpeg_groups() -> set[int]:
@@ -58,7 +38,7 @@ def ffmpeg_groups() -> set[int]:
     groups = set()
     for child in psutil.Process().children(recursive=True):
         try:
-            if child.name() == "ffmpeg":
+            if is_ffmpeg(child):
                 groups.add(os.getpgid(child.pid))
         except (psutil.Error, ProcessLookupError):
             continue
@@ -274,7 +254,9 @@ async def test_ten_sessions_evicted_stopped_expired_and_shut_down_leave_no_ffmpe
         )
         short = await start(alice, "v/long.mp4", ttl=Duration(seconds=1))
         seen |= ffmpeg_groups()
-        await until(lambda: not (settings.transcode_root / short.session_id).exists(), what="expiry")
+        await until(
+            lambda: not (settings.transcode_root / short.session_id).exists(), what="expiry"
+        )
         assert 0 < len(ffmpeg_groups()) <= 3
     # Shutdown: every remaining session is ended with the service.
     await until(lambda: not any(group_alive(g) for g in seen), what="no ffmpeg group left")

@@ -73,6 +73,7 @@ def can_copy_video(variant: Variant, source: SourceInfo) -> bool:
 
 def ffmpeg_argv(
     ffmpeg: str,
+    progress_path: Path,
     source_path: Path,
     out_dir: Path,
     chosen: list[Variant],
@@ -82,7 +83,7 @@ def ffmpeg_argv(
     realtime: bool = False,
 ) -> list[str]:
     argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats",
-            "-progress", "pipe:1"]  # fmt: skip
+            "-progress", str(progress_path)]  # fmt: skip
     if realtime:
         argv.append("-re")
     argv += ["-i", str(source_path)]

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from marquee_media.transcode.processes import kill_group, spawn
+from marquee_media.transcode.processes import kill_group, spawn, wait_exit
 
 
 class ProbeFailed(Exception):
@@ -25,17 +25,21 @@ class SourceInfo:
 
 
 async def probe(ffprobe: str, path: Path, limit_seconds: float = 30.0) -> SourceInfo:
+    """ffprobe's view of `path`; its output goes to files beside it (no pipe to fill)."""
     argv = [ffprobe, "-v", "error", "-print_format", "json", "-show_streams", "-show_format",
             str(path)]  # fmt: skip
-    process = await spawn(argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out_path, err_path = path.with_suffix(".probe.json"), path.with_suffix(".probe.log")
+    with out_path.open("wb") as out_file, err_path.open("wb") as err_file:
+        process = spawn(argv, stdout=out_file, stderr=err_file)
     try:
-        out, err = await asyncio.wait_for(process.communicate(), limit_seconds)
+        code = await asyncio.wait_for(wait_exit(process), limit_seconds)
     except BaseException:
         await kill_group(process)
         raise
-    if process.returncode != 0:
-        detail = err.decode(errors="replace").strip().splitlines()
-        raise ProbeFailed(detail[-1] if detail else f"ffprobe exited {process.returncode}")
+    if code != 0:
+        detail = err_path.read_text(errors="replace").strip().splitlines()
+        raise ProbeFailed(detail[-1] if detail else f"ffprobe exited {code}")
+    out = out_path.read_bytes()
     info = json.loads(out)
     streams = info.get("streams", [])
     video = next((s for s in streams if s.get("codec_type") == "video"), None)

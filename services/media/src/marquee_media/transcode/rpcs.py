@@ -21,7 +21,7 @@ from marquee_media.storage import ObjectStore
 from marquee_media.transcode import plan
 from marquee_media.transcode.probe import ProbeFailed, probe
 from marquee_media.transcode.processes import kill_group, spawn
-from marquee_media.transcode.session import LOG_FILE, PID_FILE, Session
+from marquee_media.transcode.session import LOG_FILE, PID_FILE, PROGRESS_FILE, Session
 from marquee_media.transcode.sessions import (
     SESSION_ID,
     NotYourSession,
@@ -82,10 +82,18 @@ class Transcoder:
                 raise invalid("invalid request", [(exc.field, exc.problem)]) from None
             for variant in chosen:
                 (directory / "out" / variant.name).mkdir()
-            argv = plan.ffmpeg_argv(s.ffmpeg, source_path, directory / "out", chosen, source,
-                                    segment, realtime=s.transcode_realtime)  # fmt: skip
+            argv = plan.ffmpeg_argv(
+                s.ffmpeg,
+                directory / PROGRESS_FILE,
+                source_path,
+                directory / "out",
+                chosen,
+                source,
+                segment,
+                realtime=s.transcode_realtime,
+            )
             with (directory / LOG_FILE).open("wb") as log:
-                process = await spawn(argv, stdout=asyncio.subprocess.PIPE, stderr=log)
+                process = spawn(argv, stdout=log, stderr=log)
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, directory, True)
             raise
@@ -211,7 +219,7 @@ def describe(session: Session) -> media_pb2.TranscodeSession:
     expires = Timestamp()
     expires.FromSeconds(int(time.time() + session.expires_in(time.monotonic())))
     transcoded = Duration()
-    transcoded.FromMicroseconds(session.transcoded_us)
+    transcoded.FromMicroseconds(session.transcoded_us())
     message = media_pb2.TranscodeSession(
         session_id=session.session_id,
         source_key=session.source_key,

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from marquee.media.v1 import media_pb2
-from marquee_media.transcode.processes import kill_group
+from marquee_media.transcode.processes import kill_group, wait_exit
 
 PID_FILE = "ffmpeg.pgid"  # read by the startup sweep after a kill -9
 LOG_FILE = "ffmpeg.log"
+PROGRESS_FILE = "progress.txt"
 
 
 @dataclass
@@ -25,11 +27,11 @@ class Session:
     variants: list[str]
     source_duration: float | None
     ttl: float
-    process: asyncio.subprocess.Process
+    process: subprocess.Popen[bytes]
     last_used: float = field(default_factory=time.monotonic)
     state: int = media_pb2.TRANSCODE_STATE_RUNNING
     error: str = ""
-    transcoded_us: int = 0
+    done_us: int = 0  # set once ffmpeg has finished
     _watcher: asyncio.Task[None] | None = None
     _closed: bool = False
 
@@ -47,22 +49,33 @@ class Session:
         self._watcher = asyncio.create_task(self._follow(), name=f"ffmpeg-{self.session_id}")
 
     async def _follow(self) -> None:
-        # -progress pipe:1 writes key=value lines; out_time_us is the media time done.
-        assert self.process.stdout is not None
-        async for raw in self.process.stdout:
-            key, _, value = raw.decode(errors="replace").strip().partition("=")
-            if key == "out_time_us" and value.lstrip("-").isdigit():
-                self.transcoded_us = max(self.transcoded_us, int(value))
-        code = await self.process.wait()
+        code = await wait_exit(self.process)
         if self._closed:
             return
         if code == 0:
             self.state = media_pb2.TRANSCODE_STATE_COMPLETED
-            if self.source_duration:
-                self.transcoded_us = max(self.transcoded_us, int(self.source_duration * 1e6))
+            self.done_us = max(self.transcoded_us(), int((self.source_duration or 0) * 1e6))
         else:
             self.state = media_pb2.TRANSCODE_STATE_FAILED
             self.error = _log_tail(self.directory / LOG_FILE) or f"ffmpeg exited with {code}"
+
+    def transcoded_us(self) -> int:
+        """Media time done: the last out_time_us in ffmpeg's -progress file."""
+        if self.done_us:
+            return self.done_us
+        # The file's tail, read in place: a few KiB from the page cache.
+        try:
+            with (self.directory / PROGRESS_FILE).open("rb") as progress:
+                progress.seek(0, 2)
+                progress.seek(max(0, progress.tell() - 4096))
+                tail = progress.read().decode(errors="replace")
+        except OSError:
+            return 0
+        for line in reversed(tail.splitlines()):
+            key, _, value = line.partition("=")
+            if key == "out_time_us" and value.strip().isdigit():
+                return int(value)
+        return 0
 
     @property
     def running(self) -> bool:
