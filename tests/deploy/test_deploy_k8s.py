@@ -202,9 +202,23 @@ def test_network_policies(overlay: str) -> None:
         labels = w["spec"]["template"]["metadata"]["labels"]
         assert labels["app.kubernetes.io/part-of"] == "marquee"
         assert labels["app.kubernetes.io/name"] in by_target, w["metadata"]["name"]
+
     # Raft only from members; auth's gRPC from media (and labelled clients), not from all.
-    raft = policy_sources(by_target["coordinator"], 50250)
-    assert raft == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "coordinator"}}}]
+    def pods(*names: str) -> list[Doc]:
+        return [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": n}}} for n in names]
+
+    assert policy_sources(by_target["coordinator"], 50250) == pods("coordinator")
+    # Suite members that call another service are the only ones let in, besides
+    # labelled clients and (for /metrics) the monitoring namespace.
+    for target, callers in (("coordinator", ("coordinator", "auth")), ("auth", ("media",))):
+        port = 50054 if target == "coordinator" else 50051
+        named = [
+            s
+            for s in policy_sources(by_target[target], port)
+            if list(s) == ["podSelector"]
+            and "app.kubernetes.io/name" in s["podSelector"]["matchLabels"]
+        ]
+        assert named == pods(*callers), target
     for policy in by_target.values():
         for rule in policy["spec"].get("ingress", []):
             for source in rule["from"]:
