@@ -14,11 +14,8 @@ from media_support import Client, new_key, sign, start_auth
 
 from marquee_media.app import register
 from marquee_media.settings import MediaSettings
-from marquee_testing.fixtures.ffmpeg import ffmpeg_paths
-from marquee_testing.fixtures.seaweedfs import S3Endpoint, seaweedfs_server
+from marquee_testing.fixtures.seaweedfs import S3Endpoint
 from marquee_testing.inprocess import RunningService, serving
-
-__all__ = ["ffmpeg_paths", "seaweedfs_server"]
 
 _ids = itertools.count()
 
