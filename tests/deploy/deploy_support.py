@@ -20,8 +20,10 @@ COMPOSE = DEPLOY / "compose"
 DOCKER = DEPLOY / "docker"
 BIN = ROOT / ".venv" / "bin"
 OVERLAYS = ("dev", "prod")
-# A current Kubernetes release that kubernetes-validate ships schemas for.
-KUBERNETES_VERSION = "1.34.0"
+# Current Kubernetes releases that kubernetes-validate ships schemas for: the
+# oldest the manifests need (the preStop sleep action, native gRPC probes) and
+# the newest it knows.
+KUBERNETES_VERSIONS = ("1.34.0", "1.37.0")
 
 Doc = dict[str, Any]
 

@@ -224,3 +224,29 @@ def test_no_download_url_is_committed() -> None:
             internal = "." not in host or host.endswith(".svc.cluster.local")
             loopback = host.startswith("127.")
             assert internal or loopback, f"{path}: {match.group(0)}"
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_compose_references_resolve(name: str) -> None:
+    """depends_on, secrets and named volumes name what the files declare."""
+    base = compose()
+    data = compose(name)
+    services = set(base["services"]) | set(data["services"])
+    secrets = set(base.get("secrets", {})) | set(data.get("secrets", {}))
+    volumes = set(base.get("volumes", {})) | set(data.get("volumes", {}))
+    for svc_name, svc in data["services"].items():
+        for dependency in svc.get("depends_on", []):
+            assert dependency in services, (svc_name, dependency)
+        for secret in svc.get("secrets", []):
+            source = secret["source"] if isinstance(secret, dict) else secret
+            assert source in secrets, (svc_name, source)
+        for volume in svc.get("volumes", []):
+            source = volume.split(":")[0]
+            if not source.startswith((".", "/")):
+                assert source in volumes, (svc_name, source)
+            else:
+                assert (COMPOSE / source).exists(), (svc_name, source)
+    made = (COMPOSE / "make-secrets.sh").read_text()
+    for secret, spec in data.get("secrets", {}).items():
+        assert spec["file"] == f"./secrets/{secret}"
+        assert f"put {secret} " in made, secret

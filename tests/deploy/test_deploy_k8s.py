@@ -13,7 +13,7 @@ import yaml
 from .deploy_support import (
     BIN,
     COMPOSE,
-    KUBERNETES_VERSION,
+    KUBERNETES_VERSIONS,
     OVERLAYS,
     SERVICES,
     Doc,
@@ -43,14 +43,15 @@ def env_value(c: Doc, name: str) -> str:
     raise KeyError(name)
 
 
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 @pytest.mark.parametrize("directory", ["base", *(f"overlays/{o}" for o in OVERLAYS)])
-def test_renders_and_validates(directory: str) -> None:
+def test_renders_and_validates(directory: str, version: str) -> None:
     text = rendered(directory)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "rendered.yaml"
         path.write_text(text)
         result = run(
-            [BIN / "kubernetes-validate", "--strict", "--quiet", "-k", KUBERNETES_VERSION, path],
+            [BIN / "kubernetes-validate", "--strict", "--quiet", "-k", version, path],
             timeout=90,
         )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -70,7 +71,7 @@ def test_a_broken_manifest_fails_validation() -> None:
         path = Path(tmp) / "broken.yaml"
         path.write_text(yaml.safe_dump(broken))
         result = run(
-            [BIN / "kubernetes-validate", "--strict", "--quiet", "-k", KUBERNETES_VERSION, path]
+            [BIN / "kubernetes-validate", "--strict", "--quiet", "-k", KUBERNETES_VERSIONS[0], path]
         )
     assert result.returncode != 0
 
@@ -238,3 +239,52 @@ def test_prod_alert_rules_are_the_compose_rules() -> None:
         "MarqueeErrorRatioHigh",
     ):
         assert wanted in alerts
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_references_resolve(overlay: str) -> None:
+    """What a manifest names exists: accounts, selected pods, named ports."""
+    items = docs(f"overlays/{overlay}")
+    pods = [d for d in items if d["kind"] in ("Deployment", "StatefulSet")]
+    accounts = {d["metadata"]["name"] for d in items if d["kind"] == "ServiceAccount"}
+    for w in workloads(items):
+        assert w["spec"]["template"]["spec"]["serviceAccountName"] in accounts
+        assert selects(
+            w["spec"]["selector"]["matchLabels"], w["spec"]["template"]["metadata"]["labels"]
+        )
+    for d in items:
+        if d["kind"] == "Service":
+            chosen = [
+                p
+                for p in pods
+                if selects(d["spec"]["selector"], p["spec"]["template"]["metadata"]["labels"])
+            ]
+            assert chosen, d["metadata"]["name"]
+            names = {
+                port["name"]
+                for p in chosen
+                for c in p["spec"]["template"]["spec"]["containers"]
+                for port in c["ports"]
+            }
+            for port in d["spec"]["ports"]:
+                assert port["targetPort"] in names, (d["metadata"]["name"], port)
+        if d["kind"] in ("PodDisruptionBudget", "NetworkPolicy"):
+            spec = d["spec"]
+            selector = (spec.get("selector") or spec["podSelector"])["matchLabels"]
+            assert any(
+                selects(selector, p["spec"]["template"]["metadata"]["labels"]) for p in pods
+            ), (
+                d["kind"],
+                d["metadata"]["name"],
+            )
+    for w in workloads(items):
+        c = container(w)
+        port_names = {p["name"] for p in c["ports"]}
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            tcp = c[probe].get("tcpSocket")
+            if tcp and isinstance(tcp["port"], str):
+                assert tcp["port"] in port_names
