@@ -21,13 +21,14 @@ import grpc
 from coordinator.coordinator_bench_measure import (
     LEASE_TTL,
     PROBE_ATTEMPT_SECONDS,
+    PROBE_CHANNEL_OPTIONS,
     Grant,
     first_write,
 )
 from google.protobuf.duration_pb2 import Duration
 
 from marquee.coordinator.v1 import cluster_pb2, cluster_pb2_grpc, lease_pb2, lease_pb2_grpc
-from marquee_lease.transport import CHANNEL_OPTIONS, leader_hint
+from marquee_lease.transport import leader_hint
 from marquee_localservers import free_port
 from marquee_localservers.spawning import child_argv
 
@@ -60,8 +61,10 @@ class Node:
 
     def open(self) -> grpc.aio.Channel:
         if self.channel is None:
-            # Fast reconnects: a restarted node is back within a second.
-            self.channel = grpc.aio.insecure_channel(self.grpc_address, options=CHANNEL_OPTIONS)
+            # Fast reconnects (PROBE_CHANNEL_OPTIONS): a starting node is probed every 5 ms.
+            self.channel = grpc.aio.insecure_channel(
+                self.grpc_address, options=PROBE_CHANNEL_OPTIONS
+            )
         return self.channel
 
     def forget_channel(self) -> None:

@@ -31,11 +31,11 @@ from aetcd import rpc
 from coordinator.coordinator_bench_measure import (
     LEASE_TTL,
     PROBE_ATTEMPT_SECONDS,
+    PROBE_CHANNEL_OPTIONS,
     Grant,
     first_write,
 )
 
-from marquee_lease.transport import CHANNEL_OPTIONS
 from marquee_localservers import free_port
 from marquee_localservers.spawning import child_argv
 
@@ -149,8 +149,8 @@ class EtcdCluster:
                 "127.0.0.1",
                 self.client_ports[node_id],
                 timeout=CALL_TIMEOUT,
-                # The same reconnect options as Marquee's client gets.
-                options=dict(CHANNEL_OPTIONS),
+                # The same reconnect options as Marquee's channels (PROBE_CHANNEL_OPTIONS).
+                options=dict(PROBE_CHANNEL_OPTIONS),
             )
             await client.connect()
             self.clients[node_id] = client
