@@ -24,59 +24,68 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emarquee/search/v1/search.proto\x12\x11marquee.search.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x9c\x01\n\x05\x46ield\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x04type\x18\x02 \x01(\x0e\x32\x1c.marquee.search.v1.FieldType\x12\r\n\x05\x66\x61\x63\x65t\x18\x03 \x01(\x08\x12\x11\n\x04sort\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\x05index\x18\x05 \x01(\x08H\x01\x88\x01\x01\x12\x10\n\x08optional\x18\x06 \x01(\x08\x42\x07\n\x05_sortB\x08\n\x06_index\"z\n\nCollection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x06\x66ields\x18\x02 \x03(\x0b\x32\x18.marquee.search.v1.Field\x12\x1d\n\x15\x64\x65\x66\x61ult_sorting_field\x18\x03 \x01(\t\x12\x15\n\rnum_documents\x18\x04 \x01(\x03\"M\n\x08\x44ocument\x12)\n\x06\x66ields\x18\x01 \x01(\x0b\x32\x17.google.protobuf.StructH\x00\x12\x0e\n\x04json\x18\x02 \x01(\tH\x00\x42\x06\n\x04\x62ody\"p\n\x17\x45nsureCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x06\x66ields\x18\x02 \x03(\x0b\x32\x18.marquee.search.v1.Field\x12\x1d\n\x15\x64\x65\x66\x61ult_sorting_field\x18\x03 \x01(\t\"^\n\x18\x45nsureCollectionResponse\x12\x31\n\ncollection\x18\x01 \x01(\x0b\x32\x1d.marquee.search.v1.Collection\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"$\n\x14GetCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"J\n\x15GetCollectionResponse\x12\x31\n\ncollection\x18\x01 \x01(\x0b\x32\x1d.marquee.search.v1.Collection\"\'\n\x17\x44\x65leteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"+\n\x18\x44\x65leteCollectionResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\x82\x01\n\x0cIndexRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12.\n\tdocuments\x18\x02 \x03(\x0b\x32\x1b.marquee.search.v1.Document\x12.\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x1e.marquee.search.v1.IndexAction\"C\n\x0bIndexResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"n\n\rIndexResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.marquee.search.v1.IndexResult\x12\x15\n\rsuccess_count\x18\x02 \x01(\x05\x12\x15\n\rfailure_count\x18\x03 \x01(\x05\"C\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x11\n\tfilter_by\x18\x03 \x01(\t\"\'\n\x0e\x44\x65leteResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x03\"\xe0\x01\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\t\n\x01q\x18\x02 \x01(\t\x12\x10\n\x08query_by\x18\x03 \x03(\t\x12\x11\n\tfilter_by\x18\x04 \x01(\t\x12\x10\n\x08\x66\x61\x63\x65t_by\x18\x05 \x03(\t\x12\x0f\n\x07sort_by\x18\x06 \x03(\t\x12\x0c\n\x04page\x18\x07 \x01(\x05\x12\x10\n\x08per_page\x18\x08 \x01(\x05\x12\x18\n\x10max_facet_values\x18\t \x01(\x05\x12\x16\n\x0einclude_fields\x18\n \x03(\t\x12\x16\n\x0e\x65xclude_fields\x18\x0b \x03(\t\"U\n\tHighlight\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0f\n\x07snippet\x18\x02 \x01(\t\x12\x10\n\x08snippets\x18\x03 \x03(\t\x12\x16\n\x0ematched_tokens\x18\x04 \x03(\t\"v\n\x03Hit\x12)\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x30\n\nhighlights\x18\x02 \x03(\x0b\x32\x1c.marquee.search.v1.Highlight\x12\x12\n\ntext_match\x18\x03 \x01(\x03\"/\n\x0f\x46\x61\x63\x65tValueCount\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"T\n\nFacetCount\x12\x12\n\nfield_name\x18\x01 \x01(\t\x12\x32\n\x06\x63ounts\x18\x02 \x03(\x0b\x32\".marquee.search.v1.FacetValueCount\"\xc8\x01\n\x0eSearchResponse\x12$\n\x04hits\x18\x01 \x03(\x0b\x32\x16.marquee.search.v1.Hit\x12\x33\n\x0c\x66\x61\x63\x65t_counts\x18\x02 \x03(\x0b\x32\x1d.marquee.search.v1.FacetCount\x12\r\n\x05\x66ound\x18\x03 \x01(\x03\x12\x0e\n\x06out_of\x18\x04 \x01(\x03\x12\x0c\n\x04page\x18\x05 \x01(\x05\x12.\n\x0bsearch_time\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration*\xcf\x02\n\tFieldType\x12\x1a\n\x16\x46IELD_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x46IELD_TYPE_STRING\x10\x01\x12\x14\n\x10\x46IELD_TYPE_INT32\x10\x02\x12\x14\n\x10\x46IELD_TYPE_INT64\x10\x03\x12\x14\n\x10\x46IELD_TYPE_FLOAT\x10\x04\x12\x13\n\x0f\x46IELD_TYPE_BOOL\x10\x05\x12\x1b\n\x17\x46IELD_TYPE_STRING_ARRAY\x10\x06\x12\x1a\n\x16\x46IELD_TYPE_INT32_ARRAY\x10\x07\x12\x1a\n\x16\x46IELD_TYPE_INT64_ARRAY\x10\x08\x12\x1a\n\x16\x46IELD_TYPE_FLOAT_ARRAY\x10\t\x12\x19\n\x15\x46IELD_TYPE_BOOL_ARRAY\x10\n\x12\x17\n\x13\x46IELD_TYPE_GEOPOINT\x10\x0b\x12\x13\n\x0f\x46IELD_TYPE_AUTO\x10\x0c*\x90\x01\n\x0bIndexAction\x12\x1c\n\x18INDEX_ACTION_UNSPECIFIED\x10\x00\x12\x17\n\x13INDEX_ACTION_CREATE\x10\x01\x12\x17\n\x13INDEX_ACTION_UPSERT\x10\x02\x12\x17\n\x13INDEX_ACTION_UPDATE\x10\x03\x12\x18\n\x14INDEX_ACTION_EMPLACE\x10\x04\x32\xb7\x04\n\rSearchService\x12k\n\x10\x45nsureCollection\x12*.marquee.search.v1.EnsureCollectionRequest\x1a+.marquee.search.v1.EnsureCollectionResponse\x12\x62\n\rGetCollection\x12\'.marquee.search.v1.GetCollectionRequest\x1a(.marquee.search.v1.GetCollectionResponse\x12k\n\x10\x44\x65leteCollection\x12*.marquee.search.v1.DeleteCollectionRequest\x1a+.marquee.search.v1.DeleteCollectionResponse\x12J\n\x05Index\x12\x1f.marquee.search.v1.IndexRequest\x1a .marquee.search.v1.IndexResponse\x12M\n\x06\x44\x65lete\x12 .marquee.search.v1.DeleteRequest\x1a!.marquee.search.v1.DeleteResponse\x12M\n\x06Search\x12 .marquee.search.v1.SearchRequest\x1a!.marquee.search.v1.SearchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emarquee/search/v1/search.proto\x12\x11marquee.search.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x01\n\x05\x46ield\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x04type\x18\x02 \x01(\x0e\x32\x1c.marquee.search.v1.FieldType\x12\r\n\x05\x66\x61\x63\x65t\x18\x03 \x01(\x08\x12\x11\n\x04sort\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\x05index\x18\x05 \x01(\x08H\x01\x88\x01\x01\x12\x10\n\x08optional\x18\x06 \x01(\x08\x42\x07\n\x05_sortB\x08\n\x06_index\"\xaf\x01\n\nCollection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x06\x66ields\x18\x02 \x03(\x0b\x32\x18.marquee.search.v1.Field\x12\x1d\n\x15\x64\x65\x66\x61ult_sorting_field\x18\x03 \x01(\t\x12\x15\n\rnum_documents\x18\x04 \x01(\x03\x12\x33\n\x07reindex\x18\x05 \x01(\x0b\x32\".marquee.search.v1.ReindexProgress\"\xf2\x01\n\x0fReindexProgress\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12.\n\x05state\x18\x02 \x01(\x0e\x32\x1f.marquee.search.v1.ReindexState\x12\x16\n\x0e\x64ocuments_done\x18\x03 \x01(\x03\x12\x17\n\x0f\x64ocuments_total\x18\x04 \x01(\x03\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x07 \x01(\t\"M\n\x08\x44ocument\x12)\n\x06\x66ields\x18\x01 \x01(\x0b\x32\x17.google.protobuf.StructH\x00\x12\x0e\n\x04json\x18\x02 \x01(\tH\x00\x42\x06\n\x04\x62ody\"p\n\x17\x45nsureCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x06\x66ields\x18\x02 \x03(\x0b\x32\x18.marquee.search.v1.Field\x12\x1d\n\x15\x64\x65\x66\x61ult_sorting_field\x18\x03 \x01(\t\"^\n\x18\x45nsureCollectionResponse\x12\x31\n\ncollection\x18\x01 \x01(\x0b\x32\x1d.marquee.search.v1.Collection\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"$\n\x14GetCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"J\n\x15GetCollectionResponse\x12\x31\n\ncollection\x18\x01 \x01(\x0b\x32\x1d.marquee.search.v1.Collection\"\'\n\x17\x44\x65leteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"+\n\x18\x44\x65leteCollectionResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\x82\x01\n\x0cIndexRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12.\n\tdocuments\x18\x02 \x03(\x0b\x32\x1b.marquee.search.v1.Document\x12.\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x1e.marquee.search.v1.IndexAction\"C\n\x0bIndexResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"n\n\rIndexResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.marquee.search.v1.IndexResult\x12\x15\n\rsuccess_count\x18\x02 \x01(\x05\x12\x15\n\rfailure_count\x18\x03 \x01(\x05\"C\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x11\n\tfilter_by\x18\x03 \x01(\t\"\'\n\x0e\x44\x65leteResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x03\"\xe0\x01\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\t\n\x01q\x18\x02 \x01(\t\x12\x10\n\x08query_by\x18\x03 \x03(\t\x12\x11\n\tfilter_by\x18\x04 \x01(\t\x12\x10\n\x08\x66\x61\x63\x65t_by\x18\x05 \x03(\t\x12\x0f\n\x07sort_by\x18\x06 \x03(\t\x12\x0c\n\x04page\x18\x07 \x01(\x05\x12\x10\n\x08per_page\x18\x08 \x01(\x05\x12\x18\n\x10max_facet_values\x18\t \x01(\x05\x12\x16\n\x0einclude_fields\x18\n \x03(\t\x12\x16\n\x0e\x65xclude_fields\x18\x0b \x03(\t\"$\n\x0eReindexRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"9\n\x0fReindexResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x16\n\x0e\x61lready_queued\x18\x02 \x01(\x08\"U\n\tHighlight\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0f\n\x07snippet\x18\x02 \x01(\t\x12\x10\n\x08snippets\x18\x03 \x03(\t\x12\x16\n\x0ematched_tokens\x18\x04 \x03(\t\"v\n\x03Hit\x12)\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x30\n\nhighlights\x18\x02 \x03(\x0b\x32\x1c.marquee.search.v1.Highlight\x12\x12\n\ntext_match\x18\x03 \x01(\x03\"/\n\x0f\x46\x61\x63\x65tValueCount\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"T\n\nFacetCount\x12\x12\n\nfield_name\x18\x01 \x01(\t\x12\x32\n\x06\x63ounts\x18\x02 \x03(\x0b\x32\".marquee.search.v1.FacetValueCount\"\xc8\x01\n\x0eSearchResponse\x12$\n\x04hits\x18\x01 \x03(\x0b\x32\x16.marquee.search.v1.Hit\x12\x33\n\x0c\x66\x61\x63\x65t_counts\x18\x02 \x03(\x0b\x32\x1d.marquee.search.v1.FacetCount\x12\r\n\x05\x66ound\x18\x03 \x01(\x03\x12\x0e\n\x06out_of\x18\x04 \x01(\x03\x12\x0c\n\x04page\x18\x05 \x01(\x05\x12.\n\x0bsearch_time\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration*\xcf\x02\n\tFieldType\x12\x1a\n\x16\x46IELD_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x46IELD_TYPE_STRING\x10\x01\x12\x14\n\x10\x46IELD_TYPE_INT32\x10\x02\x12\x14\n\x10\x46IELD_TYPE_INT64\x10\x03\x12\x14\n\x10\x46IELD_TYPE_FLOAT\x10\x04\x12\x13\n\x0f\x46IELD_TYPE_BOOL\x10\x05\x12\x1b\n\x17\x46IELD_TYPE_STRING_ARRAY\x10\x06\x12\x1a\n\x16\x46IELD_TYPE_INT32_ARRAY\x10\x07\x12\x1a\n\x16\x46IELD_TYPE_INT64_ARRAY\x10\x08\x12\x1a\n\x16\x46IELD_TYPE_FLOAT_ARRAY\x10\t\x12\x19\n\x15\x46IELD_TYPE_BOOL_ARRAY\x10\n\x12\x17\n\x13\x46IELD_TYPE_GEOPOINT\x10\x0b\x12\x13\n\x0f\x46IELD_TYPE_AUTO\x10\x0c*\x90\x01\n\x0bIndexAction\x12\x1c\n\x18INDEX_ACTION_UNSPECIFIED\x10\x00\x12\x17\n\x13INDEX_ACTION_CREATE\x10\x01\x12\x17\n\x13INDEX_ACTION_UPSERT\x10\x02\x12\x17\n\x13INDEX_ACTION_UPDATE\x10\x03\x12\x18\n\x14INDEX_ACTION_EMPLACE\x10\x04*\x99\x01\n\x0cReindexState\x12\x1d\n\x19REINDEX_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14REINDEX_STATE_QUEUED\x10\x01\x12\x19\n\x15REINDEX_STATE_RUNNING\x10\x02\x12\x1b\n\x17REINDEX_STATE_SUCCEEDED\x10\x03\x12\x18\n\x14REINDEX_STATE_FAILED\x10\x04\x32\x89\x05\n\rSearchService\x12k\n\x10\x45nsureCollection\x12*.marquee.search.v1.EnsureCollectionRequest\x1a+.marquee.search.v1.EnsureCollectionResponse\x12\x62\n\rGetCollection\x12\'.marquee.search.v1.GetCollectionRequest\x1a(.marquee.search.v1.GetCollectionResponse\x12k\n\x10\x44\x65leteCollection\x12*.marquee.search.v1.DeleteCollectionRequest\x1a+.marquee.search.v1.DeleteCollectionResponse\x12J\n\x05Index\x12\x1f.marquee.search.v1.IndexRequest\x1a .marquee.search.v1.IndexResponse\x12M\n\x06\x44\x65lete\x12 .marquee.search.v1.DeleteRequest\x1a!.marquee.search.v1.DeleteResponse\x12M\n\x06Search\x12 .marquee.search.v1.SearchRequest\x1a!.marquee.search.v1.SearchResponse\x12P\n\x07Reindex\x12!.marquee.search.v1.ReindexRequest\x1a\".marquee.search.v1.ReindexResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'marquee.search.v1.search_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FIELDTYPE']._serialized_start=2084
-  _globals['_FIELDTYPE']._serialized_end=2419
-  _globals['_INDEXACTION']._serialized_start=2422
-  _globals['_INDEXACTION']._serialized_end=2566
-  _globals['_FIELD']._serialized_start=116
-  _globals['_FIELD']._serialized_end=272
-  _globals['_COLLECTION']._serialized_start=274
-  _globals['_COLLECTION']._serialized_end=396
-  _globals['_DOCUMENT']._serialized_start=398
-  _globals['_DOCUMENT']._serialized_end=475
-  _globals['_ENSURECOLLECTIONREQUEST']._serialized_start=477
-  _globals['_ENSURECOLLECTIONREQUEST']._serialized_end=589
-  _globals['_ENSURECOLLECTIONRESPONSE']._serialized_start=591
-  _globals['_ENSURECOLLECTIONRESPONSE']._serialized_end=685
-  _globals['_GETCOLLECTIONREQUEST']._serialized_start=687
-  _globals['_GETCOLLECTIONREQUEST']._serialized_end=723
-  _globals['_GETCOLLECTIONRESPONSE']._serialized_start=725
-  _globals['_GETCOLLECTIONRESPONSE']._serialized_end=799
-  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=801
-  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=840
-  _globals['_DELETECOLLECTIONRESPONSE']._serialized_start=842
-  _globals['_DELETECOLLECTIONRESPONSE']._serialized_end=885
-  _globals['_INDEXREQUEST']._serialized_start=888
-  _globals['_INDEXREQUEST']._serialized_end=1018
-  _globals['_INDEXRESULT']._serialized_start=1020
-  _globals['_INDEXRESULT']._serialized_end=1087
-  _globals['_INDEXRESPONSE']._serialized_start=1089
-  _globals['_INDEXRESPONSE']._serialized_end=1199
-  _globals['_DELETEREQUEST']._serialized_start=1201
-  _globals['_DELETEREQUEST']._serialized_end=1268
-  _globals['_DELETERESPONSE']._serialized_start=1270
-  _globals['_DELETERESPONSE']._serialized_end=1309
-  _globals['_SEARCHREQUEST']._serialized_start=1312
-  _globals['_SEARCHREQUEST']._serialized_end=1536
-  _globals['_HIGHLIGHT']._serialized_start=1538
-  _globals['_HIGHLIGHT']._serialized_end=1623
-  _globals['_HIT']._serialized_start=1625
-  _globals['_HIT']._serialized_end=1743
-  _globals['_FACETVALUECOUNT']._serialized_start=1745
-  _globals['_FACETVALUECOUNT']._serialized_end=1792
-  _globals['_FACETCOUNT']._serialized_start=1794
-  _globals['_FACETCOUNT']._serialized_end=1878
-  _globals['_SEARCHRESPONSE']._serialized_start=1881
-  _globals['_SEARCHRESPONSE']._serialized_end=2081
-  _globals['_SEARCHSERVICE']._serialized_start=2569
-  _globals['_SEARCHSERVICE']._serialized_end=3136
+  _globals['_FIELDTYPE']._serialized_start=2513
+  _globals['_FIELDTYPE']._serialized_end=2848
+  _globals['_INDEXACTION']._serialized_start=2851
+  _globals['_INDEXACTION']._serialized_end=2995
+  _globals['_REINDEXSTATE']._serialized_start=2998
+  _globals['_REINDEXSTATE']._serialized_end=3151
+  _globals['_FIELD']._serialized_start=149
+  _globals['_FIELD']._serialized_end=305
+  _globals['_COLLECTION']._serialized_start=308
+  _globals['_COLLECTION']._serialized_end=483
+  _globals['_REINDEXPROGRESS']._serialized_start=486
+  _globals['_REINDEXPROGRESS']._serialized_end=728
+  _globals['_DOCUMENT']._serialized_start=730
+  _globals['_DOCUMENT']._serialized_end=807
+  _globals['_ENSURECOLLECTIONREQUEST']._serialized_start=809
+  _globals['_ENSURECOLLECTIONREQUEST']._serialized_end=921
+  _globals['_ENSURECOLLECTIONRESPONSE']._serialized_start=923
+  _globals['_ENSURECOLLECTIONRESPONSE']._serialized_end=1017
+  _globals['_GETCOLLECTIONREQUEST']._serialized_start=1019
+  _globals['_GETCOLLECTIONREQUEST']._serialized_end=1055
+  _globals['_GETCOLLECTIONRESPONSE']._serialized_start=1057
+  _globals['_GETCOLLECTIONRESPONSE']._serialized_end=1131
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=1133
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=1172
+  _globals['_DELETECOLLECTIONRESPONSE']._serialized_start=1174
+  _globals['_DELETECOLLECTIONRESPONSE']._serialized_end=1217
+  _globals['_INDEXREQUEST']._serialized_start=1220
+  _globals['_INDEXREQUEST']._serialized_end=1350
+  _globals['_INDEXRESULT']._serialized_start=1352
+  _globals['_INDEXRESULT']._serialized_end=1419
+  _globals['_INDEXRESPONSE']._serialized_start=1421
+  _globals['_INDEXRESPONSE']._serialized_end=1531
+  _globals['_DELETEREQUEST']._serialized_start=1533
+  _globals['_DELETEREQUEST']._serialized_end=1600
+  _globals['_DELETERESPONSE']._serialized_start=1602
+  _globals['_DELETERESPONSE']._serialized_end=1641
+  _globals['_SEARCHREQUEST']._serialized_start=1644
+  _globals['_SEARCHREQUEST']._serialized_end=1868
+  _globals['_REINDEXREQUEST']._serialized_start=1870
+  _globals['_REINDEXREQUEST']._serialized_end=1906
+  _globals['_REINDEXRESPONSE']._serialized_start=1908
+  _globals['_REINDEXRESPONSE']._serialized_end=1965
+  _globals['_HIGHLIGHT']._serialized_start=1967
+  _globals['_HIGHLIGHT']._serialized_end=2052
+  _globals['_HIT']._serialized_start=2054
+  _globals['_HIT']._serialized_end=2172
+  _globals['_FACETVALUECOUNT']._serialized_start=2174
+  _globals['_FACETVALUECOUNT']._serialized_end=2221
+  _globals['_FACETCOUNT']._serialized_start=2223
+  _globals['_FACETCOUNT']._serialized_end=2307
+  _globals['_SEARCHRESPONSE']._serialized_start=2310
+  _globals['_SEARCHRESPONSE']._serialized_end=2510
+  _globals['_SEARCHSERVICE']._serialized_start=3154
+  _globals['_SEARCHSERVICE']._serialized_end=3803
 # @@protoc_insertion_point(module_scope)

@@ -12,6 +12,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
@@ -99,6 +100,36 @@ INDEX_ACTION_EMPLACE: IndexAction.ValueType  # 4
 """Merge into an existing document, or create it."""
 Global___IndexAction: _TypeAlias = IndexAction  # noqa: Y015
 
+class _ReindexState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReindexStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReindexState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REINDEX_STATE_UNSPECIFIED: _ReindexState.ValueType  # 0
+    REINDEX_STATE_QUEUED: _ReindexState.ValueType  # 1
+    """Waiting for a worker."""
+    REINDEX_STATE_RUNNING: _ReindexState.ValueType  # 2
+    """A worker is rebuilding the index."""
+    REINDEX_STATE_SUCCEEDED: _ReindexState.ValueType  # 3
+    """The rebuilt index is in use."""
+    REINDEX_STATE_FAILED: _ReindexState.ValueType  # 4
+    """The job gave up; error says why. The previous index stays in use."""
+
+class ReindexState(_ReindexState, metaclass=_ReindexStateEnumTypeWrapper):
+    """State of a reindex job."""
+
+REINDEX_STATE_UNSPECIFIED: ReindexState.ValueType  # 0
+REINDEX_STATE_QUEUED: ReindexState.ValueType  # 1
+"""Waiting for a worker."""
+REINDEX_STATE_RUNNING: ReindexState.ValueType  # 2
+"""A worker is rebuilding the index."""
+REINDEX_STATE_SUCCEEDED: ReindexState.ValueType  # 3
+"""The rebuilt index is in use."""
+REINDEX_STATE_FAILED: ReindexState.ValueType  # 4
+"""The job gave up; error says why. The previous index stays in use."""
+Global___ReindexState: _TypeAlias = ReindexState  # noqa: Y015
+
 @_typing.final
 class Field(_message.Message):
     """One field of a collection schema."""
@@ -157,6 +188,7 @@ class Collection(_message.Message):
     FIELDS_FIELD_NUMBER: _builtins.int
     DEFAULT_SORTING_FIELD_FIELD_NUMBER: _builtins.int
     NUM_DOCUMENTS_FIELD_NUMBER: _builtins.int
+    REINDEX_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     default_sorting_field: _builtins.str
     """Numeric field sorting ties on text relevance; empty means none."""
@@ -164,6 +196,12 @@ class Collection(_message.Message):
     """Documents currently indexed."""
     @_builtins.property
     def fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___Field]: ...
+    @_builtins.property
+    def reindex(self) -> Global___ReindexProgress:
+        """The latest reindex job of this collection; unset if none ever ran (or the
+        service has no job database).
+        """
+
     def __init__(
         self,
         *,
@@ -171,14 +209,63 @@ class Collection(_message.Message):
         fields: _abc.Iterable[Global___Field] | None = ...,
         default_sorting_field: _builtins.str = ...,
         num_documents: _builtins.int = ...,
+        reindex: Global___ReindexProgress | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reindex", b"reindex"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_sorting_field", b"default_sorting_field", "fields", b"fields", "name", b"name", "num_documents", b"num_documents"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_sorting_field", b"default_sorting_field", "fields", b"fields", "name", b"name", "num_documents", b"num_documents", "reindex", b"reindex"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Collection: _TypeAlias = Collection  # noqa: Y015
+
+@_typing.final
+class ReindexProgress(_message.Message):
+    """Progress of a collection's latest reindex job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    DOCUMENTS_DONE_FIELD_NUMBER: _builtins.int
+    DOCUMENTS_TOTAL_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.int
+    """The job's id in the job queue."""
+    state: Global___ReindexState.ValueType
+    documents_done: _builtins.int
+    """Documents copied into the new index so far, out of documents_total (the
+    count when the job started).
+    """
+    documents_total: _builtins.int
+    error: _builtins.str
+    """Why it failed (state FAILED)."""
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp:
+        """Unset until a worker starts it / until it ends."""
+
+    @_builtins.property
+    def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.int = ...,
+        state: Global___ReindexState.ValueType = ...,
+        documents_done: _builtins.int = ...,
+        documents_total: _builtins.int = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        finished_at: _timestamp_pb2.Timestamp | None = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at", "started_at", b"started_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["documents_done", b"documents_done", "documents_total", b"documents_total", "error", b"error", "finished_at", b"finished_at", "job_id", b"job_id", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReindexProgress: _TypeAlias = ReindexProgress  # noqa: Y015
 
 @_typing.final
 class Document(_message.Message):
@@ -551,6 +638,53 @@ class SearchRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SearchRequest: _TypeAlias = SearchRequest  # noqa: Y015
+
+@_typing.final
+class ReindexRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReindexRequest: _TypeAlias = ReindexRequest  # noqa: Y015
+
+@_typing.final
+class ReindexResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ALREADY_QUEUED_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.int
+    """The job rebuilding the collection: the new one, or the one already
+    queued or running.
+    """
+    already_queued: _builtins.bool
+    """True if a job for this collection was already queued or running (no new
+    job was added).
+    """
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.int = ...,
+        already_queued: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_queued", b"already_queued", "job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReindexResponse: _TypeAlias = ReindexResponse  # noqa: Y015
 
 @_typing.final
 class Highlight(_message.Message):

@@ -70,6 +70,11 @@ class SearchServiceStub:
                 request_serializer=marquee_dot_search_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
                 response_deserializer=marquee_dot_search_dot_v1_dot_search__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.Reindex = channel.unary_unary(
+                '/marquee.search.v1.SearchService/Reindex',
+                request_serializer=marquee_dot_search_dot_v1_dot_search__pb2.ReindexRequest.SerializeToString,
+                response_deserializer=marquee_dot_search_dot_v1_dot_search__pb2.ReindexResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServiceServicer:
@@ -125,6 +130,17 @@ class SearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Reindex(self, request, context):
+        """Reindex queues a job that rebuilds a collection's index from its stored
+        documents; queries keep answering meanwhile. One job per collection: while
+        one is queued or running, another request returns it. Its progress shows
+        in Collection.reindex. FAILED_PRECONDITION when the service has no job
+        database configured.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +173,11 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=marquee_dot_search_dot_v1_dot_search__pb2.SearchRequest.FromString,
                     response_serializer=marquee_dot_search_dot_v1_dot_search__pb2.SearchResponse.SerializeToString,
+            ),
+            'Reindex': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reindex,
+                    request_deserializer=marquee_dot_search_dot_v1_dot_search__pb2.ReindexRequest.FromString,
+                    response_serializer=marquee_dot_search_dot_v1_dot_search__pb2.ReindexResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -327,6 +348,33 @@ class SearchService:
             '/marquee.search.v1.SearchService/Search',
             marquee_dot_search_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
             marquee_dot_search_dot_v1_dot_search__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reindex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/marquee.search.v1.SearchService/Reindex',
+            marquee_dot_search_dot_v1_dot_search__pb2.ReindexRequest.SerializeToString,
+            marquee_dot_search_dot_v1_dot_search__pb2.ReindexResponse.FromString,
             options,
             channel_credentials,
             insecure,

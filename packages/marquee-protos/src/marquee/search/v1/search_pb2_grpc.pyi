@@ -59,6 +59,13 @@ class SearchServiceStub:
     """Delete removes documents by ids or by a filter."""
     Search: _grpc.UnaryUnaryMultiCallable[_search_pb2.SearchRequest, _search_pb2.SearchResponse]
     """Search runs a query."""
+    Reindex: _grpc.UnaryUnaryMultiCallable[_search_pb2.ReindexRequest, _search_pb2.ReindexResponse]
+    """Reindex queues a job that rebuilds a collection's index from its stored
+    documents; queries keep answering meanwhile. One job per collection: while
+    one is queued or running, another request returns it. Its progress shows
+    in Collection.reindex. FAILED_PRECONDITION when the service has no job
+    database configured.
+    """
 
 @_typing.type_check_only
 class SearchServiceAsyncStub(SearchServiceStub):
@@ -87,6 +94,13 @@ class SearchServiceAsyncStub(SearchServiceStub):
     """Delete removes documents by ids or by a filter."""
     Search: _aio.UnaryUnaryMultiCallable[_search_pb2.SearchRequest, _search_pb2.SearchResponse]  # type: ignore[assignment]
     """Search runs a query."""
+    Reindex: _aio.UnaryUnaryMultiCallable[_search_pb2.ReindexRequest, _search_pb2.ReindexResponse]  # type: ignore[assignment]
+    """Reindex queues a job that rebuilds a collection's index from its stored
+    documents; queries keep answering meanwhile. One job per collection: while
+    one is queued or running, another request returns it. Its progress shows
+    in Collection.reindex. FAILED_PRECONDITION when the service has no job
+    database configured.
+    """
 
 class SearchServiceServicer(metaclass=_abc_1.ABCMeta):
     """SearchService indexes and queries documents.
@@ -148,5 +162,18 @@ class SearchServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_search_pb2.SearchResponse, _abc.Awaitable[_search_pb2.SearchResponse]]:
         """Search runs a query."""
+
+    @_abc_1.abstractmethod
+    def Reindex(
+        self,
+        request: _search_pb2.ReindexRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_search_pb2.ReindexResponse, _abc.Awaitable[_search_pb2.ReindexResponse]]:
+        """Reindex queues a job that rebuilds a collection's index from its stored
+        documents; queries keep answering meanwhile. One job per collection: while
+        one is queued or running, another request returns it. Its progress shows
+        in Collection.reindex. FAILED_PRECONDITION when the service has no job
+        database configured.
+        """
 
 def add_SearchServiceServicer_to_server(servicer: SearchServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
