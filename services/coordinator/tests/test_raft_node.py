@@ -194,3 +194,32 @@ def test_pysyncobj_logs_keep_their_fields(capsys: pytest.CaptureFixture[str]) ->
     assert line["raft_args"] == [7, 5]
     assert line["raft_node"] == "127.0.0.1:7001"
     assert line["service"] == "coordinator"
+
+
+def _election_deadline(node: LeaseNode) -> float:
+    deadline: float = node._raft._SyncObj__raftElectionDeadline
+    return deadline
+
+
+async def test_a_fresh_node_shortens_its_first_election(tmp_path: Path) -> None:
+    """Term 0 (an empty journal): the first timeout is drawn below election_min.
+
+    Its peers are never started: a node connected to nobody does not campaign, so the
+    deadline stays as drawn. (A node with a term skips this: `_shorten_first_election`.)
+    """
+    timing = FAST_TIMING
+    assert timing.first_election_max <= timing.election_min
+    fresh = NodeConfig(
+        node_id=2,
+        raft_address=f"127.0.0.1:{free_port()}",
+        peers=(f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"),
+        data_dir=tmp_path,
+        cluster_secret="s3cret",
+        timing=timing,
+    )
+    node = LeaseNode(fresh)
+    try:
+        assert node.status().term == 0
+        assert _election_deadline(node) <= time.monotonic() + timing.first_election_max
+    finally:
+        node.close()
