@@ -186,3 +186,28 @@ async def test_signing_keys_are_encrypted_at_rest_under_the_configured_key(
     with pytest.raises(SecretBoxError, match="does not decrypt"):
         async with auth_service(scratch_database_url, encryption_key=key_b):
             pass
+
+
+async def test_the_encryption_key_rotates_through_previous_keys(
+    scratch_database_url: str,
+) -> None:
+    old_key, new_key = "A" * 43 + "=", "C" * 43 + "="
+    async with auth_service(scratch_database_url, encryption_key=old_key) as service:
+        auth = stub(service)
+        user = await register_user(auth)
+        tokens = await login(auth, user.username)
+        await auth.EnrollTotp(auth_pb2.EnrollTotpRequest(), metadata=bearer(tokens.access_token))
+    # The new key with the old one as previous: everything opens, and is sealed again.
+    async with auth_service(
+        scratch_database_url, encryption_key=new_key, previous_encryption_keys=[old_key]
+    ) as service:
+        assert (await login(stub(service), user.username)).user_id == user.id
+    # From now on the new key alone opens every secret.
+    async with auth_service(scratch_database_url, encryption_key=new_key) as service:
+        assert (await login(stub(service), user.username)).user_id == user.id
+        conn = await asyncpg.connect(scratch_database_url)
+        try:
+            pending = await conn.fetchval("SELECT pending_secret_sealed FROM auth_totp")
+        finally:
+            await conn.close()
+        assert pending is not None

@@ -14,6 +14,7 @@ from marquee_auth.accounts import Accounts
 from marquee_auth.attempt_limits import AttemptLimits, Limiter, LocalOnly
 from marquee_auth.console import start_console
 from marquee_auth.deps import AuthDeps
+from marquee_auth.key_rotation import reseal_all
 from marquee_auth.mfa_challenges import MfaChallenges
 from marquee_auth.oidc_client import OidcProvider
 from marquee_auth.oidc_store import OidcStore
@@ -65,6 +66,9 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
 
     access_lifetime = timedelta(seconds=settings.access_token_ttl_seconds)
     box = SecretBox.from_settings(settings)
+    if settings.previous_encryption_keys:
+        moved = await reseal_all(pool, box)
+        ctx.log.info("secrets sealed again under the current encryption key", moved=moved)
     policy = PolicyEngine(pool, dsn)
     await policy.start()
     ctx.on_shutdown(policy.close)

@@ -15,6 +15,15 @@ from marquee_platform import ServiceSettings
 DEV_ENCRYPTION_KEY_SOURCE = "marquee-auth-dev-profile-only"
 
 
+def _check_key(value: SecretStr) -> None:
+    try:
+        key = base64.b64decode(value.get_secret_value(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not valid base64") from None
+    if len(key) != 32:
+        raise ValueError(f"must decode to 32 bytes, not {len(key)}")
+
+
 class AuthSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="MARQUEE_AUTH_")
 
@@ -30,6 +39,9 @@ class AuthSettings(ServiceSettings):
     # Encrypts secrets at rest (signing keys, TOTP seeds): 32 bytes, base64.
     # Required outside the dev profile.
     encryption_key: SecretStr | None = None
+    # Keys being rotated out, comma-separated: secrets sealed under one of them
+    # still open, and are sealed again under ENCRYPTION_KEY at start.
+    previous_encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
 
     # argon2id. Defaults are OWASP's minimum (m=19 MiB, t=2, p=1): ~26 ms a
     # hash on this project's 2-core machines. Changing them rehashes each
@@ -120,12 +132,21 @@ class AuthSettings(ServiceSettings):
     @classmethod
     def _key_is_32_bytes_base64(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            try:
-                key = base64.b64decode(value.get_secret_value(), validate=True)
-            except (binascii.Error, ValueError):
-                raise ValueError("not valid base64") from None
-            if len(key) != 32:
-                raise ValueError(f"must decode to 32 bytes, not {len(key)}")
+            _check_key(value)
+        return value
+
+    @field_validator("previous_encryption_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("previous_encryption_keys")
+    @classmethod
+    def _previous_keys_are_32_bytes_base64(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for key in value:
+            _check_key(key)
         return value
 
     # The dev console (a page to try auth by hand) on 127.0.0.1:CONSOLE_PORT;
