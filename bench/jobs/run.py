@@ -1,10 +1,17 @@
 """The job queue's throughput next to a plain SKIP LOCKED loop, on one PostgreSQL.
 
-Marquee: `JobQueue.enqueue` and a `Worker` (claim, run a no-op handler, record
-the outcome, i.e. two statements per job). Peer: the textbook loop on a bare
+Marquee: `JobQueue.enqueue` (with its NOTIFY) and a `Worker` (one statement
+writes the outcomes finished since the last claim and claims as many jobs as
+there are free slots; a no-op handler). Peer: the textbook loop on a bare
 table: INSERT to enqueue; a transaction that picks one row FOR UPDATE SKIP
 LOCKED and marks it done. Both at 1, 4 and 16 concurrent enqueuers/workers,
 against their own PostgreSQL started here (fsync on, as in production).
+
+Enqueue-to-start latency: one idle worker (concurrency 1), an enqueue at a
+random moment, and the time from the enqueue's commit being acknowledged to
+the handler being entered. Marquee wakes on the queue's NOTIFY; the plain loop
+polls, every 0.5 s (Marquee's own `poll_interval` default, its fallback), and
+"entered" is the moment its take returns the row.
 
 Like with like: the peer's table gets the same kind of partial index on ready
 rows that marquee_jobs has (without it every take walks all finished rows, and
@@ -19,8 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import sys
 import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -28,7 +37,7 @@ import asyncpg
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchlib import LoadLog, Row, from_runs, measure_calls, print_results
+from benchlib import LoadLog, Row, from_runs, measure_calls, percentile, print_results
 from marquee_jobs import MIGRATIONS, Job, JobQueue, Kind, Worker
 from marquee_localservers import PostgresServer
 from marquee_migrations import Migrator
@@ -39,6 +48,9 @@ JOBS = int(os.environ.get("BENCH_JOBS", "2000"))
 # and keeping the median keeps a burst of outside load from deciding a ratio.
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 LEVELS = (1, 4, 16)
+LATENCY_SAMPLES = int(os.environ.get("BENCH_LATENCY_SAMPLES", "40"))
+# Marquee's default poll_interval; the plain loop polls at the same rate.
+POLL = 0.5
 PLAIN_TABLE = """CREATE TABLE plain_jobs (
     id bigserial PRIMARY KEY, kind text NOT NULL, payload jsonb NOT NULL,
     state text NOT NULL DEFAULT 'queued', finished_at timestamptz)"""
@@ -142,6 +154,93 @@ async def plain_completion_rate(pool: asyncpg.Pool, concurrency: int) -> float:
     return JOBS / await drain_seconds(pool, "plain", began)
 
 
+async def idle_gap() -> None:
+    # A random moment within a poll period: the plain loop's wait depends on where
+    # in its sleep the job lands, and a fixed gap would pick one phase for it.
+    await asyncio.sleep(random.uniform(0.02, 0.02 + POLL))
+
+
+async def marquee_start_latency(pool: asyncpg.Pool) -> list[float]:
+    entered: asyncio.Queue[float] = asyncio.Queue()
+
+    async def record(job: Job) -> None:
+        entered.put_nowait(time.perf_counter())
+
+    worker = Worker(pool, [Kind("latency", record)], {"latency": 1}, poll_interval=POLL)
+    queue = JobQueue(pool)
+    task = asyncio.create_task(worker.run())
+    samples: list[float] = []
+    try:
+        while worker.listener_pid is None:  # set-up, before anything is timed
+            await asyncio.sleep(0.01)
+        for _ in range(LATENCY_SAMPLES):
+            await idle_gap()
+            await queue.enqueue("latency", queue="latency")
+            committed = time.perf_counter()
+            samples.append(await asyncio.wait_for(entered.get(), 60) - committed)
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
+    return samples
+
+
+async def plain_start_latency(pool: asyncpg.Pool) -> list[float]:
+    entered: asyncio.Queue[float] = asyncio.Queue()
+
+    async def loop() -> None:
+        while True:
+            async with pool.acquire() as conn, conn.transaction():
+                taken = await conn.fetchval(PLAIN_TAKE)
+                if taken is not None:
+                    # The textbook loop runs the job here, inside its transaction.
+                    entered.put_nowait(time.perf_counter())
+            if taken is None:
+                await asyncio.sleep(POLL)
+
+    task = asyncio.create_task(loop())
+    samples: list[float] = []
+    try:
+        for _ in range(LATENCY_SAMPLES):
+            await idle_gap()
+            await pool.execute(PLAIN_INSERT, "latency", "{}")
+            committed = time.perf_counter()
+            samples.append(await asyncio.wait_for(entered.get(), 60) - committed)
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
+    return samples
+
+
+async def latency_rows(pool: asyncpg.Pool, load: LoadLog) -> list[Row]:
+    p50: dict[str, list[float]] = {"marquee": [], "plain": []}
+    p99: dict[str, list[float]] = {"marquee": [], "plain": []}
+    for round_ in range(ROUNDS):
+        load.sample()
+        order = ("marquee", "plain") if round_ % 2 == 0 else ("plain", "marquee")
+        await reset(pool)
+        for side in order:
+            if side == "marquee":
+                samples = await marquee_start_latency(pool)
+            else:
+                samples = await plain_start_latency(pool)
+            p50[side].append(1000 * percentile(samples, 0.5))
+            p99[side].append(1000 * percentile(samples, 0.99))
+        print(
+            f"  latency round {round_ + 1} ({order[0]} first): p50 {p50['marquee'][-1]:.1f} vs "
+            f"{p50['plain'][-1]:.1f} ms, p99 {p99['marquee'][-1]:.1f} vs "
+            f"{p99['plain'][-1]:.1f} ms",
+            flush=True,
+        )
+    recipe = (
+        f"idle worker, {LATENCY_SAMPLES} enqueues per round; lower is better; the plain "
+        f"loop polls every {POLL:g} s"
+    )
+    return [
+        from_runs("enqueue-to-start p50", p50["marquee"], p50["plain"], "ms", recipe=recipe),
+        from_runs("enqueue-to-start p99", p99["marquee"], p99["plain"], "ms", recipe=recipe),
+    ]
+
+
 async def main() -> None:
     load = LoadLog()
     with (
@@ -191,8 +290,14 @@ async def main() -> None:
                         completed["plain"], "jobs/s",
                     )
                 )  # fmt: skip
+            rows += await latency_rows(pool, load)
     load.sample()
-    notes = {"rounds": ROUNDS, "jobs": JOBS, "seconds": SECONDS}
+    notes = {
+        "rounds": ROUNDS,
+        "jobs": JOBS,
+        "seconds": SECONDS,
+        "latency_samples": LATENCY_SAMPLES,
+    }
     print_results("jobs", "plain SKIP LOCKED loop", rows, notes, load=load)
 
 

@@ -182,3 +182,20 @@ async def test_outcomes_still_waiting_at_shutdown_are_written(pool: asyncpg.Pool
     task.cancel()
     await asyncio.wait([task])
     assert (await job_row(pool, job_id))["state"] == "succeeded"
+
+
+async def test_a_worker_on_a_small_pool_neither_listens_nor_holds_connections(
+    scratch_database_url: str, pool: asyncpg.Pool
+) -> None:
+    ran = asyncio.Event()
+
+    async def record(job: Job) -> None:
+        ran.set()
+
+    await JobQueue(pool).enqueue("small")
+    async with asyncpg.create_pool(scratch_database_url, min_size=1, max_size=2) as small:
+        worker = Worker(small, [Kind("small", record)], poll_interval=0.05)
+        # Two connections would leave handlers and enqueues nothing; it polls instead.
+        assert not worker.listen
+        async with running(worker.run()):
+            await asyncio.wait_for(ran.wait(), STARTS_WITHIN)

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from marquee_jobs.metrics import JOB_OUTCOMES, JOB_RETRIES, QUEUE_DEPTH
 from marquee_jobs.models import Job, Kind
@@ -122,10 +123,14 @@ class Worker:
         self.poll_interval = poll_interval
         self.depth_interval = depth_interval
         self.claim_batch = claim_batch
-        self.listen = listen
         self._claim_seconds = max(kind.timeout for kind in kinds) + CLAIM_GRACE
         self._state = {queue: _QueueState() for queue in self.queues}
         self._channels = {channel_for(queue): queue for queue in self.queues}
+        # The listener and each busy queue's loop hold a connection: only when the
+        # pool leaves at least two more for handlers, enqueues and depth reads.
+        spare = pool.get_max_size() - 2
+        self.listen = listen and spare >= 1
+        self._hold_connections = spare - int(self.listen) >= len(self.queues)
         # The listener's current connection (tests terminate it to prove polling covers).
         self.listener_pid: int | None = None
 
@@ -141,6 +146,10 @@ class Worker:
     async def _serve(self, group: asyncio.TaskGroup, queue: str, concurrency: int) -> None:
         state = self._state[queue]
         running: set[asyncio.Task[None]] = set()
+        # While the queue is busy its loop keeps one connection between claims: a
+        # pool round (acquire, and asyncpg's reset query on release) per claim cost
+        # about as much as the claim itself. Given back as soon as the queue idles.
+        held: PoolConnectionProxy | None = None
         try:
             while True:
                 free = concurrency - len(running)
@@ -154,11 +163,15 @@ class Worker:
                 state.wake.clear()
                 outcomes, state.outcomes = state.outcomes, []
                 try:
-                    jobs = await self._claim(queue, limit, outcomes)
+                    if held is None and self._hold_connections:
+                        held = await self.pool.acquire()
+                    jobs = await self._claim(held or self.pool, queue, limit, outcomes)
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     log.warning("claiming from queue %r failed, retrying: %s", queue, exc)
                     # Written with a later claim; each update is guarded by its attempt.
                     state.outcomes[:0] = outcomes
+                    held, conn = None, held
+                    await self._give_back(conn)
                     await asyncio.sleep(self.poll_interval)
                     continue
                 for job in jobs:
@@ -166,30 +179,49 @@ class Worker:
                     running.add(task)
                     task.add_done_callback(running.discard)
                 if len(jobs) < limit:
+                    held, conn = None, held
+                    await self._give_back(conn)
                     # Nothing more is ready: wait for a notification, a finished job
                     # or the poll interval, whichever comes first.
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.poll_interval):
                             await state.wake.wait()
         finally:
+            await self._give_back(held)
             # Outcomes of jobs that finished before shutdown: written now rather than
             # left 'running' for cleanup to requeue and run again.
             if state.outcomes:
                 await asyncio.shield(self._flush(queue))
 
+    async def _give_back(self, held: PoolConnectionProxy | None) -> None:
+        # Callers forget `held` first: a release cut short by cancellation (asyncpg
+        # then terminates the connection) must not be followed by a second one.
+        if held is not None:
+            try:
+                await self.pool.release(held, timeout=RELEASE_TIMEOUT)
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # asyncpg terminates a connection it could not reset; the pool opens another.
+                log.warning("returning a jobs connection to the pool failed: %s", exc)
+
     async def _flush(self, queue: str) -> None:
         outcomes, self._state[queue].outcomes = self._state[queue].outcomes, []
         try:
             async with asyncio.timeout(RELEASE_TIMEOUT):
-                await self._claim(queue, 0, outcomes)
+                await self._claim(self.pool, queue, 0, outcomes)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # The claims stay 'running' until they are abandoned and cleanup requeues them.
             log.error("could not record the outcomes of %d jobs: %s", len(outcomes), exc)
 
-    async def _claim(self, queue: str, limit: int, outcomes: Sequence[Outcome]) -> list[Job]:
+    async def _claim(
+        self,
+        db: asyncpg.Pool | PoolConnectionProxy,
+        queue: str,
+        limit: int,
+        outcomes: Sequence[Outcome],
+    ) -> list[Job]:
         # In id order: two statements updating overlapping rows lock them in one order.
         done = sorted(outcomes, key=lambda o: o.job_id)
-        rows = await self.pool.fetch(
+        rows = await db.fetch(
             CLAIM,
             queue,
             list(self.kinds),
