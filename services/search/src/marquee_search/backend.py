@@ -40,6 +40,23 @@ class Action(enum.Enum):
     EMPLACE = "emplace"
 
 
+class ReindexStopped(Exception):
+    """A reindex was asked to stop (its job was cancelled); the previous index stays."""
+
+
+class ReindexProgress:
+    """A reindex's counts, written by the engine (perhaps from a worker thread), read by its job.
+
+    Plain attributes: one writer, and a reader that only needs a recent value.
+    `stop` asks the engine to abandon the rebuild at the next document.
+    """
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.total = 0
+        self.stop = False
+
+
 @dataclass
 class CollectionInfo:
     schema: CollectionSchema
@@ -115,5 +132,11 @@ class SearchBackend(Protocol):
     async def delete_filter(self, name: str, filter_: Filter, filter_text: str) -> int: ...
 
     async def search(self, name: str, query: SearchQuery) -> SearchResult: ...
+
+    async def reindex(self, name: str, progress: ReindexProgress) -> None:
+        """Rebuild the collection's index from its stored documents, counting into `progress`.
+
+        Queries keep answering from the current index meanwhile; a failure leaves it in use.
+        """
 
     async def close(self) -> None: ...

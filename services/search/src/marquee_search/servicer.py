@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import asyncpg
 import grpc
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from marquee.search.v1 import search_pb2 as pb
 from marquee.search.v1 import search_pb2_grpc
@@ -30,7 +32,15 @@ from marquee_search.backend import (
     SearchBackend,
     SearchResult,
 )
+from marquee_search.reindex import Progress, Reindexer
 from marquee_search.schema import CollectionSchema, schema_from_request
+
+REINDEX_STATES = {
+    "queued": pb.REINDEX_STATE_QUEUED,
+    "running": pb.REINDEX_STATE_RUNNING,
+    "succeeded": pb.REINDEX_STATE_SUCCEEDED,
+    "failed": pb.REINDEX_STATE_FAILED,
+}
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -49,6 +59,35 @@ def engine_errors(collection: str) -> Iterator[None]:
         raise errors.Unavailable(str(exc)) from exc
     except EngineRejected as exc:
         raise errors.FailedPrecondition(str(exc)) from exc
+
+
+@contextlib.asynccontextmanager
+async def database_errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        raise errors.Unavailable(f"the job database is unreachable: {exc}") from exc
+
+
+def _progress(progress: Progress) -> pb.ReindexProgress:
+    result = pb.ReindexProgress(
+        job_id=progress.job_id,
+        state=REINDEX_STATES[progress.state],
+        documents_done=progress.done,
+        documents_total=progress.total,
+        error=progress.error,
+    )
+    if progress.started_at is not None:
+        result.started_at.CopyFrom(_timestamp(progress.started_at))
+    if progress.finished_at is not None:
+        result.finished_at.CopyFrom(_timestamp(progress.finished_at))
+    return result
+
+
+def _timestamp(moment: Any) -> Timestamp:
+    result = Timestamp()
+    result.FromDatetime(moment)
+    return result
 
 
 def _duration(seconds: float) -> Duration:
@@ -96,9 +135,13 @@ def _search_response(result: SearchResult, page: int) -> pb.SearchResponse:
 
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
-    def __init__(self, backend: SearchBackend, max_documents: int) -> None:
+    def __init__(
+        self, backend: SearchBackend, max_documents: int, reindexer: Reindexer | None = None
+    ) -> None:
         self._backend = backend
         self._max_documents = max_documents
+        # None without a job database (no DATABASE_URL): Reindex is refused.
+        self._reindexer = reindexer
 
     async def _schema(self, name: str) -> CollectionSchema:
         with engine_errors(name):
@@ -121,7 +164,13 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         validation.check_name(request.name, "name", "GetCollection request")
         with engine_errors(request.name):
             info = await self._backend.get_collection(request.name)
-        return pb.GetCollectionResponse(collection=info.schema.to_proto(info.num_documents))
+        collection = info.schema.to_proto(info.num_documents)
+        if self._reindexer is not None:
+            async with database_errors():
+                progress = await self._reindexer.progress(request.name)
+            if progress is not None:
+                collection.reindex.CopyFrom(_progress(progress))
+        return pb.GetCollectionResponse(collection=collection)
 
     async def DeleteCollection(
         self, request: pb.DeleteCollectionRequest, context: Context
@@ -129,7 +178,22 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         validation.check_name(request.name, "name", "DeleteCollection request")
         with engine_errors(request.name):
             deleted = await self._backend.delete_collection(request.name)
+        if deleted and self._reindexer is not None:
+            async with database_errors():
+                await self._reindexer.forget(request.name)
         return pb.DeleteCollectionResponse(deleted=deleted)
+
+    async def Reindex(self, request: pb.ReindexRequest, context: Context) -> pb.ReindexResponse:
+        validation.check_name(request.collection, "collection", "Reindex request")
+        if self._reindexer is None:
+            raise errors.FailedPrecondition(
+                "reindexing runs as a queued job and needs a job database: "
+                "set MARQUEE_SEARCH_DATABASE_URL"
+            )
+        await self._schema(request.collection)  # NOT_FOUND rather than a job that fails
+        async with database_errors():
+            job_id, already = await self._reindexer.request(request.collection)
+        return pb.ReindexResponse(job_id=job_id, already_queued=already)
 
     async def Index(self, request: pb.IndexRequest, context: Context) -> pb.IndexResponse:
         action = validation.check_index(request, self._max_documents)

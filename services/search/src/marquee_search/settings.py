@@ -1,11 +1,11 @@
 """Settings of the search service, read from MARQUEE_SEARCH_* variables."""
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Self
 
 import pydantic
-from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, PostgresDsn, SecretStr
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from marquee_platform import ServiceSettings
 from marquee_search.typesense_backend.connection import parse_url
@@ -35,11 +35,47 @@ class SearchSettings(ServiceSettings):
     # Documents per Index call (the contract allows up to 10000).
     max_documents: int = Field(default=10_000, ge=1, le=10_000)
 
+    # The job queue (marquee-jobs) and the reindex progress table. Unset: no
+    # Reindex (it answers FAILED_PRECONDITION naming this setting).
+    database_url: PostgresDsn | None = None
+    # Apply pending migrations (`jobs`, `search`) on start; else only check them.
+    migrate_on_start: bool = True
+    # gRPC addresses of coordinator members, comma-separated in the environment:
+    # the leases of the queue's `cleanup` job, which search hosts only when
+    # jobs_cleanup is on (in the suite auth hosts it for the shared database).
+    coordinator_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    jobs_cleanup: bool = False
+    # A reindex attempt is cancelled after this many seconds and counts as failed.
+    reindex_timeout: float = Field(default=3600.0, gt=0)
+    # Attempts before a reindex job fails for good (a transient error is retried;
+    # a document that no longer fits the schema fails at once).
+    reindex_max_attempts: int = Field(default=3, ge=1, le=20)
+
+    # At start, create the `films` demo collection from the shipped catalogue
+    # when it is absent (`make run` turns it on).
+    demo_catalogue: bool = False
+
     @pydantic.field_validator("typesense_url")
     @classmethod
     def _parseable(cls, value: str) -> str:
         parse_url(value)
         return value
+
+    @pydantic.field_validator("coordinator_endpoints", mode="before")
+    @classmethod
+    def _split_endpoints(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [e.strip() for e in value.split(",") if e.strip()]
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _cleanup_needs_database_and_coordinator(self) -> Self:
+        if self.jobs_cleanup and (self.database_url is None or not self.coordinator_endpoints):
+            raise ValueError(
+                "jobs_cleanup needs database_url and coordinator_endpoints "
+                "(the cleanup job runs under a coordinator lease)"
+            )
+        return self
 
     @pydantic.model_validator(mode="after")
     def _typesense_needs_key(self) -> "SearchSettings":

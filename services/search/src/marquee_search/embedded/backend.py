@@ -26,6 +26,8 @@ from marquee_search.backend import (
     CollectionInfo,
     CollectionNotFound,
     DocResult,
+    ReindexProgress,
+    ReindexStopped,
     SchemaConflict,
     SearchQuery,
     SearchResult,
@@ -135,14 +137,20 @@ class EmbeddedBackend:
         os.replace(building, directory)
         return _Entry(directory, EmbeddedCollection(directory / "index-1", schema), 1)
 
-    def _rebuild(self, entry: _Entry, wanted: CollectionSchema) -> None:
+    def _rebuild(
+        self, entry: _Entry, wanted: CollectionSchema, progress: ReindexProgress | None = None
+    ) -> None:
         generation = entry.generation + 1
         target = entry.directory / f"index-{generation}"
         shutil.rmtree(target, ignore_errors=True)
         fresh = EmbeddedCollection(target, wanted)
         checker = documents.Checker(wanted)
+        if progress is not None:
+            progress.total = entry.collection.count()
         try:
             for seq, body in entry.collection.documents_in_order():
+                if progress is not None and progress.stop:
+                    raise ReindexStopped(f"reindex of {wanted.name!r} stopped")
                 try:
                     checker.check(body)
                 except documents.DocumentError as exc:
@@ -150,6 +158,8 @@ class EmbeddedBackend:
                         f"document {body.get('id')!r} does not fit the new schema: {exc}"
                     ) from exc
                 fresh.add_raw(seq, body)
+                if progress is not None:
+                    progress.done += 1
             fresh.commit()
         except BaseException:
             fresh.close()
@@ -212,6 +222,27 @@ class EmbeddedBackend:
     async def search(self, name: str, query: SearchQuery) -> SearchResult:
         collection = self._entry(name).collection
         return await asyncio.to_thread(collection.search, query)
+
+    async def reindex(self, name: str, progress: ReindexProgress) -> None:
+        # The same path as a compatible schema change: the next generation is built
+        # from the stored documents and switched to atomically. Searches read the
+        # current generation meanwhile; writes wait for the lock, so none is lost
+        # between the copy and the switch.
+        entry = self._entry(name)
+        async with entry.lock:
+            if self._entries.get(name) is not entry:
+                raise CollectionNotFound(name)
+            work = asyncio.ensure_future(
+                asyncio.to_thread(self._rebuild, entry, entry.collection.schema, progress)
+            )
+            try:
+                await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # The thread cannot be cancelled: ask it to stop and keep the lock
+                # until it has, or a write could land in the index being replaced.
+                progress.stop = True
+                await asyncio.wait([work])
+                raise
 
     async def close(self) -> None:
         for entry in list(self._entries.values()):

@@ -12,6 +12,7 @@ a write cut short by one is absent as a whole (no partial batch).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,12 +95,15 @@ class EmbeddedCollection:
             found[body["id"]] = _Existing(int(seq or 0), body)
         return found
 
-    def documents_in_order(self) -> list[tuple[int, dict[str, Any]]]:
-        """Every (seq, document), oldest first: the input of a rebuild."""
+    def documents_in_order(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Every (seq, document), oldest first, from one snapshot: the input of a rebuild.
+
+        Only the addresses are held; each body is read as it is reached.
+        """
         searcher = self._index.searcher()
         total = searcher.num_docs
         if not total:
-            return []
+            return
         hits = searcher.search(
             tantivy.Query.all_query(),
             limit=total,
@@ -108,10 +112,8 @@ class EmbeddedCollection:
         ).hits
         addresses = [address for _, address in hits]
         seqs = searcher.fast_field_values(layout.SEQ, addresses)
-        return [
-            (int(seq or 0), layout.source(searcher.doc(address)))
-            for seq, address in zip(seqs, addresses, strict=True)
-        ]
+        for seq, address in zip(seqs, addresses, strict=True):
+            yield int(seq or 0), layout.source(searcher.doc(address))
 
     # ---- writing ----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ checked strictly (`dirty_values=reject`: no silent coercion of a wrong type).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import warnings
 from typing import Any
@@ -23,6 +24,8 @@ from marquee_search.backend import (
     DocResult,
     EngineRejected,
     Highlight,
+    ReindexProgress,
+    ReindexStopped,
     SchemaConflict,
     SearchHit,
     SearchQuery,
@@ -45,6 +48,8 @@ DELETE_CONCURRENCY = 16
 # cost a second HTTP request. A change made through another instance of the service
 # is seen within this time (ours are seen at once).
 SCHEMA_CACHE_SECONDS = 2.0
+# Documents per import request when a reindex writes a collection back.
+REINDEX_BATCH = 1000
 
 
 def _field_to_typesense(spec: FieldSpec) -> dict[str, Any]:
@@ -200,6 +205,32 @@ class TypesenseBackend:
                 f"Typesense answered {len(answers)} results for {len(bodies)} documents"
             )
         return answers
+
+    async def reindex(self, name: str, progress: ReindexProgress) -> None:
+        # Typesense keeps its own index; what a reindex can do is have it index
+        # every document again: export them, then import them back (UPSERT) in
+        # batches. Queries keep answering throughout. A write to a document
+        # between its export and its re-import is overwritten by the exported
+        # version, so run it while writes are quiet (see the README).
+        try:
+            exported: str = await self._connection.call(
+                lambda: self._collection(name).documents.export(), idempotent=True
+            )
+        except ts_errors.ObjectNotFound as exc:
+            raise CollectionNotFound(name) from exc
+        bodies = [json.loads(line) for line in exported.splitlines() if line.strip()]
+        progress.total = len(bodies)
+        for start in range(0, len(bodies), REINDEX_BATCH):
+            if progress.stop:
+                raise ReindexStopped(f"reindex of {name!r} stopped")
+            batch = bodies[start : start + REINDEX_BATCH]
+            answers = await self._import(name, batch, Action.UPSERT)
+            failed = [a for a in answers if not a.get("success")]
+            if failed:
+                raise EngineRejected(
+                    f"Typesense refused {len(failed)} documents on re-import: {failed[0]}"
+                )
+            progress.done += len(batch)
 
     async def delete_ids(self, name: str, ids: list[str]) -> int:
         await self._describe(name)  # NOT_FOUND for an unknown collection, not zero deletions
