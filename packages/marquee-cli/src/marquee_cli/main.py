@@ -1,7 +1,7 @@
 """The `marquee` command line.
 
 Top-level commands run the local suite (up, status, down). Admin command
-groups (cluster, lease, cache, migrate) each get their own module with a
+groups (cluster, lease, cache, migrate, search) each get their own module with a
 typer sub-app, registered here with `app.add_typer(<module>.app, name=...)`.
 """
 
@@ -18,7 +18,14 @@ from typer.core import TyperGroup
 # Only light modules here: every command pays for these imports at start-up, so
 # anything heavy (grpc, psutil, redis, the launcher) is imported by the command
 # that needs it. bench/cli measures it.
-from marquee_cli import cache_commands, cluster_commands, lease_commands, migrate_commands, output
+from marquee_cli import (
+    cache_commands,
+    cluster_commands,
+    lease_commands,
+    migrate_commands,
+    output,
+    search_commands,
+)
 from marquee_cli.endpoints import EndpointsFileError, endpoints_path, read_endpoints
 from marquee_cli.output import CommandError, fail
 
@@ -94,6 +101,7 @@ app.add_typer(cluster_commands.app, name="cluster")
 app.add_typer(lease_commands.app, name="lease")
 app.add_typer(migrate_commands.app, name="migrate")
 app.add_typer(cache_commands.app, name="cache")
+app.add_typer(search_commands.app, name="search")
 
 DataDir = Annotated[
     Path,
