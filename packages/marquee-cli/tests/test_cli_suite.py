@@ -66,6 +66,14 @@ def test_coordinator_env_names_the_other_nodes(tmp_path: Path) -> None:
         # Media verifies tokens with the keys auth publishes (GetJwks).
         ("media", "MARQUEE_MEDIA_AUTH_ADDRESS", "127.0.0.1:50051"),
         ("search", "MARQUEE_SEARCH_GRPC_HOST", "127.0.0.1"),
+        # Reindex jobs on the suite's PostgreSQL; the demo catalogue at start.
+        ("search", "MARQUEE_SEARCH_DATABASE_URL", "postgresql://marquee@127.0.0.1:50351/marquee"),
+        (
+            "search",
+            "MARQUEE_SEARCH_COORDINATOR_ENDPOINTS",
+            "127.0.0.1:50054,127.0.0.1:50055,127.0.0.1:50056",
+        ),
+        ("search", "MARQUEE_SEARCH_DEMO_CATALOGUE", "true"),
     ],
 )
 def test_service_settings(tmp_path: Path, name: str, key: str, value: str) -> None:

@@ -149,7 +149,15 @@ def _specific_settings(spec: ServiceSpec, ctx: SuiteContext) -> dict[str, str]:
                 "AUTH_ADDRESS": address(ctx.host, auth.grpc),
             }
         case "marquee_search":
-            return {"DATA_DIR": str(ctx.data_dir / "search")}
+            # Embedded engine under the data dir; reindex jobs on the suite's
+            # PostgreSQL (auth hosts the queue's cleanup job there); the demo
+            # catalogue loaded at start unless its collection exists.
+            return {
+                "DATA_DIR": str(ctx.data_dir / "search"),
+                "DATABASE_URL": ctx.postgres_url,
+                "COORDINATOR_ENDPOINTS": ",".join(_coordinator_endpoints(ctx)),
+                "DEMO_CATALOGUE": "true",
+            }
         case "marquee_coordinator":
             return _coordinator_settings(spec, ctx)
     return {}
