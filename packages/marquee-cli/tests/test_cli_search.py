@@ -164,6 +164,7 @@ async def test_query_options(search: RunningService, schema_file: Path, tmp_path
     assert lines[0] == "found 2 of 4 (page 1, 1-2)"
     # Equal relevance: the default sorting field (year) decides, highest first.
     assert [json.loads(line)["id"] for line in lines[1:]] == ["4", "1"]
+    assert json.loads(lines[1])["year"] == 2020  # not 2020.0, as the Struct carries it
 
     result = await marquee(
         search, "query", "films", "*", "--filter", "year:>=2000", "--facet", "genres",
@@ -172,7 +173,7 @@ async def test_query_options(search: RunningService, schema_file: Path, tmp_path
     assert result.exit_code == 0, result.output
     reply = json.loads(result.stdout)
     assert reply["found"] == "3"  # int64 in proto JSON is a string
-    assert [h["document"]["id"] for h in reply["hits"]] == ["3"]
+    assert [h["document"] for h in reply["hits"]] == [FILMS[2]]
     facets = {c["value"]: c["count"] for c in reply["facet_counts"][0]["counts"]}
     assert facets == {"drama": "1", "mystery": "1", "comedy": "1"}
 

@@ -101,6 +101,17 @@ def as_dict(message: Message) -> dict[str, Any]:
     )
 
 
+def whole_numbers_as_ints(value: Any) -> Any:
+    """A hit's numbers come as doubles (google.protobuf.Struct): 1999.0 shows as 1999."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, list):
+        return [whole_numbers_as_ints(v) for v in value]
+    if isinstance(value, dict):
+        return {k: whole_numbers_as_ints(v) for k, v in value.items()}
+    return value
+
+
 def _field_type(name: str) -> str:
     """Typesense's type name (`string`, `int32[]`) as the proto enum's name."""
     if name.startswith("FIELD_TYPE_"):
@@ -312,13 +323,17 @@ def query(
     )
     reply = call(target, lambda s: s.Search(request, timeout=timeout))
     if json_output:
-        typer.echo(output.render_json(as_dict(reply)))
+        document = as_dict(reply)
+        for hit in document["hits"]:
+            hit["document"] = whole_numbers_as_ints(hit["document"])
+        typer.echo(output.render_json(document))
         return
     first = (reply.page - 1) * per_page
     shown = f", {first + 1}-{first + len(reply.hits)}" if reply.hits else ""
     typer.echo(f"found {reply.found} of {reply.out_of} (page {reply.page}{shown})")
     for hit in reply.hits:
-        typer.echo(json.dumps(as_dict(hit.document), ensure_ascii=False, sort_keys=True))
+        document = whole_numbers_as_ints(as_dict(hit.document))
+        typer.echo(json.dumps(document, ensure_ascii=False, sort_keys=True))
     for counts in reply.facet_counts:
         values = ", ".join(f"{c.value} ({c.count})" for c in counts.counts)
         typer.echo(f"{counts.field_name}: {values or '-'}")
