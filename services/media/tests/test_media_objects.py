@@ -153,3 +153,11 @@ async def test_calls_without_a_token_are_unauthenticated(media: RunningService) 
         grpc.StatusCode.UNAUTHENTICATED,
         stub.Stat(media_pb2.StatRequest(key="k"), metadata=(("authorization", "Bearer x.y.z"),)),
     )
+
+
+def test_every_rpc_declares_its_caller(backend: str) -> None:
+    from marquee_authn import undeclared_methods
+    from marquee_media.servicer import MediaServicer
+
+    service = media_pb2.DESCRIPTOR.services_by_name["MediaService"]
+    assert undeclared_methods(MediaServicer, service) == []

@@ -9,7 +9,9 @@ import structlog
 
 from marquee.media.v1 import media_pb2_grpc
 from marquee_authn import GrpcJwksSource, TokenVerifier
+from marquee_jobs.service import start_job_runtime
 from marquee_media.fetch import ImageFetcher
+from marquee_media.housekeeping import housekeeping_job
 from marquee_media.servicer import MediaServicer
 from marquee_media.settings import MediaSettings
 from marquee_media.storage.factory import open_store
@@ -45,13 +47,23 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
     ctx.on_shutdown(release_images)
     sessions = SessionCache(settings.transcode_root, settings.transcode_max_sessions)
     # Sessions live in memory: whatever is on disk now, a previous process left.
-    orphans = await asyncio.to_thread(sessions.sweep_orphans)
+    orphans = await asyncio.to_thread(sessions.sweep_orphans, at_startup=True)
     if orphans:
         _log.info("removed orphaned transcode directories", count=orphans)
     sessions.start_reaper(min(1.0, settings.transcode_ttl / 4))
     # After the drain: every session's ffmpeg group killed, its files removed.
     ctx.on_shutdown(sessions.close)
     transcoder = Transcoder(settings, store, sessions)
+    if settings.database_url is not None and settings.coordinator_endpoints:
+        await start_job_runtime(
+            ctx,
+            str(settings.database_url),
+            settings.coordinator_endpoints,
+            periodic=[housekeeping_job(settings, store, sessions)],
+            migrate=settings.migrate_on_start,
+        )
+    else:
+        _log.info("no database_url/coordinator_endpoints: housekeeping runs at startup only")
     media_pb2_grpc.add_MediaServiceServicer_to_server(
         MediaServicer(settings, store, verifier, fetcher, renderer, transcoder), server
     )

@@ -1,10 +1,10 @@
 """Settings of the media service, read from MARQUEE_MEDIA_* variables."""
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, PostgresDsn, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from marquee_platform import ServiceSettings
 
@@ -30,9 +30,12 @@ class MediaSettings(ServiceSettings):
     # Every S3 call (one part, one head, one chunk read) is bounded by this many
     # seconds; a slow or dead S3 is then UNAVAILABLE, not a hung RPC.
     s3_timeout: float = Field(default=10.0, gt=0, le=300)
-    # Bytes buffered per upload part: with the gRPC chunk in flight, this bounds
-    # an upload's memory whatever the object's size. S3 wants >= 5 MiB parts.
+    # Bytes buffered per upload part: with upload_concurrency, this bounds an
+    # upload's memory whatever the object's size. S3 wants >= 5 MiB parts.
     upload_part_bytes: int = Field(default=8 * MIB, ge=5 * MIB, le=512 * MIB)
+    # Parts of one upload sent to S3 at once: an upload holds at most
+    # (upload_concurrency + 1) x upload_part_bytes.
+    upload_concurrency: int = Field(default=2, ge=1, le=16)
     max_object_bytes: int = Field(default=50 * 1024 * MIB, gt=0)
 
     # FetchImage (P-6): timeouts in seconds, a size limit enforced while
@@ -71,6 +74,24 @@ class MediaSettings(ServiceSettings):
     transcode_realtime: bool = False
     ffmpeg: str = "ffmpeg"
     ffprobe: str = "ffprobe"
+
+    # Periodic housekeeping, a lease-gated marquee-jobs job (one replica at a
+    # time): aborts stale S3 multipart uploads / local upload files and removes
+    # orphaned transcode directories. It needs media's own database and the
+    # coordinator; without them orphans are removed at startup only.
+    database_url: PostgresDsn | None = None
+    coordinator_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    migrate_on_start: bool = True
+    housekeeping_interval: float = Field(default=300.0, gt=0)
+    stale_upload_age: float = Field(default=86_400.0, gt=0)
+    orphan_dir_age: float = Field(default=600.0, ge=0)
+
+    @field_validator("coordinator_endpoints", mode="before")
+    @classmethod
+    def _split_endpoints(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [e.strip() for e in value.split(",") if e.strip()]
+        return value
 
     @property
     def transcode_root(self) -> Path:

@@ -21,6 +21,7 @@ async def open_store(settings: MediaSettings, *, create_bucket: bool = True) -> 
         path_style=settings.s3_path_style,
         timeout=settings.s3_timeout,
         part_bytes=settings.upload_part_bytes,
+        upload_concurrency=settings.upload_concurrency,
     )
     await store.open(create_bucket=create_bucket)
     return store

@@ -79,6 +79,10 @@ class S3Upload:
         self._upload_id: str | None = None
         self._buffer = bytearray()
         self._parts: list[dict[str, Any]] = []
+        self._next_part = 1
+        # Parts on their way to S3; at most `upload_concurrency` at a time, so an
+        # upload holds at most that many parts plus the one being filled.
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._hash = hashlib.sha256()
         self._size = 0
         self._finished = False
@@ -91,12 +95,40 @@ class S3Upload:
             part = bytes(self._buffer[: self._store.part_bytes])
             del self._buffer[: self._store.part_bytes]
             try:
-                await self._upload_part(part)
+                await self._send_part(part)
             except BaseException:
                 await self.abort()
                 raise
 
-    async def _upload_part(self, body: bytes) -> None:
+    async def _send_part(self, body: bytes) -> None:
+        """Start uploading `body`, first waiting while `upload_concurrency` parts are in flight."""
+        if self._upload_id is None:
+            await self._create()
+        while len(self._in_flight) >= self._store.upload_concurrency:
+            done, _ = await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+            self._in_flight -= done
+            for task in done:
+                task.result()  # raises the part's error
+        number = self._next_part
+        self._next_part += 1
+        self._in_flight.add(asyncio.create_task(self._upload_part(number, body)))
+
+    async def _drain(self) -> None:
+        # Parts still in flight stay in the set until they are done, so an abort
+        # after a failed part cancels the others.
+        while self._in_flight:
+            done, _ = await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_EXCEPTION)
+            self._in_flight -= done
+            for task in done:
+                task.result()
+
+    async def _cancel_in_flight(self) -> None:
+        in_flight, self._in_flight = self._in_flight, set()
+        for task in in_flight:
+            task.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
+
+    async def _create(self) -> None:
         if self._upload_id is None:
             answer = await self._store.call(
                 "create_multipart_upload",
@@ -106,7 +138,8 @@ class S3Upload:
                 Metadata=self._metadata,
             )
             self._upload_id = str(answer["UploadId"])
-        number = len(self._parts) + 1
+
+    async def _upload_part(self, number: int, body: bytes) -> None:
         answer = await self._store.call(
             "upload_part",
             Bucket=self._store.bucket,
@@ -135,13 +168,15 @@ class S3Upload:
             else:
                 if self._buffer:  # the last part may be smaller than 5 MiB
                     body, self._buffer = bytes(self._buffer), bytearray()
-                    await self._upload_part(body)
+                    await self._send_part(body)
+                await self._drain()
+                parts = sorted(self._parts, key=lambda part: int(part["PartNumber"]))
                 await self._store.call(
                     "complete_multipart_upload",
                     Bucket=self._store.bucket,
                     Key=self._key,
                     UploadId=self._upload_id,
-                    MultipartUpload={"Parts": self._parts},
+                    MultipartUpload={"Parts": parts},
                 )
             self._finished = True
         except BaseException:
@@ -171,6 +206,7 @@ class S3Upload:
             return
         self._finished = True
         self._buffer = bytearray()
+        await asyncio.shield(self._cancel_in_flight())
         if self._upload_id is None:
             return
         # Shielded: a cancelled RPC must still abort. What an unreachable S3
@@ -198,9 +234,11 @@ class S3Store:
         path_style: bool,
         timeout: float,
         part_bytes: int,
+        upload_concurrency: int = 2,
     ) -> None:
         self.bucket = bucket
         self.part_bytes = part_bytes
+        self.upload_concurrency = upload_concurrency
         self.timeout = timeout
         self._session = aioboto3.Session(
             aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name=region

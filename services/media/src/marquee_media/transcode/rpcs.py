@@ -95,6 +95,7 @@ class Transcoder:
             with (directory / LOG_FILE).open("wb") as log:
                 process = spawn(argv, stdout=log, stderr=log)
         except BaseException:
+            self.cache.abandoned(session_id)
             await asyncio.to_thread(shutil.rmtree, directory, True)
             raise
         (directory / PID_FILE).write_text(str(process.pid))

@@ -42,12 +42,19 @@ class SessionCache:
         self._sessions: collections.OrderedDict[str, Session] = collections.OrderedDict()
         self._lock = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
+        # Directories of sessions still starting (source copy, probe): not orphans.
+        self._preparing: set[str] = set()
 
     def new_directory(self) -> tuple[str, Path]:
+        """A fresh session directory; `added` or `abandoned` must follow."""
         session_id = secrets.token_urlsafe(12)
         directory = self.root / session_id
         (directory / "out").mkdir(parents=True)
+        self._preparing.add(session_id)
         return session_id, directory
+
+    def abandoned(self, session_id: str) -> None:
+        self._preparing.discard(session_id)
 
     async def add(self, session: Session) -> None:
         evicted: list[Session] = []
@@ -56,6 +63,7 @@ class SessionCache:
                 _, oldest = self._sessions.popitem(last=False)
                 evicted.append(oldest)
             self._sessions[session.session_id] = session
+            self._preparing.discard(session.session_id)
         for old in evicted:
             _log.info("transcode session evicted", session_id=old.session_id)
             await old.close()
@@ -110,31 +118,44 @@ class SessionCache:
         self._sessions.clear()
         await asyncio.gather(*(s.close() for s in sessions))
 
-    def sweep_orphans(self) -> int:
-        """Remove what a previous process left (kill -9): its ffmpeg groups and directories.
+    def sweep_orphans(self, *, at_startup: bool, min_age: float = 0.0) -> int:
+        """Remove session directories nobody serves; how many were removed.
 
-        Sessions live in memory only, so at startup every directory under the
-        root is an orphan. Its ffmpeg is killed by process group id, but only if
-        that group's leader is still an ffmpeg writing into that directory (the
-        id may have been reused).
+        Sessions live in memory, so at startup every directory under the root was
+        left by a previous process (kill -9): its ffmpeg group, if still an ffmpeg
+        of that directory, is killed and the directory removed. Later (the
+        periodic job) a directory is an orphan only if it is not ours, older than
+        `min_age`, and no live ffmpeg writes into it (another replica's, on a
+        shared disk, is left alone).
         """
         self.root.mkdir(parents=True, exist_ok=True)
+        now = time.time()
         removed = 0
         for directory in self.root.iterdir():
-            if not directory.is_dir() or directory.name in self._sessions:
+            name = directory.name
+            if not directory.is_dir() or name in self._sessions or name in self._preparing:
                 continue
-            _kill_recorded_group(directory)
+            try:
+                if now - directory.stat().st_mtime < min_age:
+                    continue
+            except FileNotFoundError:
+                continue
+            pgid = _recorded_live_group(directory)
+            if pgid is not None:
+                if not at_startup:
+                    continue
+                kill_group_id(pgid)
             shutil.rmtree(directory, ignore_errors=True)
             removed += 1
         return removed
 
 
-def _kill_recorded_group(directory: Path) -> None:
+def _recorded_live_group(directory: Path) -> int | None:
+    """The process group recorded in `directory` if it still leads an ffmpeg of it."""
     try:
         pgid = int((directory / PID_FILE).read_text())
         cmdline = Path(f"/proc/{pgid}/cmdline").read_bytes()
         leads = os.getpgid(pgid) == pgid
     except (OSError, ValueError):
-        return
-    if leads and str(directory).encode() in cmdline:
-        kill_group_id(pgid)
+        return None
+    return pgid if leads and str(directory).encode() in cmdline else None
