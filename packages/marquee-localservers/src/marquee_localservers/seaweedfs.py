@@ -21,7 +21,7 @@ from marquee_localservers.errors import BackendUnavailable
 from marquee_localservers.process import ServerProcess, free_port, netloc
 
 ACCESS_KEY = "marquee-test"
-SECRET_KEY = "marquee-test-secret"  # noqa: S105  # nosec B105 (a local test server's key)
+SECRET_KEY = "marquee-test-secret"  # noqa: S105  # nosec B105
 REGION = "us-east-1"
 
 

@@ -16,7 +16,7 @@ class MediaSettings(ServiceSettings):
 
     # Where tokens are verified from: auth's GetJwks (production), issuer claim.
     auth_address: str = "127.0.0.1:50051"
-    token_issuer: str = "marquee-auth"  # noqa: S105  # nosec B105 (a name, not a secret)
+    token_issuer: str = "marquee-auth"  # noqa: S105 (a name, not a secret)
 
     # Storage: "local" is the embedded default (M-3), "s3" any S3 API (M-1).
     storage: Literal["local", "s3"] = "local"
