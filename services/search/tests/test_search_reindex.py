@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
-from pydantic import PostgresDsn
+from pydantic import PostgresDsn, SecretStr
 from search_support import BOOKS, expect_code, make_books
 
 from marquee.search.v1 import search_pb2 as pb
@@ -22,6 +22,7 @@ from marquee_search.app import register
 from marquee_search.embedded.collection import EmbeddedCollection
 from marquee_search.settings import SearchSettings
 from marquee_testing.inprocess import serving
+from marquee_testing.typesense import TypesenseEndpoint
 
 if TYPE_CHECKING:
     from marquee.search.v1.search_pb2_grpc import SearchServiceAsyncStub as Stub
@@ -177,6 +178,28 @@ async def test_a_failure_is_reported_and_the_old_index_stays(
         retry = await stub.Reindex(pb.ReindexRequest(collection="books"))
         assert not retry.already_queued
         assert retry.job_id != reply.job_id
+
+
+async def test_typesense_reindex_reimports_every_document(
+    tmp_path: Path, scratch_database_url: str, request: pytest.FixtureRequest, collection: str
+) -> None:
+    typesense: TypesenseEndpoint = request.getfixturevalue("typesense_server")
+    settings = SearchSettings(
+        grpc_port=0,
+        metrics_port=-1,
+        backend="typesense",
+        typesense_url=typesense.url,
+        typesense_api_key=SecretStr(typesense.api_key),
+        database_url=PostgresDsn(scratch_database_url),
+    )
+    async with _stub_for(settings) as stub:
+        await make_books(stub, collection)
+        reply = await stub.Reindex(pb.ReindexRequest(collection=collection))
+        done = await _wait_for(stub, collection, lambda p: p.state == pb.REINDEX_STATE_SUCCEEDED)
+        assert done.job_id == reply.job_id
+        assert done.documents_done == done.documents_total == len(BOOKS)
+        await _all_books_found(stub, collection)
+        await stub.DeleteCollection(pb.DeleteCollectionRequest(name=collection))
 
 
 async def test_dropping_the_collection_forgets_its_reindex(stub: Stub) -> None:

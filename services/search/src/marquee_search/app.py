@@ -115,6 +115,6 @@ async def start_reindexing(
         pool = runtime.pool
     else:
         pool = await _worker_only(ctx, dsn, kind, migrate=settings.migrate_on_start)
-    reindexer = Reindexer(pool, backend)
+    reindexer = Reindexer(pool, backend, ctx.log)
     ready.set_result(reindexer)
     return reindexer

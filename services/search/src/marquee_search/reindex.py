@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import grpc
@@ -77,6 +77,12 @@ WHERE collection = $1 AND job_id = $2"""
 FORGET = "DELETE FROM search_reindex WHERE collection = $1"
 
 
+class Logger(Protocol):
+    """What the job needs of the service's (structlog) logger."""
+
+    def warning(self, event: str, **fields: Any) -> Any: ...
+
+
 def unique_key(collection: str) -> str:
     return f"reindex:{collection}"
 
@@ -120,7 +126,8 @@ def _effective(row: asyncpg.Record) -> Progress:
 class Reindexer:
     """Requests reindex jobs, runs them (as the `search.reindex` kind), reports progress."""
 
-    def __init__(self, pool: asyncpg.Pool, backend: SearchBackend) -> None:
+    def __init__(self, pool: asyncpg.Pool, backend: SearchBackend, log: Logger) -> None:
+        self._log = log
         self._pool = pool
         self._queue = JobQueue(pool)
         self._backend = backend
@@ -213,6 +220,14 @@ class Reindexer:
         while True:
             counts = (progress.done, progress.total)
             if counts != written:
-                await self._pool.execute(COUNTS, collection, job_id, *counts)
-                written = counts
+                try:
+                    await self._pool.execute(COUNTS, collection, job_id, *counts)
+                    written = counts
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    # The counts are a view for people: a database blip must not fail
+                    # the rebuild. The next round tries again; the outcome is written
+                    # at the end either way.
+                    self._log.warning(
+                        "reindex progress not written", collection=collection, error=str(exc)
+                    )
             await asyncio.sleep(PUBLISH_INTERVAL)
