@@ -27,7 +27,6 @@ from pathlib import Path
 
 import structlog
 
-from marquee_coordinator.errors import CoordinatorError
 from marquee_coordinator.raft_config import FAST_TIMING, NodeConfig, RaftTiming, check_address
 from marquee_coordinator.raft_node import LeaseNode
 
@@ -148,8 +147,9 @@ def start_from_environment(environ: Mapping[str, str]) -> LeaseNode | None:
     _Early.held = _hold_logs()
     try:
         _Early.node = LeaseNode(config)
-    except CoordinatorError:
-        # Insecure, locked, or the port is taken: the ordinary path reports it properly.
+    except Exception:
+        # Insecure, locked, the port taken, the data dir not writable: the ordinary
+        # path meets the same failure in `register` and reports it as the platform does.
         _Early.node = None
     return _Early.node
 
