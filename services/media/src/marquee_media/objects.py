@@ -105,7 +105,8 @@ async def download(
                 object=object_info(meta), offset=request.offset, length=length
             )
         )
-        async for chunk in store.read(request.key, request.offset, length, CHUNK_BYTES):
+        reading = store.read(request.key, request.offset, length, CHUNK_BYTES, etag=meta.etag)
+        async for chunk in reading:
             yield media_pb2.DownloadResponse(chunk=chunk)
 
 

@@ -11,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from marquee.media.v1 import media_pb2
 from marquee_media.storage import (
     ChecksumMismatch,
+    ObjectChanged,
     ObjectExists,
     ObjectMeta,
     ObjectNotFound,
@@ -30,6 +31,11 @@ from marquee_platform.errors import (
 class DataLoss(ServiceError):
     def __init__(self, message: str) -> None:
         super().__init__(grpc.StatusCode.DATA_LOSS, message)
+
+
+class Aborted(ServiceError):
+    def __init__(self, message: str) -> None:
+        super().__init__(grpc.StatusCode.ABORTED, message)
 
 
 class OutOfRange(ServiceError):
@@ -52,6 +58,8 @@ def as_service_error(exc: StorageError, key: str) -> ServiceError:
         return PermissionDenied(f"storage backend refused access: {exc}")
     if isinstance(exc, ChecksumMismatch):
         return DataLoss(f"upload discarded: {exc}")
+    if isinstance(exc, ObjectChanged):
+        return Aborted(f"{exc}; read {key!r} again")
     return Unavailable(f"storage backend unavailable: {exc}")
 
 

@@ -2,6 +2,7 @@
 
 from marquee_media.storage.base import (
     ChecksumMismatch,
+    ObjectChanged,
     ObjectExists,
     ObjectMeta,
     ObjectNotFound,
@@ -14,6 +15,7 @@ from marquee_media.storage.base import (
 
 __all__ = [
     "ChecksumMismatch",
+    "ObjectChanged",
     "ObjectExists",
     "ObjectMeta",
     "ObjectNotFound",

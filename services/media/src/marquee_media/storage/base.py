@@ -39,6 +39,10 @@ class ChecksumMismatch(StorageError):
     pass
 
 
+class ObjectChanged(StorageError):
+    """The object was replaced while it was being read."""
+
+
 @dataclass(frozen=True)
 class ObjectMeta:
     key: str
@@ -79,8 +83,13 @@ class ObjectStore(Protocol):
 
     async def stat(self, key: str) -> ObjectMeta: ...
 
-    def read(self, key: str, offset: int, length: int, chunk_size: int) -> AsyncIterator[bytes]:
-        """`length` bytes from `offset` (the caller clipped the range with stat)."""
+    def read(
+        self, key: str, offset: int, length: int, chunk_size: int, *, etag: str = ""
+    ) -> AsyncIterator[bytes]:
+        """`length` bytes from `offset` (the caller clipped the range with stat).
+
+        With `etag` (from stat), ObjectChanged if the object is no longer that version.
+        """
         ...
 
     async def delete(self, key: str) -> bool: ...

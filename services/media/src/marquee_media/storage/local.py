@@ -27,6 +27,7 @@ from typing import IO
 from marquee_media.storage.base import (
     DEFAULT_CONTENT_TYPE,
     ChecksumMismatch,
+    ObjectChanged,
     ObjectExists,
     ObjectMeta,
     ObjectNotFound,
@@ -152,13 +153,17 @@ class LocalStore:
             raise _classify(exc) from None
 
     async def read(
-        self, key: str, offset: int, length: int, chunk_size: int
+        self, key: str, offset: int, length: int, chunk_size: int, *, etag: str = ""
     ) -> AsyncIterator[bytes]:
         try:
             file = await asyncio.to_thread(self.path_of(key).open, "rb")
         except OSError as exc:
             raise _classify(exc) from None
         try:
+            # An open file keeps its version even if the key is replaced; only a
+            # replacement between stat and open is caught here.
+            if etag and (await asyncio.to_thread(_read_meta, key, file)).etag != etag:
+                raise ObjectChanged("the object was replaced while being read")
             await asyncio.to_thread(file.seek, offset)
             left = length
             while left > 0:

@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[impor
 from marquee_media.storage.base import (
     DEFAULT_CONTENT_TYPE,
     ChecksumMismatch,
+    ObjectChanged,
     ObjectExists,
     ObjectMeta,
     ObjectNotFound,
@@ -53,6 +54,8 @@ def classify(exc: BaseException) -> StorageError:
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         if code in _NOT_FOUND_CODES or status == 404:
             return ObjectNotFound("no such object")
+        if code == "PreconditionFailed" or status == 412:
+            return ObjectChanged("the object was replaced while being read")
         if code in _DENIED_CODES or status == 403:
             return StorageDenied(f"S3 refused access ({code or status})")
         return StorageUnavailable(f"S3 failed ({code or status})")
@@ -303,12 +306,17 @@ class S3Store:
         return _meta(key, answer)
 
     async def read(
-        self, key: str, offset: int, length: int, chunk_size: int
+        self, key: str, offset: int, length: int, chunk_size: int, *, etag: str = ""
     ) -> AsyncIterator[bytes]:
         if length <= 0:
             return
+        condition = {"IfMatch": f'"{etag}"'} if etag else {}
         answer = await self.call(
-            "get_object", Bucket=self.bucket, Key=key, Range=f"bytes={offset}-{offset + length - 1}"
+            "get_object",
+            Bucket=self.bucket,
+            Key=key,
+            Range=f"bytes={offset}-{offset + length - 1}",
+            **condition,
         )
         body = answer["Body"]
         try:

@@ -37,7 +37,7 @@ from marquee_platform.errors import (
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 SEGMENT_TYPE = "video/mp2t"
-_POLL = 0.05  # how often a wait for ffmpeg's next file looks again
+_POLL = 0.02  # how often a wait for ffmpeg's next file looks again (one stat)
 
 
 class Transcoder:

@@ -79,7 +79,8 @@ class Session:
 
     @property
     def running(self) -> bool:
-        return self.state == media_pb2.TRANSCODE_STATE_RUNNING
+        # A closed session (stopped, evicted, expired) produces nothing more.
+        return not self._closed and self.state == media_pb2.TRANSCODE_STATE_RUNNING
 
     async def close(self) -> None:
         """Kill ffmpeg's process group, then remove the session's files. Idempotent."""
