@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 from collections.abc import AsyncIterator
 
 import grpc
@@ -245,3 +246,11 @@ async def test_private_addresses_are_refused_unless_allowed(
 )
 def test_address_policy(address: str, allowed: bool, backend: str) -> None:
     assert address_allowed(address) is allowed
+
+
+async def test_a_refused_connection_is_retried_then_unavailable(client: Client) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nobody listens once closed
+    details = await fails(client, f"http://127.0.0.1:{port}/a.jpg", grpc.StatusCode.UNAVAILABLE)
+    assert "cannot reach" in details
