@@ -41,7 +41,9 @@ CLAIM = """WITH outcome AS (
         last_error = o.error
     FROM unnest($5::bigint[], $6::integer[], $7::text[], $8::float8[], $9::text[])
         AS o(id, attempt, state, delay, error)
-    WHERE j.id = o.id AND j.attempts = o.attempt AND j.state = 'running'
+    -- id = ANY: found through the primary key, however many jobs are running.
+    WHERE j.id = ANY($5::bigint[]) AND j.id = o.id AND j.attempts = o.attempt
+        AND j.state = 'running'
 ), picked AS (
     SELECT id FROM marquee_jobs
     WHERE state = 'queued' AND queue = $1 AND run_at <= now() AND kind = ANY($2::text[])
