@@ -199,3 +199,30 @@ async def test_a_worker_on_a_small_pool_neither_listens_nor_holds_connections(
         assert not worker.listen
         async with running(worker.run()):
             await asyncio.wait_for(ran.wait(), STARTS_WITHIN)
+
+
+async def test_claim_batch_caps_the_jobs_one_statement_claims(pool: asyncpg.Pool) -> None:
+    gate = asyncio.Event()
+    entered: list[int] = []
+
+    async def held(job: Job) -> None:
+        entered.append(job.id)
+        await gate.wait()
+
+    queue = JobQueue(pool)
+    for _ in range(4):
+        await queue.enqueue("capped")
+    worker = Worker(pool, [Kind("capped", held)], {"default": 4}, claim_batch=1, poll_interval=0.05)
+    async with running(worker.run()):
+
+        async def all_entered() -> bool:
+            return len(entered) == 4
+
+        # Four claims of one job each fill the four slots.
+        await eventually(all_entered, timeout=STARTS_WITHIN)
+        gate.set()
+
+        async def all_succeeded() -> bool:
+            return await count_in_state(pool, "succeeded") == 4
+
+        await eventually(all_succeeded, timeout=STARTS_WITHIN)

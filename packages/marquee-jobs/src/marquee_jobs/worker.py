@@ -98,8 +98,9 @@ class Worker:
     `poll_interval`: how long an idle queue waits before looking again when no
     notification came (the fallback for a lost listener and for scheduled jobs).
     `claim_batch`: at most this many jobs per claim statement (default: as many
-    as the queue has free slots). `listen`: wake on the queues' NOTIFY channels,
-    which holds one pool connection for the worker's life.
+    as the queue has free slots). `listen`: wake on the queues' NOTIFY channels.
+    The listener holds one pool connection for the worker's life and each busy
+    queue one while busy, both only if the pool leaves two others spare.
     """
 
     def __init__(
