@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 import pyvips  # type: ignore[import-untyped]
@@ -99,3 +101,38 @@ async def test_missing_and_non_image_sources(alice: Client) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await thumb(alice, key="p/text", width=64)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_renders_run_off_the_loop_at_most_concurrency_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from marquee_media import thumbnails
+
+    lock = threading.Lock()
+    running, most = 0, 0
+    loop_thread = threading.get_ident()
+    release = threading.Event()
+
+    def fake_render(*args: object) -> thumbnails.Rendered:
+        nonlocal running, most
+        assert threading.get_ident() != loop_thread  # a worker thread, not the loop
+        with lock:
+            running += 1
+            most = max(most, running)
+        release.wait(10)
+        with lock:
+            running -= 1
+        return thumbnails.Rendered(b"", 1, 1, "image/jpeg")
+
+    monkeypatch.setattr(thumbnails, "_render", fake_render)
+    renderer = thumbnails.ThumbnailRenderer(concurrency=2)
+    jobs = [asyncio.create_task(renderer.render(b"", 64, 0, 0, 1, 80)) for _ in range(6)]
+    deadline = asyncio.get_running_loop().time() + 10
+    while most < 2:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    release.set()
+    await asyncio.gather(*jobs)
+    assert most == 2
