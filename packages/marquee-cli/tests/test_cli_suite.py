@@ -65,6 +65,12 @@ def test_coordinator_env_names_the_other_nodes(tmp_path: Path) -> None:
         ("media", "MARQUEE_MEDIA_METRICS_PORT", "50152"),
         # Media verifies tokens with the keys auth publishes (GetJwks).
         ("media", "MARQUEE_MEDIA_AUTH_ADDRESS", "127.0.0.1:50051"),
+        ("media", "MARQUEE_MEDIA_DATABASE_URL", "postgresql://marquee@127.0.0.1:50351/marquee"),
+        (
+            "media",
+            "MARQUEE_MEDIA_COORDINATOR_ENDPOINTS",
+            "127.0.0.1:50054,127.0.0.1:50055,127.0.0.1:50056",
+        ),
         ("search", "MARQUEE_SEARCH_GRPC_HOST", "127.0.0.1"),
         # Reindex jobs on the suite's PostgreSQL; the demo catalogue at start.
         ("search", "MARQUEE_SEARCH_DATABASE_URL", "postgresql://marquee@127.0.0.1:50351/marquee"),

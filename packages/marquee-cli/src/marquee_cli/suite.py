@@ -142,11 +142,15 @@ def _specific_settings(spec: ServiceSpec, ctx: SuiteContext) -> dict[str, str]:
                 }
             return settings
         case "marquee_media":
-            # Media verifies access tokens with the keys auth publishes (GetJwks).
+            # Media verifies access tokens with the keys auth publishes (GetJwks), and
+            # runs its lease-gated housekeeping job (stale uploads, orphaned transcode
+            # directories) on the suite's PostgreSQL.
             auth = ctx.ports.services["auth"]
             return {
                 "STORAGE_DIR": str(ctx.data_dir / "media"),
                 "AUTH_ADDRESS": address(ctx.host, auth.grpc),
+                "DATABASE_URL": ctx.postgres_url,
+                "COORDINATOR_ENDPOINTS": ",".join(_coordinator_endpoints(ctx)),
             }
         case "marquee_search":
             # Embedded engine under the data dir; reindex jobs on the suite's
