@@ -211,7 +211,8 @@ def test_network_policies(overlay: str) -> None:
     assert policy_sources(by_target["coordinator"], 50250) == pods("coordinator")
     # Suite members that call another service are the only ones let in, besides
     # labelled clients and (for /metrics) the monitoring namespace.
-    for target, callers in (("coordinator", ("coordinator", "auth")), ("auth", ("media",))):
+    leases = ("coordinator", "auth", "media", "search")
+    for target, callers in (("coordinator", leases), ("auth", ("media",))):
         port = 50054 if target == "coordinator" else 50051
         named = [
             s

@@ -52,6 +52,8 @@ SECRET_STAND_INS = {
     "MARQUEE_AUTH_ENCRYPTION_KEY": "A" * 43 + "=",
     "MARQUEE_MEDIA_S3_ACCESS_KEY": "access",
     "MARQUEE_MEDIA_S3_SECRET_KEY": "secret",
+    "MARQUEE_MEDIA_DATABASE_URL": "postgresql://media:pw@postgres:5432/media",
+    "MARQUEE_SEARCH_DATABASE_URL": "postgresql://search:pw@postgres:5432/search",
     "MARQUEE_SEARCH_TYPESENSE_API_KEY": "key",
 }
 

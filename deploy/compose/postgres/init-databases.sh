@@ -1,7 +1,7 @@
 #!/bin/bash
 # Run once by the postgres image on an empty data directory: one role and one
-# database per service that owns one. Today that is auth; a service that gains
-# a database gets its own line here and its own secret.
+# database per service that owns one (auth; media and search for their jobs).
+# A service that gains a database gets its own line here and its own secrets.
 set -euo pipefail
 
 create() {  # create ROLE_AND_DATABASE PASSWORD_FILE
@@ -16,3 +16,5 @@ SQL
 }
 
 create auth /run/secrets/auth_db_password
+create media /run/secrets/media_db_password
+create search /run/secrets/search_db_password
