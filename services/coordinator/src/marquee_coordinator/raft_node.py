@@ -267,7 +267,8 @@ class LeaseNode:
         if self._raft.raftCurrentTerm != 0 or self._raft._getLeader() is not None:
             return
         t = self.config.timing
-        first = random.uniform(t.first_election_min, t.first_election_max)
+        # Election jitter, not a secret.
+        first = random.uniform(t.first_election_min, t.first_election_max)  # nosec B311
         # Read by the tick thread on its next tick; a float store is atomic.
         self._raft._SyncObj__raftElectionDeadline = time.monotonic() + first
 

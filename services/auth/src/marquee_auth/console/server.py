@@ -145,7 +145,8 @@ class _SelfChannel:
             address = self._ctx.grpc_address
             assert address is not None, "requests come once the server is bound"
             host, _, port = address.rpartition(":")
-            if host in ("0.0.0.0", "", "[::]"):
+            # A wildcard listening address is reached through loopback; nothing binds here.
+            if host in ("0.0.0.0", "", "[::]"):  # nosec B104
                 host = LOOPBACK
             self._channel = grpc.aio.insecure_channel(f"{host}:{port}")
         return self._channel
