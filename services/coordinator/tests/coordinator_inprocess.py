@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr
 
 from marquee_coordinator.app import register
+from marquee_coordinator.errors import Unavailable
 from marquee_coordinator.settings import CoordinatorSettings
 from marquee_testing.inprocess import RunningService, serving
 
@@ -27,23 +28,42 @@ def seconds(value: float) -> Duration:
     return d
 
 
+# A port picked free can be taken (an outgoing connection's ephemeral port, another
+# test's server) before the node binds it: then the node starts again on new ports.
+BIND_ATTEMPTS = 3
+
+
+def _bind_failure(exc: BaseException) -> bool:
+    return isinstance(exc, Unavailable) or "Failed to bind" in str(exc)
+
+
 @contextlib.asynccontextmanager
 async def serving_node(data_dir: Path, **overrides: Any) -> AsyncIterator[RunningService]:
     """A single-node cluster (fast timing) that serves once its health says so."""
-    settings = CoordinatorSettings(
-        **{
-            "grpc_port": free_port(),
-            "metrics_port": -1,
-            "node_id": 1,
-            "raft_address": f"127.0.0.1:{free_port()}",
-            "data_dir": data_dir,
-            "cluster_secret": SecretStr(SECRET),
-            "raft_timing": "fast",
-            "shutdown_grace_seconds": 2,
-            **overrides,
-        }
-    )
-    async with serving("coordinator", settings, register) as running:
+    for attempt in range(1, BIND_ATTEMPTS + 1):
+        settings = CoordinatorSettings(
+            **{
+                "grpc_port": free_port(),
+                "metrics_port": -1,
+                "node_id": 1,
+                "raft_address": f"127.0.0.1:{free_port()}",
+                "data_dir": data_dir,
+                "cluster_secret": SecretStr(SECRET),
+                "raft_timing": "fast",
+                "shutdown_grace_seconds": 2,
+                **overrides,
+            }
+        )
+        stack = contextlib.AsyncExitStack()
+        try:
+            running = await stack.enter_async_context(serving("coordinator", settings, register))
+        except (RuntimeError, Unavailable) as exc:
+            await stack.aclose()
+            if attempt < BIND_ATTEMPTS and _bind_failure(exc):
+                continue
+            raise
+        break
+    async with stack:
         health = health_pb2_grpc.HealthStub(running.channel)
         async with asyncio.timeout(30):
             while True:
