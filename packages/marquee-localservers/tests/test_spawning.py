@@ -117,7 +117,25 @@ def test_child_argv_asks_setpriv_for_the_death_signal_on_the_main_thread() -> No
     argv = child_argv(["redis-server", "--port", "0"], death_signal=signal.SIGTERM)
     assert argv[0].endswith("setpriv")
     assert argv[1:4] == ["--pdeathsig", "TERM", "--"]
-    assert argv[4:] == ["redis-server", "--port", "0"]
+    # A shell checks the spawner is still its parent, then execs the command.
+    assert argv[4:6] == ["/bin/sh", "-c"]
+    assert argv[7] == str(os.getpid())
+    assert argv[8:] == ["redis-server", "--port", "0"]
+
+
+def test_a_child_whose_spawner_is_already_gone_never_runs_its_command(
+    tmp_path: Path,
+) -> None:
+    # The guard as child_argv writes it, told that its parent is another pid.
+    marker = tmp_path / "ran"
+    argv = child_argv(["touch", str(marker)])
+    argv[7] = "1"
+    result = subprocess.run(argv, check=False, timeout=30)
+    assert result.returncode == 125
+    assert not marker.exists()
+    ok = subprocess.run(child_argv(["touch", str(marker)]), check=False, timeout=30)
+    assert ok.returncode == 0
+    assert marker.exists()
 
 
 def test_child_argv_from_a_worker_thread_asks_for_no_death_signal() -> None:

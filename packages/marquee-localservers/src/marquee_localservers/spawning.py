@@ -29,6 +29,10 @@ from collections.abc import Sequence
 
 from marquee_localservers.errors import ServerStartError
 
+# $0 is the spawning process's pid; the command follows in "$@". Exit 125 (and
+# never run the command) when the spawner is already gone.
+_PARENT_CHECK = '[ "$PPID" = "$0" ] || exit 125; exec "$@"'
+
 
 def _setpriv() -> str | None:
     if not sys.platform.startswith("linux"):
@@ -57,8 +61,13 @@ def child_argv(
     """
     setpriv = _setpriv()
     prefix: list[str] = []
+    guard: list[str] = []
     if death_signal is not None and death_signal_available():
         prefix += ["--pdeathsig", death_signal.name.removeprefix("SIG")]
+        # setpriv arms the signal only once it runs: had we died before, none would
+        # come. A shell started after that checks we are still its parent, then
+        # becomes the command (same pid).
+        guard = ["/bin/sh", "-c", _PARENT_CHECK, str(os.getpid())]
     if run_as is not None:
         prefix += [f"--reuid={run_as.pw_uid}", f"--regid={run_as.pw_gid}", "--clear-groups"]
     if not prefix:
@@ -69,4 +78,4 @@ def child_argv(
         raise ServerStartError(
             f"cannot run {command[0]!r} as {run_as.pw_name}: setpriv (util-linux) is not installed"
         )
-    return [setpriv, *prefix, "--", *command]
+    return [setpriv, *prefix, "--", *guard, *command]
