@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
 import socket
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from marquee_localservers.apt import find_or_install
 from marquee_localservers.errors import BackendUnavailable
-from marquee_localservers.process import ServerProcess, netloc, run_quiet
-
-# One apt run at a time across processes: parallel sessions would otherwise trip
-# over dpkg's lock or install twice.
-_APT_LOCK = "marquee-apt.lock"
-_APT_TIMEOUT = 600.0
+from marquee_localservers.process import ServerProcess, netloc
 
 
 def find_redis_server() -> str:
@@ -25,37 +18,7 @@ def find_redis_server() -> str:
     Set MARQUEE_NO_APT=1 to forbid the install. Debian's package may also start a
     system Redis on 6379; we leave it alone, our servers always take free ports.
     """
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    if os.environ.get("MARQUEE_NO_APT"):
-        raise BackendUnavailable("redis-server is not on PATH and MARQUEE_NO_APT is set")
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise BackendUnavailable(
-            "redis-server is not on PATH; install it (Debian: apt-get install redis-server)"
-        )
-    lock_dir = Path("/var/lock") if Path("/var/lock").is_dir() else Path(tempfile.gettempdir())
-    # O_NOFOLLOW, no truncation: the lock dir is world-writable and we are root.
-    lock = os.open(lock_dir / _APT_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return shutil.which("redis-server") or _apt_install("redis-server", "/usr/bin/redis-server")
-    finally:
-        os.close(lock)
-
-
-def _apt_install(package: str, binary: str) -> str:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-qq", "-o", "DPkg::Lock::Timeout=120", package]
-    result = run_quiet(install, _APT_TIMEOUT, env=env)
-    if result.returncode != 0:
-        # Most often the package lists were never fetched on a fresh machine.
-        run_quiet(["apt-get", "update", "-qq"], _APT_TIMEOUT, env=env)
-        result = run_quiet(install, _APT_TIMEOUT, env=env)
-    if result.returncode != 0 or not Path(binary).exists():
-        detail = result.stderr.strip()[-500:]
-        raise BackendUnavailable(f"apt-get install {package} failed: {detail}")
-    return binary
+    return find_or_install("redis-server", "redis-server", "/usr/bin/redis-server")
 
 
 class RedisServer(ServerProcess):
