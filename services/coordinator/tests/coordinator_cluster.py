@@ -39,6 +39,7 @@ class NodeProcess:
     peers: list[str]
     secret: str
     compaction_min_entries: int = 5000
+    local_renewal: bool = False
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     stopped: bool = False  # SIGSTOPped: its control port accepts but never answers
 
@@ -60,6 +61,8 @@ class NodeProcess:
         ]
         if self.secret:
             command.append(f"--secret={self.secret}")
+        if self.local_renewal:
+            command.append("--local-renewal")
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
@@ -127,6 +130,7 @@ class Cluster:
         size: int = 3,
         secret: str = "test-secret",
         compaction_min_entries: int = 5000,
+        local_renewal: bool = False,
     ) -> None:
         addresses = [f"127.0.0.1:{free_port()}" for _ in range(size)]
         self.nodes = [
@@ -138,6 +142,7 @@ class Cluster:
                 peers=[a for a in addresses if a != address],
                 secret=secret,
                 compaction_min_entries=compaction_min_entries,
+                local_renewal=local_renewal,
             )
             for i, address in enumerate(addresses)
         ]

@@ -104,6 +104,7 @@ async def run(args: argparse.Namespace) -> None:
         allow_insecure=not args.secret,
         client_address=f"client-of-{args.raft}",
         timing=timing,
+        local_renewal=args.local_renewal,
     )
     # Constructed on the main thread, which asyncio.run runs on.
     node = LeaseNode(config)
@@ -122,6 +123,7 @@ def main() -> None:
     parser.add_argument("--secret", default="")
     parser.add_argument("--control-port", type=int, required=True)
     parser.add_argument("--compaction-min-entries", type=int, default=5000)
+    parser.add_argument("--local-renewal", action="store_true")
     args = parser.parse_args()
     # Plain stdlib logging: the platform's JSON setup imports gRPC and OpenTelemetry,
     # seconds of start-up per node on 2 cores; its rendering is tested in-process.

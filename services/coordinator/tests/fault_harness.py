@@ -15,12 +15,14 @@ import random
 import signal
 import statistics
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import grpc
+from coordinator_cluster import free_port
 from fencing_resource import FencedStore
 from grpc_cluster import ADMIN, GrpcNode, wait_for_leader, wait_until_serving
 
@@ -144,6 +146,8 @@ class Run:
     successes: list[Success] = field(default_factory=list)
     grants: list[tuple[str, str, int]] = field(default_factory=list)  # name, holder, token
     errors: int = 0
+    # Renewals the live members answered under their leader lease (local renewal runs).
+    local_renewals: int = 0
 
     def failovers(self, kinds: tuple[str, ...] = KINDS) -> list[float]:
         return [r.failover for r in self.rounds if r.kind in kinds and r.failover is not None]
@@ -162,6 +166,7 @@ class Run:
                     f" p90 {percentile(times, 0.9):.3f} s, max {max(times):.3f} s"
                 )
         lines.append(
+            f"local renewals {self.local_renewals}, "
             f"writes accepted {len(self.store.accepted())}, fenced off "
             f"{len(self.store.rejected())}, grants {len(self.grants)}, "
             f"coordinator errors seen by workers {self.errors}"
@@ -213,10 +218,20 @@ async def worker(
 class FaultCluster:
     """Three coordinator processes whose membership may change from round to round."""
 
-    def __init__(self, root: Path, timing: Timing) -> None:
+    def __init__(self, root: Path, timing: Timing, local_renewal: bool = False) -> None:
         self.root = root
         self.timing = timing
-        self.nodes = [GrpcNode(i, root / f"n{i}", timing=timing.name) for i in (1, 2, 3)]
+        self.local_renewal = local_renewal
+        self.nodes = [
+            GrpcNode(
+                i,
+                root / f"n{i}",
+                timing=timing.name,
+                local_renewal=local_renewal,
+                metrics_port=free_port() if local_renewal else -1,
+            )
+            for i in (1, 2, 3)
+        ]
         self.next_id = 4
         for node in self.nodes:
             node.peers = [n.raft_address for n in self.nodes if n is not node]
@@ -234,6 +249,17 @@ class FaultCluster:
     def close(self) -> None:
         for node in self.nodes:
             node.kill()  # SIGKILL also ends a SIGSTOPped process
+
+    def local_renewals(self) -> int:
+        """marquee_coordinator_local_renewals_total summed over the members now running."""
+        total = 0
+        for node in self.nodes:
+            url = f"http://127.0.0.1:{node.metrics_port}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                for line in answer.read().decode().splitlines():
+                    if line.startswith("marquee_coordinator_local_renewals_total "):
+                        total += int(float(line.split()[1]))
+        return total
 
     async def leader(self) -> GrpcNode:
         return await asyncio.to_thread(wait_for_leader, self.nodes, ROUND_TIMEOUT)
@@ -261,6 +287,8 @@ class FaultCluster:
             raft_address=gone.raft_address,
             grpc_address=gone.grpc_address,
             timing=self.timing.name,
+            local_renewal=self.local_renewal,
+            metrics_port=free_port() if self.local_renewal else -1,
         )
         self.next_id += 1
         added = await self._change(
@@ -368,10 +396,12 @@ def schedule(seed: int, rounds: int) -> list[str]:
     return kinds[:rounds]
 
 
-async def run_faults(root: Path, seed: int, rounds: int, timing: Timing = FAST) -> Run:
+async def run_faults(
+    root: Path, seed: int, rounds: int, timing: Timing = FAST, local_renewal: bool = False
+) -> Run:
     """Start the cluster and workers, apply `rounds` fault rounds, stop, return the history."""
     run = Run(seed)
-    cluster = FaultCluster(root, timing)
+    cluster = FaultCluster(root, timing, local_renewal)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -393,6 +423,8 @@ async def run_faults(root: Path, seed: int, rounds: int, timing: Timing = FAST) 
         # Workers finish their block (and release) before the cluster goes away;
         # a worker that crashed raises here.
         await asyncio.wait_for(asyncio.gather(*tasks), 15)
+        if local_renewal:
+            run.local_renewals = await asyncio.to_thread(cluster.local_renewals)
     except BaseException:
         print(run.report())
         for node in cluster.nodes:

@@ -37,6 +37,8 @@ class GrpcNode:
     timing: str = "fast"
     # MARQUEE_COORDINATOR_METRICS_PORT: -1 serves no /metrics.
     metrics_port: int = -1
+    # MARQUEE_COORDINATOR_LOCAL_RENEWAL: plain renewals answered under the leader lease.
+    local_renewal: bool = False
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _channel: grpc.Channel | None = field(default=None, repr=False)
 
@@ -61,6 +63,7 @@ class GrpcNode:
             "MARQUEE_COORDINATOR_METRICS_PORT": str(self.metrics_port),
             "MARQUEE_COORDINATOR_RAFT_TIMING": self.timing,
             "MARQUEE_COORDINATOR_SHUTDOWN_GRACE_SECONDS": "3",
+            "MARQUEE_COORDINATOR_LOCAL_RENEWAL": "true" if self.local_renewal else "false",
         }
         command = [sys.executable, "-m", "marquee_coordinator"]
         if self.netns is not None:

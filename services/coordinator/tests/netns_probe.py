@@ -76,14 +76,18 @@ def isolated(address: str, name: str, holder: str, token: int, seconds: float) -
         n += 1
         grab = lease_pb2.AcquireRequest(name=f"grab-{n}", holder_id="iso", ttl=ttl(2.0))
         renew = lease_pb2.RenewRequest(name=name, holder_id=holder, token=token)
+        # The renewal first: right after the cut it may still be inside the leader lease.
+        # CLOCK_MONOTONIC is one clock for every network namespace of the machine.
+        sent = time.monotonic()
+        try:
+            renewed = stub.Renew(renew, timeout=1).renewed
+            answers.append({"call": "renew", "ok": renewed, "sent": sent})
+        except grpc.RpcError as error:
+            answers.append({"call": "renew", "code": error.code().name, "sent": sent})
         try:
             answers.append({"call": "acquire", "ok": stub.Acquire(grab, timeout=1).acquired})
         except grpc.RpcError as error:
             answers.append({"call": "acquire", "code": error.code().name})
-        try:
-            answers.append({"call": "renew", "ok": stub.Renew(renew, timeout=1).renewed})
-        except grpc.RpcError as error:
-            answers.append({"call": "renew", "code": error.code().name})
         time.sleep(0.1)
     s = status(address)
     role = cluster_pb2.MemberRole.Name(s.member.role) if s is not None else None
@@ -115,6 +119,7 @@ def majority(addresses: list[str], old: str, name: str, seconds: float) -> Answe
         "fresh_acquired": fresh.acquired,
         "term": took.header.raft_term,
         "taken_over": took.acquired,
+        "taken_at": time.monotonic(),  # after the grant committed
         "token": took.lease.token,
     }
 

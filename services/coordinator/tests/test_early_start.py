@@ -36,10 +36,12 @@ def from_settings(monkeypatch: pytest.MonkeyPatch, environ: dict[str, str]) -> N
             "MARQUEE_COORDINATOR_RAFT_TIMING": "fast",
             "MARQUEE_COORDINATOR_GRPC_HOST": "0.0.0.0",
             "MARQUEE_COORDINATOR_GRPC_PORT": "50051",
+            "MARQUEE_COORDINATOR_LOCAL_RENEWAL": "true",
         },
         {
             "MARQUEE_COORDINATOR_GRPC_PORT": "50051",
             "MARQUEE_COORDINATOR_ADVERTISE_ADDRESS": "coordinator-2:50051",
+            "MARQUEE_COORDINATOR_LOCAL_RENEWAL": "false",
         },
     ],
 )
@@ -60,6 +62,7 @@ def test_the_early_config_is_the_one_the_settings_give(
         {**BASE, "MARQUEE_COORDINATOR_GRPC_PORT": "5e4"},
         {**BASE, "MARQUEE_COORDINATOR_PROFILE": "Prod"},
         {**BASE, "MARQUEE_COORDINATOR_PEERS": "127.0.0.1:7001,:7003"},
+        {**BASE, "MARQUEE_COORDINATOR_LOCAL_RENEWAL": "1"},  # pydantic's own reading
     ],
 )
 def test_anything_unusual_starts_nothing_early(environ: dict[str, str]) -> None:

@@ -28,6 +28,16 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         cluster.close()
 
 
+@pytest.fixture(params=[False, True], ids=["log-renewal", "local-renewal"])
+def renewal_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    """A cluster renewing through the log, then one answering renewals on the leader."""
+    cluster = Cluster(tmp_path, local_renewal=request.param)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
 def on_leader(cluster: Cluster, op: str, timeout: float = 15.0, **args: Any) -> Any:
     """Call `op` on whoever serves as leader, retrying through elections like a client would."""
     deadline = time.monotonic() + timeout
@@ -178,7 +188,8 @@ def test_state_survives_kill9_of_every_node(tmp_path: Path) -> None:
         cluster.close()
 
 
-def test_a_paused_leader_resumed_after_the_ttl_changes_nothing(cluster: Cluster) -> None:
+def test_a_paused_leader_resumed_after_the_ttl_changes_nothing(renewal_cluster: Cluster) -> None:
+    cluster = renewal_cluster
     cluster.start()
     old = cluster.wait_serving_leader()
     holds: list[Hold] = []

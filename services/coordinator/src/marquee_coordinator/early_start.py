@@ -43,6 +43,7 @@ FIELDS = (
     "grpc_host",
     "grpc_port",
     "advertise_address",
+    "local_renewal",
 )
 # CoordinatorSettings' defaults for the fields above that may be left unset.
 DEFAULT_DATA_DIR = ".data/coordinator"
@@ -71,6 +72,9 @@ def config_from_environment(environ: Mapping[str, str]) -> NodeConfig | None:
         return None
     if profile not in ("dev", "prod") or timing not in ("default", "fast"):
         return None
+    local_renewal = get("local_renewal") or "false"
+    if local_renewal not in ("true", "false"):
+        return None
     try:
         check_address(raft_address)
         peers = [check_address(p.strip()) for p in (get("peers") or "").split(",") if p.strip()]
@@ -91,6 +95,7 @@ def config_from_environment(environ: Mapping[str, str]) -> NodeConfig | None:
         allow_insecure=profile == "dev",
         client_address=client_address,
         timing=FAST_TIMING if timing == "fast" else RaftTiming(),
+        local_renewal=local_renewal == "true",
     )
 
 

@@ -6,11 +6,15 @@ local and never replicated: a new leader restarts every one of them at full
 TTL when its epoch is applied, so a lease can outlive its TTL across a
 failover but never expire early (docs/coordinator-timing.md).
 
-Every method takes `now` so the rules can be tested without sleeping.
+Every method takes `now` so the rules can be tested without sleeping. The tick
+thread owns the deadlines; the event loop thread touches them only through
+`renew_locally` and `deadline`, under the same lock, so a local renewal and the
+expiry scan never interleave.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -28,6 +32,7 @@ class Due:
 
 class Deadlines:
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._at: dict[str, tuple[Lease, float]] = {}
         # Expiries proposed and not yet resolved, so one lease is proposed once.
         self._proposed: set[Due] = set()
@@ -41,31 +46,58 @@ class Deadlines:
         Starting the deadline when the command is applied here, which is after
         the client sent it, keeps our deadline later than the client's own.
         """
-        if event.kind in (EventKind.ACQUIRED, EventKind.RENEWED):
-            self._at[event.lease.name] = (event.lease, now + event.lease.ttl)
-        else:
-            self._at.pop(event.lease.name, None)
+        with self._lock:
+            if event.kind in (EventKind.ACQUIRED, EventKind.RENEWED):
+                self._at[event.lease.name] = (event.lease, now + event.lease.ttl)
+            else:
+                self._at.pop(event.lease.name, None)
 
     def restart_all(self, leases: Iterable[Lease], now: float) -> None:
         """Give every lease a full TTL from `now` (a new epoch, or a suspected pause)."""
-        self._at = {lease.name: (lease, now + lease.ttl) for lease in leases}
-        self._proposed.clear()
+        at = {lease.name: (lease, now + lease.ttl) for lease in leases}
+        with self._lock:
+            self._at = at
+            self._proposed.clear()
 
     def due(self, now: float) -> list[Due]:
         """Leases past their deadline that have no Expire in flight yet; marks them in flight."""
         found = []
-        for lease, deadline in self._at.values():
-            if deadline <= now:
-                due = Due(lease.name, lease.token, lease.revision)
-                if due not in self._proposed:
-                    self._proposed.add(due)
-                    found.append(due)
+        with self._lock:
+            for lease, deadline in self._at.values():
+                if deadline <= now:
+                    due = Due(lease.name, lease.token, lease.revision)
+                    if due not in self._proposed:
+                        self._proposed.add(due)
+                        found.append(due)
         return found
 
     def resolved(self, due: Due) -> None:
         """The Expire for `due` was applied, refused or lost: propose again if still due."""
-        self._proposed.discard(due)
+        with self._lock:
+            self._proposed.discard(due)
 
     def deadline(self, name: str) -> float | None:
-        entry = self._at.get(name)
+        with self._lock:
+            entry = self._at.get(name)
         return entry[1] if entry else None
+
+    def renew_locally(self, lease: Lease, now: float) -> bool:
+        """Restart `lease`'s deadline at full TTL without a log entry, if nothing forbids it.
+
+        Refused (False: renew through the log instead) when the deadline we
+        track is for another grant or revision of the name, when it has passed,
+        or when an Expire for the lease is in flight: a local renewal moves no
+        revision, so that Expire would still apply. A renewal through the log
+        does move it and makes the Expire refused.
+        """
+        with self._lock:
+            entry = self._at.get(lease.name)
+            if entry is None:
+                return False
+            tracked, deadline = entry
+            if tracked.token != lease.token or tracked.revision != lease.revision:
+                return False
+            if deadline <= now or Due(lease.name, lease.token, lease.revision) in self._proposed:
+                return False
+            self._at[lease.name] = (tracked, now + tracked.ttl)
+            return True

@@ -41,6 +41,11 @@ LEASE_EVENTS = Counter(
     "with a new fencing token), renewed, released, expired.",
     ["event"],
 )
+LOCAL_RENEWALS = Counter(
+    "marquee_coordinator_local_renewals",
+    "Renewals this member answered as serving leader without a log entry, under its "
+    "leader lease (LOCAL_RENEWAL); they make no `renewed` event.",
+)
 APPLY_SECONDS = Histogram(
     "marquee_coordinator_apply_latency_seconds",
     "On the leader, from proposing a batch of calls' commands to applying it: what a "

@@ -58,6 +58,15 @@ class RaftTiming:
         return self.election_min
 
     @property
+    def vote_guard(self) -> float:
+        """How long after acknowledging a leader a member drops RequestVotes (leader_lease.py).
+
+        Below election_min, so that after a crash the survivor whose timeout fires
+        first is not refused by one that heard the last heartbeat a little later.
+        """
+        return 0.75 * self.election_min
+
+    @property
     def min_lease_ttl(self) -> float:
         """A shorter lease would expire during an ordinary failover."""
         return 2 * self.election_max
@@ -88,6 +97,9 @@ class NodeConfig:
     # Advertised to followers' callers as the leader's address (the gRPC one).
     client_address: str | None = None
     timing: RaftTiming = field(default_factory=RaftTiming)
+    # The serving leader answers plain renewals under a leader lease, without a
+    # log entry (leader_lease.py, docs/coordinator-timing.md).
+    local_renewal: bool = False
 
     @classmethod
     def from_settings(
@@ -107,6 +119,7 @@ class NodeConfig:
             allow_insecure=settings.profile == "dev",
             client_address=client_address,
             timing=timing or RaftTiming(),
+            local_renewal=settings.local_renewal,
         )
 
     @property

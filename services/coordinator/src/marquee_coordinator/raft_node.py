@@ -58,6 +58,7 @@ from marquee_coordinator.errors import (
     UnknownMember,
 )
 from marquee_coordinator.expiry import Deadlines, Due
+from marquee_coordinator.leader_lease import LeaseTransport
 from marquee_coordinator.membership import MemberView, Role, check_add, check_remove
 from marquee_coordinator.raft_config import NodeConfig
 from marquee_coordinator.raft_watch import RaftWatch
@@ -224,12 +225,21 @@ class LeaseNode:
         timing = config.timing
         self._syncobj_conf.connectionRetryTime = min(timing.tick, timing.connection_retry)
         self._fast_connect = True
+        # With local renewal, the transport that gives the leader its lease
+        # (echoed send times, the vote guard); pysyncobj's own otherwise.
+        self._lease_transport: LeaseTransport | None = None
+        transport: dict[str, Any] = {}
+        if config.local_renewal:
+            transport["transportClass"] = functools.partial(
+                self._make_lease_transport, guard=timing.vote_guard
+            )
         try:
             self._raft = SyncObj(
                 config.raft_address,
                 list(config.peers),
                 conf=self._syncobj_conf,
                 consumers=[self._leases],
+                **transport,
             )
             self._raft.waitBinded()
         except SyncObjException as exc:
@@ -250,6 +260,10 @@ class LeaseNode:
             authenticated=bool(config.cluster_secret),
         )
 
+    def _make_lease_transport(self, *args: Any, guard: float) -> Any:
+        self._lease_transport = LeaseTransport(*args, guard=guard)
+        return self._lease_transport
+
     def _shorten_first_election(self) -> None:
         """On a node that has never seen a term, campaign after a shorter first timeout.
 
@@ -266,6 +280,8 @@ class LeaseNode:
         """
         if self._raft.raftCurrentTerm != 0 or self._raft._getLeader() is not None:
             return
+        if self._lease_transport is not None:
+            self._lease_transport.forget_acknowledgements()
         t = self.config.timing
         # Election jitter, not a secret.
         first = random.uniform(t.first_election_min, t.first_election_max)  # nosec B311
@@ -311,9 +327,42 @@ class LeaseNode:
         self._check_keys(name=name, holder=holder, request_id=request_id)
         if ttl is not None:
             self._check_ttl(ttl)
+        if ttl is None and value is None and self._lease_transport is not None:
+            lease = self._renew_locally(name, holder, token)
+            if lease is not None:
+                return lease
         epoch = self._serving_epoch()
         command = Renew(name, holder, token, request_id, epoch, ttl=ttl, value=value)
         return self._lease_or_raise(name, await self._commit(command))
+
+    def _renew_locally(self, name: str, holder: str, token: int) -> Lease | None:
+        """A plain renewal answered by the serving leader alone, or None: use the log.
+
+        Safe only while the leader lease holds (leader_lease.py): no other
+        leader can have been elected before now, so any later leader applies
+        its StartEpoch, and restarts every deadline at full TTL, after this
+        renewal was sent (docs/coordinator-timing.md, "Leader-local renewal").
+        Anything else (another holder or token, a passed deadline, an Expire in
+        flight) goes through the log, which decides and answers it as before.
+        """
+        transport = self._lease_transport
+        assert transport is not None
+        # The term is read before the lease and the serving check after it: if
+        # this node stepped down (granting a vote) in between, the term moved.
+        term = self._raft.raftCurrentTerm
+        now = time.monotonic()
+        if now >= transport.valid_until(term):
+            return None
+        with self._leases.lock:
+            lease = self._leases.state.leases.get(name)
+        if lease is None or lease.holder != holder or lease.token != token:
+            return None
+        if self._serving_epoch() != term or self._raft.raftCurrentTerm != term:
+            return None
+        if not self._deadlines.renew_locally(lease, now):
+            return None
+        metrics.LOCAL_RENEWALS.inc()
+        return lease
 
     async def release(
         self,

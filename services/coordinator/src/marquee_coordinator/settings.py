@@ -32,6 +32,11 @@ class CoordinatorSettings(ServiceSettings):
     advertise_address: str | None = None
     # "fast": short Raft timeouts for loopback clusters and tests (see raft_config).
     raft_timing: Literal["default", "fast"] = "default"
+    # Answer plain renewals on the serving leader under a Raft leader lease, with
+    # no log entry (docs/coordinator-timing.md, "Leader-local renewal"). Every
+    # member should run with the same value; a member without it gives the
+    # leader no lease, and renewals then go through the log.
+    local_renewal: bool = False
 
     @field_validator("raft_address")
     @classmethod
