@@ -1,19 +1,25 @@
 """Entry point: `python -m marquee_coordinator`.
 
-The Raft node starts first, before the platform (most of start-up) is
-imported, so a fresh cluster elects while the rest loads (`early_start`).
+The Raft node starts first, before the platform's server stack (most of
+start-up) is imported, so a fresh cluster elects while the rest loads
+(`early_start`). Optional extras some libraries import just because they are
+installed (rich, click) are hidden while the modules load: start-up time.
 """
 
 import os
 
-from marquee_coordinator import early_start
+from marquee_platform.quiet_imports import extras_hidden
+
+with extras_hidden():
+    from marquee_coordinator import early_start
 
 if __name__ == "__main__":
     early_start.start_from_environment(os.environ)
     try:
-        from marquee_coordinator.app import register
-        from marquee_coordinator.settings import CoordinatorSettings
-        from marquee_platform import run_service
+        with extras_hidden():
+            from marquee_coordinator.app import register
+            from marquee_coordinator.settings import CoordinatorSettings
+            from marquee_platform import run_service
 
         run_service("coordinator", CoordinatorSettings, register)
     finally:

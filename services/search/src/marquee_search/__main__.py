@@ -1,8 +1,13 @@
 """Entry point: `python -m marquee_search`."""
 
-from marquee_platform import run_service
-from marquee_search.app import register
-from marquee_search.settings import SearchSettings
+from marquee_platform.quiet_imports import extras_hidden
 
 if __name__ == "__main__":
+    # Optional extras some libraries import just because they are installed
+    # (rich, click) are hidden while the service loads: start-up time.
+    with extras_hidden():
+        from marquee_platform import run_service
+        from marquee_search.app import register
+        from marquee_search.settings import SearchSettings
+
     run_service("search", SearchSettings, register)

@@ -5,12 +5,15 @@ from __future__ import annotations
 from marquee_media.settings import MediaSettings
 from marquee_media.storage.base import ObjectStore
 from marquee_media.storage.local import LocalStore
-from marquee_media.storage.s3 import S3Store
 
 
 async def open_store(settings: MediaSettings, *, create_bucket: bool = True) -> ObjectStore:
     if settings.storage == "local":
         return LocalStore(settings.storage_dir)
+    # Imported only for S3: aioboto3 and botocore are ~0.35 s of start-up that a
+    # service on local storage never uses.
+    from marquee_media.storage.s3 import S3Store
+
     secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
     store = S3Store(
         endpoint=settings.s3_endpoint,
