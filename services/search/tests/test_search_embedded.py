@@ -25,6 +25,7 @@ def test_more_hits_than_one_pass_are_all_ranked(tmp_path: Path) -> None:
         # Ranks run backwards, so the best ranks are the last documents indexed.
         docs = [{"id": str(i), "title": "same words", "rank": total - i} for i in range(total)]
         assert all(r.ok for r in collection.index(docs, Action.CREATE))
+        collection.flush()  # the backend commits logged writes before a read; here, by hand
         request = pb.SearchRequest(
             collection="c", q="same", query_by=["title"], sort_by=["rank:asc"], per_page=5
         )

@@ -1,9 +1,10 @@
 """S-3 durability: what Index acknowledged survives a kill -9 of the embedded engine.
 
-"Acknowledged" means the Index (or Delete) call returned: the embedded engine
-commits (segments fsynced, then meta.json replaced atomically) before it
-answers. So every acknowledged document is there after a restart, and a batch
-cut short by the kill is there whole or not at all, never in part.
+"Acknowledged" means the Index (or Delete) call returned: its record is in the
+collection's write-ahead log, fsynced, before it answers (tantivy commits
+later; `test_search_wal.py` kills the process while writes are only in the
+log). So every acknowledged document is there after a restart, and a batch cut
+short by the kill is there whole or not at all, never in part.
 """
 
 from __future__ import annotations

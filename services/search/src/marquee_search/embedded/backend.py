@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -32,11 +34,16 @@ from marquee_search.backend import (
     SearchQuery,
     SearchResult,
 )
-from marquee_search.embedded.collection import EmbeddedCollection
+from marquee_search.embedded.collection import EmbeddedCollection, wal_path
 from marquee_search.expressions import Filter
 from marquee_search.schema import CollectionSchema, added_fields, compatibility_problems
 
+log = logging.getLogger(__name__)
+
 META = "collection.json"
+# A collection with acknowledged but uncommitted writes is committed after this
+# long without another write (reads commit at once): the log stays short.
+FLUSH_IDLE_SECONDS = 1.0
 
 
 def _write_atomically(path: Path, data: dict[str, Any]) -> None:
@@ -66,12 +73,34 @@ class EmbeddedBackend:
         self._root = Path(data_dir) / "collections"
         self._entries: dict[str, _Entry] = {}
         self._catalog_lock = asyncio.Lock()  # creating and dropping collections
+        self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, data_dir: Path) -> EmbeddedBackend:
         backend = cls(data_dir)
         await asyncio.to_thread(backend._load_all)
+        backend._flusher = asyncio.create_task(backend._flush_idle())
         return backend
+
+    async def _flush_idle(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_IDLE_SECONDS / 2)
+            now = time.monotonic()
+            for entry in list(self._entries.values()):
+                collection = entry.collection
+                if collection.dirty and now - collection.last_write >= FLUSH_IDLE_SECONDS:
+                    try:
+                        await self._fresh(entry)
+                    except Exception:
+                        # The log still holds the writes; the next read or flush retries.
+                        log.exception("committing collection %r failed", collection.schema.name)
+
+    async def _fresh(self, entry: _Entry) -> None:
+        """Commit the acknowledged writes a read would otherwise miss."""
+        if not entry.collection.dirty:
+            return
+        async with entry.lock:
+            await asyncio.to_thread(entry.collection.flush)
 
     def _load_all(self) -> None:
         self._root.mkdir(parents=True, exist_ok=True)
@@ -84,8 +113,13 @@ class EmbeddedBackend:
             schema = CollectionSchema.from_json(meta["schema"])
             generation = int(meta["generation"])
             for stale in directory.glob("index-*"):
+                if stale.name == f"index-{generation}.wal":
+                    continue
                 if stale.name != f"index-{generation}":
-                    shutil.rmtree(stale, ignore_errors=True)
+                    if stale.is_dir():
+                        shutil.rmtree(stale, ignore_errors=True)
+                    else:
+                        stale.unlink(missing_ok=True)
             for tmp in directory.glob("*.tmp-*"):
                 tmp.unlink(missing_ok=True)
             collection = EmbeddedCollection(directory / f"index-{generation}", schema)
@@ -115,6 +149,7 @@ class EmbeddedBackend:
             problems = compatibility_problems(existing, schema)
             if problems:
                 raise SchemaConflict("; ".join(problems))
+            await asyncio.to_thread(entry.collection.flush)  # the count is of every document
             new_fields = added_fields(existing, schema)
             if new_fields:
                 wanted = CollectionSchema(
@@ -140,9 +175,12 @@ class EmbeddedBackend:
     def _rebuild(
         self, entry: _Entry, wanted: CollectionSchema, progress: ReindexProgress | None = None
     ) -> None:
+        # The copy reads the committed index: everything acknowledged must be in it.
+        entry.collection.flush()
         generation = entry.generation + 1
         target = entry.directory / f"index-{generation}"
         shutil.rmtree(target, ignore_errors=True)
+        wal_path(target).unlink(missing_ok=True)
         fresh = EmbeddedCollection(target, wanted)
         checker = documents.Checker(wanted)
         if progress is not None:
@@ -162,7 +200,7 @@ class EmbeddedBackend:
                     progress.done += 1
             fresh.commit()
         except BaseException:
-            fresh.close()
+            fresh.close(flush=False)
             shutil.rmtree(target, ignore_errors=True)
             raise
         _write_atomically(
@@ -172,9 +210,12 @@ class EmbeddedBackend:
         entry.collection, entry.generation = fresh, generation
         old.close()
         shutil.rmtree(old.index_dir, ignore_errors=True)
+        wal_path(old.index_dir).unlink(missing_ok=True)
 
     async def get_collection(self, name: str) -> CollectionInfo:
-        return self._info(self._entry(name))
+        entry = self._entry(name)
+        await self._fresh(entry)
+        return self._info(entry)
 
     async def schema(self, name: str) -> CollectionSchema:
         return self._entry(name).collection.schema
@@ -190,7 +231,7 @@ class EmbeddedBackend:
         return True
 
     def _drop(self, entry: _Entry) -> None:
-        entry.collection.close()
+        entry.collection.close(flush=False)  # its writes go with it
         # Renamed first: after a crash mid-delete the collection is gone, not half there.
         trash = self._root / f".drop-{uuid.uuid4().hex}"
         os.replace(entry.directory, trash)
@@ -220,8 +261,10 @@ class EmbeddedBackend:
             return await asyncio.to_thread(collection.delete_filter, filter_)
 
     async def search(self, name: str, query: SearchQuery) -> SearchResult:
-        collection = self._entry(name).collection
-        return await asyncio.to_thread(collection.search, query)
+        # Reads see every acknowledged write, as with Typesense: commit first if needed.
+        entry = self._entry(name)
+        await self._fresh(entry)
+        return await asyncio.to_thread(entry.collection.search, query)
 
     async def reindex(self, name: str, progress: ReindexProgress) -> None:
         # The same path as a compatible schema change: the next generation is built
@@ -245,6 +288,11 @@ class EmbeddedBackend:
                 raise
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
         for entry in list(self._entries.values()):
             async with entry.lock:
                 await asyncio.to_thread(entry.collection.close)

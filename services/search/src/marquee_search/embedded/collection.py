@@ -3,14 +3,23 @@
 All methods are synchronous and CPU-bound; the backend runs them in worker
 threads and serializes the writing ones per collection.
 
-Durability: a write is acknowledged only after tantivy's commit returned, and
-a commit writes and fsyncs the new segments before it atomically replaces
-meta.json. So an Index or Delete reply means the change survives a kill -9;
-a write cut short by one is absent as a whole (no partial batch).
+Durability: an Index or Delete-by-ids call is acknowledged once its record is
+in the write-ahead log and fsynced (`wal.py`); the documents go to tantivy's
+writer at the same time, and tantivy commits later: when the log reaches
+FLUSH_BYTES or FLUSH_DOCUMENTS, when the collection has been idle (the
+backend's flusher), before any read (`flush`), and on close. A commit writes
+and fsyncs the new segments before it atomically replaces meta.json, and the
+log is emptied after it. On open, what the log still holds is applied again
+and committed. Log records hold resolved writes (the final document and its
+seq, or ids to delete), so applying one again over a commit that already holds
+it changes nothing: a kill between the commit and the emptying is harmless.
+Delete by filter flushes first, then commits before it answers, as it needs the
+committed index to evaluate the filter.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,10 +40,14 @@ from marquee_search.backend import (
 from marquee_search.embedded import layout
 from marquee_search.embedded.highlight import highlights
 from marquee_search.embedded.translate import filter_query, text_query
+from marquee_search.embedded.wal import WriteAheadLog
 from marquee_search.expressions import TEXT_MATCH, Filter
 from marquee_search.schema import CollectionSchema, FieldSpec, Kind
 
 WRITER_HEAP_BYTES = 50_000_000
+# A commit is forced past these, so a restart replays a bounded log.
+FLUSH_BYTES = 64 * 1024 * 1024
+FLUSH_DOCUMENTS = 250_000
 FACET_SEGMENT_SIZE = 65_000
 ONE_PASS_HITS = 1024  # tantivy's bucket limit; per-segment counts stay exact below it
 
@@ -47,7 +60,11 @@ def _count(result: tantivy.SearchResult) -> int:
 @dataclass
 class _Existing:
     seq: int
-    body: dict[str, Any] | None  # None: deleted earlier in this batch
+    body: dict[str, Any] | None  # None: written but not committed, so not read back
+
+
+def wal_path(index_dir: Path) -> Path:
+    return index_dir.with_name(f"{index_dir.name}.wal")
 
 
 class EmbeddedCollection:
@@ -58,9 +75,22 @@ class EmbeddedCollection:
         self._tschema = layout.tantivy_schema(schema)
         self._index = tantivy.Index(self._tschema, path=str(index_dir), reuse=True)
         layout.register_tokenizer(self._index)
-        self._documents = layout.DocumentWriter(schema)
+        self._documents = layout.DocumentWriter(schema, self._tschema)
         self._checker = documents.Checker(schema)
         self._writer: tantivy.IndexWriter | None = self._index.writer(WRITER_HEAP_BYTES, 1)
+        # Written since the last commit: id -> seq, or None when deleted.
+        self._pending: dict[str, int | None] = {}
+        self.last_write = 0.0  # time.monotonic() of the last acknowledged write
+        self._wal = WriteAheadLog(wal_path(index_dir))
+        try:
+            self._apply_log()
+            if self._pending:
+                self._commit()
+            self._wal.reset()
+            self._pending.clear()
+        except BaseException:
+            self.close(flush=False)
+            raise
         self._index.reload()
         self._next_seq = self._max_seq() + 1
 
@@ -76,10 +106,11 @@ class EmbeddedCollection:
         return int(searcher.fast_field_values(layout.SEQ, [top[0][1]])[0] or 0)
 
     def count(self) -> int:
+        """Committed documents: callers flush first (the backend does, before every read)."""
         return int(self._index.searcher().num_docs)
 
     def _lookup_many(self, searcher: tantivy.Searcher, ids: list[str]) -> dict[str, _Existing]:
-        """The stored documents among `ids`, found with one query for the whole batch."""
+        """The committed documents among `ids`, found with one query for the whole batch."""
         unique = list(dict.fromkeys(ids))
         if not unique:
             return {}
@@ -95,8 +126,19 @@ class EmbeddedCollection:
             found[body["id"]] = _Existing(int(seq or 0), body)
         return found
 
+    def _current(self, ids: list[str]) -> dict[str, _Existing]:
+        """The documents among `ids` as acknowledged: committed, then the log's writes over them."""
+        committed = [i for i in ids if i not in self._pending]
+        found = self._lookup_many(self._index.searcher(), committed) if committed else {}
+        for doc_id in ids:
+            if doc_id in self._pending:
+                seq = self._pending[doc_id]
+                if seq is not None:
+                    found[doc_id] = _Existing(seq, None)
+        return found
+
     def documents_in_order(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Every (seq, document), oldest first, from one snapshot: the input of a rebuild.
+        """Every committed (seq, document), oldest first, from one snapshot: a rebuild's input.
 
         Only the addresses are held; each body is read as it is reached.
         """
@@ -123,15 +165,59 @@ class EmbeddedCollection:
             raise RuntimeError(f"collection {self.schema.name!r} is closed")
         return self._writer
 
+    @property
+    def dirty(self) -> bool:
+        """Acknowledged writes that a search does not see yet."""
+        return bool(self._pending)
+
     def _commit(self) -> None:
-        try:
-            self.writer.commit()
-        except BaseException:
-            # Otherwise the next call's commit would publish this call's changes,
-            # which its caller was told had failed.
-            self.writer.rollback()
-            raise
+        self.writer.commit()
         self._index.reload()
+
+    def _apply_log(self) -> None:
+        """Hand every logged write to the writer again (on open, or after a failure)."""
+        writer = self.writer
+        for payload in self._wal.records():
+            record = json.loads(payload)
+            for seq, source in record.get("put", ()):
+                body = json.loads(source)
+                doc_id = body["id"]
+                writer.delete_documents_by_term(layout.ID, doc_id)
+                writer.add_document(self._documents.document(body, seq, source))
+                self._pending[doc_id] = seq
+            for doc_id in record.get("delete", ()):
+                writer.delete_documents_by_term(layout.ID, doc_id)
+                self._pending[doc_id] = None
+
+    def _restore(self, log_size: int) -> None:
+        """After a failure mid-write: the writer holds exactly the acknowledged writes again.
+
+        The log is cut back to `log_size` (this call's record, if written, was not
+        acknowledged), the writer's uncommitted changes are dropped, and the log
+        is applied again.
+        """
+        if self._wal.size != log_size:
+            self._wal.truncate(log_size)
+        self.writer.rollback()
+        self._pending.clear()
+        self._apply_log()
+
+    def flush(self) -> None:
+        """Commit what the log holds, then empty it: searches see every acknowledged write."""
+        if not self._pending:
+            return
+        try:
+            self._commit()
+        except BaseException:
+            self._restore(self._wal.size)
+            raise
+        self._wal.reset()
+        self._pending.clear()
+
+    def _maybe_flush(self) -> None:
+        self.last_write = time.monotonic()
+        if self._wal.size >= FLUSH_BYTES or len(self._pending) >= FLUSH_DOCUMENTS:
+            self.flush()
 
     def add_raw(self, seq: int, body: dict[str, Any]) -> None:
         """Add a document as is (a rebuild copying from the previous index); commit after."""
@@ -139,52 +225,68 @@ class EmbeddedCollection:
         self._next_seq = max(self._next_seq, seq + 1)
 
     def commit(self) -> None:
+        """A rebuild's one commit: its writes go through no log (the old generation has them)."""
         self._commit()
 
     def index(self, bodies: list[dict[str, Any]], action: Action) -> list[DocResult]:
-        searcher = self._index.searcher()
-        pending: dict[str, _Existing] = {}
+        ids = [body["id"] for body in bodies]
+        if action in (Action.UPDATE, Action.EMPLACE) and any(
+            self._pending.get(doc_id) is not None for doc_id in ids
+        ):
+            self.flush()  # a merge needs the stored body, read back from a commit
+        current = self._current(ids)
         results: list[DocResult] = []
-        writer = self.writer
-        try:
-            self._index_into(writer, searcher, bodies, action, pending, results)
-        except BaseException:
-            writer.rollback()  # an unexpected failure: none of this call lands
-            raise
-        if any(r.ok for r in results):
-            self._commit()
-        return results
-
-    def _index_into(
-        self,
-        writer: tantivy.IndexWriter,
-        searcher: tantivy.Searcher,
-        bodies: list[dict[str, Any]],
-        action: Action,
-        pending: dict[str, _Existing],
-        results: list[DocResult],
-    ) -> None:
-        # Seeded with what is stored; then each document sees the batch's earlier ones.
-        pending.update(self._lookup_many(searcher, [body["id"] for body in bodies]))
+        # (id, seq, source, document, replaces): resolved and built before anything is written.
+        writes: list[tuple[str, int, str, tantivy.Document, bool]] = []
+        next_seq = self._next_seq
         for body in bodies:
             doc_id = body["id"]
-            existing = pending.get(doc_id)
-            if existing is not None and existing.body is None:
-                existing = None
+            existing = current.get(doc_id)
             try:
                 final = self._resolve(doc_id, body, existing, action)
                 self._checker.check(final)
-                seq = existing.seq if existing else self._next_seq
-                if existing is not None:
-                    writer.delete_documents_by_term(layout.ID, doc_id)
-                writer.add_document(self._documents.document(final, seq))
             except documents.DocumentError as exc:
                 results.append(DocResult(False, str(exc)))
                 continue
             if existing is None:
-                self._next_seq += 1
-            pending[doc_id] = _Existing(seq, final)
+                seq = next_seq
+                next_seq += 1
+            else:
+                seq = existing.seq
+            source = layout.encode_source(final)
+            document = self._documents.document(final, seq, source)
+            writes.append((doc_id, seq, source, document, existing is not None))
+            current[doc_id] = _Existing(seq, final)
             results.append(DocResult(True))
+        if writes:
+            self._write(
+                {"put": [[seq, source] for _, seq, source, _, _ in writes]},
+                lambda writer: self._add(writer, writes),
+            )
+            for doc_id, seq, _, _, _ in writes:
+                self._pending[doc_id] = seq
+            self._next_seq = next_seq
+            self._maybe_flush()
+        return results
+
+    @staticmethod
+    def _add(
+        writer: tantivy.IndexWriter, writes: list[tuple[str, int, str, tantivy.Document, bool]]
+    ) -> None:
+        for doc_id, _, _, document, replaces in writes:
+            if replaces:
+                writer.delete_documents_by_term(layout.ID, doc_id)
+            writer.add_document(document)
+
+    def _write(self, record: dict[str, Any], apply: Any) -> None:
+        """Log `record` (fsynced), then apply it to the writer; all of it or none of it."""
+        before = self._wal.size
+        self._wal.append(json.dumps(record, separators=(",", ":")).encode())
+        try:
+            apply(self.writer)
+        except BaseException:
+            self._restore(before)
+            raise
 
     @staticmethod
     def _resolve(
@@ -200,29 +302,47 @@ class EmbeddedCollection:
             if action is Action.UPDATE:
                 raise documents.DocumentError(f"Could not find a document with id: {doc_id}")
             return body
-        assert existing.body is not None
+        assert existing.body is not None, "flushed before a merge (index)"
         return documents.merged(existing.body, body)
 
     def delete_ids(self, ids: list[str]) -> int:
-        present = self._lookup_many(self._index.searcher(), ids)
-        for doc_id in present:
-            self.writer.delete_documents_by_term(layout.ID, doc_id)
+        present = list(self._current(ids))
         if present:
-            self._commit()
+
+            def apply(writer: tantivy.IndexWriter) -> None:
+                for doc_id in present:
+                    writer.delete_documents_by_term(layout.ID, doc_id)
+
+            self._write({"delete": present}, apply)
+            for doc_id in present:
+                self._pending[doc_id] = None
+            self._maybe_flush()
         return len(present)
 
     def delete_filter(self, node: Filter) -> int:
+        # The log holds resolved writes only; a filter is resolved by the committed
+        # index, and committed at once, with nothing left in the log to replay over it.
+        self.flush()
         query = filter_query(self._tschema, node)
         found = _count(self._index.searcher().search(query, limit=1, count=True))
         if found:
             self.writer.delete_documents_by_query(query)
-            self._commit()
+            try:
+                self._commit()
+            except BaseException:
+                self.writer.rollback()  # the caller is told it failed: it must not land later
+                raise
         return found
 
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.wait_merging_threads()  # also releases the writer lock
-            self._writer = None
+    def close(self, *, flush: bool = True) -> None:
+        try:
+            if self._writer is not None and flush:
+                self.flush()  # a failure leaves the log, which the next open applies
+        finally:
+            if self._writer is not None:
+                self._writer.wait_merging_threads()  # also releases the writer lock
+                self._writer = None
+            self._wal.close()
 
     # ---- searching --------------------------------------------------------------------------
 

@@ -83,9 +83,14 @@ _STRING, _BOOL, _FLOAT, _INT = range(4)
 
 
 class DocumentWriter:
-    """Turns checked documents (documents.Checker accepted them) into tantivy documents."""
+    """Turns checked documents (documents.Checker accepted them) into tantivy documents.
 
-    def __init__(self, schema: CollectionSchema) -> None:
+    Each document is built as one dict handed to `Document.from_dict`: one call
+    into the engine per document instead of one per value.
+    """
+
+    def __init__(self, schema: CollectionSchema, tschema: tantivy.Schema) -> None:
+        self._tschema = tschema
         self._plan: list[tuple[str, int, bool, str, str, str | None]] = []
         for spec in schema.fields:
             if not spec.index:
@@ -108,29 +113,36 @@ class DocumentWriter:
                     (spec.name, code, spec.kind.is_array, value_field(spec), "", None)
                 )
 
-    def document(self, body: dict[str, Any], seq: int) -> tantivy.Document:
-        doc = tantivy.Document()
-        doc.add_text(ID, body["id"])
-        doc.add_unsigned(SEQ, seq)
-        doc.add_bytes(SOURCE, json.dumps(body, separators=(",", ":")).encode())
+    def document(
+        self, body: dict[str, Any], seq: int, source: str | None = None
+    ) -> tantivy.Document:
+        """`source` is `body` as compact JSON when the caller has it already (the log does)."""
+        if source is None:
+            source = encode_source(body)
+        fields: dict[str, Any] = {ID: body["id"], SEQ: seq, SOURCE: source.encode()}
         for name, code, is_array, main, exact, facet in self._plan:
             value = body.get(name)
             if value is None:
                 continue
-            for v in value if is_array else (value,):
-                if code == _STRING:
-                    normalized = normalized_value(v)
-                    doc.add_text(main, normalized)
-                    doc.add_text(exact, normalized)
-                    if facet is not None:
-                        doc.add_text(facet, v)
-                elif code == _BOOL:
-                    doc.add_boolean(main, v)
-                elif code == _FLOAT:
-                    doc.add_float(main, float32(float(v)))
-                else:
-                    doc.add_integer(main, int(v))
-        return doc
+            if code == _STRING:
+                normalized: Any = (
+                    [normalized_value(v) for v in value] if is_array else normalized_value(value)
+                )
+                fields[main] = normalized
+                fields[exact] = normalized
+                if facet is not None:
+                    fields[facet] = value
+            elif code == _FLOAT:
+                fields[main] = (
+                    [float32(float(v)) for v in value] if is_array else float32(float(value))
+                )
+            else:
+                fields[main] = value  # bools and ints go in as they are
+        return tantivy.Document.from_dict(fields, self._tschema)
+
+
+def encode_source(body: dict[str, Any]) -> str:
+    return json.dumps(body, separators=(",", ":"))
 
 
 def source(doc: tantivy.Document) -> dict[str, Any]:
