@@ -1,11 +1,18 @@
 """`marquee up`: start the whole suite as child processes and supervise it until told to stop.
 
-Order of life: Redis and PostgreSQL, then every service process, then wait for
-all of them to answer health checks SERVING, then publish <data>/endpoints.json
-and watch: a process that dies is restarted with backoff on its own ports and
+Order of life: the coordinator nodes (they need no backend) and, beside them,
+Redis, PostgreSQL and, with `--storage s3`, SeaweedFS, all spawned from the main
+thread and awaited together (backend_start); each other service is spawned as
+soon as the backends it needs answer. Then wait for all of them to answer
+health checks SERVING, publish <data>/endpoints.json and watch. The local
+OIDC provider (dev profile) starts once all are SERVING, so it never holds
+them up: it joins the suite when it answers, or the suite runs without OIDC
+login.
+Watching: a process that dies is restarted with backoff on its own ports and
 data (supervision.RestartPolicy), and the suite stops with exit code 1 when one
-keeps dying. On SIGINT/SIGTERM the services drain first (they still need their
-backends while draining), then the backends stop cleanly.
+keeps dying (the OIDC provider is dropped instead). On SIGINT/SIGTERM the
+services drain first (they still need their backends while draining), then
+the backends stop cleanly.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from pathlib import Path
 
 import typer
 
-from marquee_cli import output
+from marquee_cli import local_oidc, output
+from marquee_cli.backend_start import Spawned, spawn_server, wait_ready
 from marquee_cli.cluster_secret import load_or_create_secret
 from marquee_cli.datadir_lock import DataDirLock
 from marquee_cli.endpoints import Endpoints, ProcessEndpoint, endpoints_path, now, write_endpoints
@@ -38,13 +46,24 @@ from marquee_cli.processes import (
 from marquee_cli.startup_diagnosis import coordinator_diagnosis
 from marquee_cli.suite import (
     SHUTDOWN_GRACE_SECONDS,
+    S3Target,
     ServiceSpec,
     SuiteContext,
     service_env,
+    service_needs,
     suite_services,
 )
 from marquee_cli.supervision import RestartPolicy, Restarts
-from marquee_localservers import BackendUnavailable, PostgresServer, RedisServer, ServerStartError
+from marquee_localservers import (
+    BackendUnavailable,
+    OidcProviderServer,
+    PostgresServer,
+    RedisServer,
+    SeaweedServer,
+    ServerProcess,
+    ServerStartError,
+)
+from marquee_localservers.oidc_provider import oidc_provider_modules
 
 # Beyond the services' own grace, before the launcher SIGKILLs what is left.
 KILL_MARGIN_SECONDS = 2.0
@@ -62,6 +81,8 @@ class LaunchOptions:
     json_output: bool = False
     # None: the defaults, overridden by MARQUEE_UP_* variables (RestartPolicy.from_env).
     restart_policy: RestartPolicy | None = None
+    # Where media keeps objects: "local" disk under the data dir, or "s3" on a SeaweedFS.
+    storage: str = "local"
 
 
 @dataclass
@@ -81,8 +102,10 @@ class RunningService:
 
 @dataclass
 class Backend:
-    server: RedisServer | PostgresServer
+    server: ServerProcess
     restarts: Restarts = field(default_factory=lambda: Restarts(started_at=0.0))
+    # One the suite runs without (the OIDC provider): given up on, it is dropped.
+    optional: bool = False
 
     @property
     def name(self) -> str:
@@ -103,7 +126,15 @@ class Launcher:
         self.ports: PortPlan | None = None
         self.redis: RedisServer | None = None
         self.postgres: PostgresServer | None = None
+        self.seaweed: SeaweedServer | None = None
+        self.oidc: OidcProviderServer | None = None
+        # Backends that answered once: supervised, and listed in endpoints.json.
         self.backends: list[Backend] = []
+        # Every server spawned, answering or not: what shutdown stops.
+        self._spawned: list[ServerProcess] = []
+        self._oidc_task: asyncio.Task[None] | None = None
+        # Monotonic time the launcher began spawning, for the start-up figure.
+        self._spawn_started = 0.0
         self.services: list[RunningService] = []
         self.endpoints_file = endpoints_path(self.data_dir)
         self._published_at: datetime | None = None
@@ -136,60 +167,166 @@ class Launcher:
                 await self._shutdown()
 
     async def _run_until(self, stop: asyncio.Event, policy: RestartPolicy) -> int:
+        self._spawn_started = asyncio.get_running_loop().time()
         try:
-            # Blocking, and on the main thread on purpose: the backends' parent-death
-            # signal is tied to the thread that spawns them. A stop request waits.
-            self._start_backends()
+            context = self._context()
+            await self._start(context, stop)
         except (ServerStartError, BackendUnavailable) as exc:
             say(f"a backend did not start: {exc}")
             return 1
         if stop.is_set():
             return 0
-        self._spawn_services()
         failures = await self._wait_until_healthy(stop)
         if stop.is_set():
             return 0
         if failures:
             self._report_startup_failures(failures)
             return 1
+        took = asyncio.get_running_loop().time() - self._spawn_started
+        say(f"all {len(self.services)} service processes SERVING {took:.2f}s after the first spawn")
+        if self.oidc is not None:
+            # Only now: no one needs it before a person opens the console, and
+            # node's start-up would take CPU from the services' (2 cores here).
+            self._oidc_task = asyncio.create_task(self._start_oidc(self.oidc))
         self._publish()
         return await self._supervise(stop, policy)
 
-    def _start_backends(self) -> None:
-        assert self.ports is not None
-        timeout = self.options.startup_timeout
-        say("starting redis and postgres")
-        self.redis = RedisServer(
-            self.data_dir / "redis", self.ports.redis, self.options.host, persistent=True
-        )
-        self.backends.append(Backend(self.redis))
-        self.redis.start(timeout)
-        self.postgres = PostgresServer(
-            self.data_dir / "postgres", self.ports.postgres, self.options.host
-        )
-        self.backends.append(Backend(self.postgres))
-        self.postgres.start(timeout)
-        started = asyncio.get_running_loop().time()
-        for backend in self.backends:
-            backend.restarts.started_at = started
+    def _context(self) -> SuiteContext:
+        """The servers (not started) and what every service is told about them.
 
-    def _spawn_services(self) -> None:
-        assert self.redis is not None
-        assert self.postgres is not None
+        Their addresses follow from the port plan, so services may be spawned
+        before the backends answer.
+        """
         assert self.ports is not None
+        host = self.options.host
+        self.redis = RedisServer(self.data_dir / "redis", self.ports.redis, host, persistent=True)
+        self.postgres = PostgresServer(self.data_dir / "postgres", self.ports.postgres, host)
         self.console_port = console_port(self.options.base_port, self.options.host)
-        context = SuiteContext(
+        s3 = None
+        if self.options.storage == "s3":
+            assert self.ports.s3 is not None
+            seaweed_dir = self.data_dir / "seaweedfs"
+            self.seaweed = SeaweedServer(
+                seaweed_dir,
+                self.ports.s3,
+                host,
+                access_key="marquee",
+                # Generated once per data dir: the S3 gateway checks every signature.
+                secret_key=load_or_create_secret(seaweed_dir / "secret-key"),
+            )
+            s3 = S3Target(
+                endpoint=self.seaweed.url,
+                access_key=self.seaweed.access_key,
+                secret_key=self.seaweed.secret_key,
+                region=self.seaweed.region,
+            )
+        oidc_providers = None
+        off = local_oidc.wanted()
+        if off is None:
+            assert self.ports.oidc is not None
+            try:
+                self.oidc = local_oidc.provider_server(
+                    self.data_dir / "oidc-provider", self.ports.oidc, self.console_port
+                )
+                oidc_providers = local_oidc.auth_providers(self.oidc)
+            except BackendUnavailable as exc:
+                off = str(exc)
+        if off is not None:
+            say(f"OIDC login is off: {off}")
+        return SuiteContext(
             data_dir=self.data_dir,
-            host=self.options.host,
+            host=host,
             ports=self.ports,
             redis_url=self.redis.url,
             postgres_url=self.postgres.url,
             cluster_secret=load_or_create_secret(self.data_dir / "coordinator" / "cluster-secret"),
             console_port=self.console_port,
+            s3=s3,
+            oidc_providers=oidc_providers,
         )
+
+    async def _start(self, context: SuiteContext, stop: asyncio.Event) -> None:
+        """Spawn every service and required backend, each service once its backends answer.
+
+        Spawning happens on the main thread (the loop's): the children's
+        parent-death signal is tied to it. Only the waits for readiness run in
+        worker threads, side by side. Raises as a backend's start does.
+        """
+        timeout = self.options.startup_timeout
+        needs = {spec.name: service_needs(spec, self.options.storage) for spec in self.specs}
+        waiting = list(self.specs)
         say(f"starting {len(self.specs)} service processes, logs in {self.data_dir / 'logs'}")
+        ready: set[str] = set()
+        waiting = self._spawn_ready(context, waiting, needs, ready)
+        servers: list[ServerProcess] = [s for s in (self.redis, self.postgres) if s is not None]
+        if self.seaweed is not None:
+            servers.append(self.seaweed)
+        say(f"starting {', '.join(s.name for s in servers)}")
+        waits: dict[asyncio.Future[None], Spawned] = {}
+        for server in servers:
+            spawned = spawn_server(server, timeout)
+            self._spawned.append(server)
+            future = asyncio.ensure_future(asyncio.to_thread(wait_ready, spawned))
+            # Retrieved here even when no one awaits it any more (another one failed first).
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            waits[future] = spawned
+        stopping: asyncio.Future[None] = asyncio.ensure_future(_stopped(stop))
+        try:
+            while waits and not stop.is_set():
+                done, _ = await asyncio.wait(
+                    [*waits, stopping], return_when=asyncio.FIRST_COMPLETED
+                )
+                for finished in done:
+                    if finished is stopping:
+                        continue
+                    server = waits.pop(finished).server
+                    finished.result()
+                    self.backends.append(
+                        Backend(server, Restarts(started_at=asyncio.get_running_loop().time()))
+                    )
+                    ready.add(server.name)
+                waiting = self._spawn_ready(context, waiting, needs, ready)
+        finally:
+            stopping.cancel()
+            # A failed start leaves the others' waits running: they end once
+            # shutdown stops their servers, and asyncio.run waits for them.
+
+    def _spawn_ready(
+        self,
+        context: SuiteContext,
+        waiting: list[ServiceSpec],
+        needs: dict[str, frozenset[str]],
+        ready: set[str],
+    ) -> list[ServiceSpec]:
+        """Spawn those of `waiting` whose backends all answer; the rest still wait."""
+        now_ready = [spec for spec in waiting if needs[spec.name] <= ready]
+        self._spawn_services(context, now_ready)
+        return [spec for spec in waiting if spec not in now_ready]
+
+    async def _start_oidc(self, server: OidcProviderServer) -> None:
+        """Start the optional provider beside the suite; say so in one line if it cannot.
+
+        Runs as a task on the main thread's loop, so it spawns from the main thread.
+        """
+        try:
+            # A first run on a machine installs the npm package: in a worker
+            # thread, so nothing else waits for it.
+            await asyncio.to_thread(oidc_provider_modules)
+            spawned = spawn_server(server, self.options.startup_timeout)
+            self._spawned.append(server)
+            await asyncio.to_thread(wait_ready, spawned)
+        except (BackendUnavailable, ServerStartError) as exc:
+            say(f"OIDC login is off: {str(exc).splitlines()[0]}")
+            return
         started = asyncio.get_running_loop().time()
-        for spec in self.specs:
+        self.backends.append(Backend(server, Restarts(started_at=started), optional=True))
+        if self._published_at is not None:
+            self._republish()
+
+    def _spawn_services(self, context: SuiteContext, specs: list[ServiceSpec]) -> None:
+        assert self.ports is not None
+        started = asyncio.get_running_loop().time()
+        for spec in specs:
             ports = self.ports.services[spec.name]
             log_path = self.data_dir / "logs" / f"{spec.name}.log"
             mark_run(log_path, f"{spec.name} (launcher pid {os.getpid()})")
@@ -288,6 +425,11 @@ class Launcher:
         typer.echo(output.grpcurl_lines(endpoints))
         if self.console_port >= 0:
             typer.echo(f"\nAuth's dev console: http://localhost:{self.console_port}/")
+            if self.oidc is not None:
+                typer.echo(
+                    f"  sign in with the local OIDC provider ({self.oidc.url}, "
+                    f'provider "{local_oidc.PROVIDER_NAME}", any name and password)'
+                )
         typer.echo("\nCtrl-C (or `marquee down`) stops everything.")
 
     def _republish(self) -> None:
@@ -320,11 +462,11 @@ class Launcher:
                         typer.echo(f"    {line}", err=True)
                 elif service.restarts.is_due(loop.time()):
                     self._respawn(service)
-            for backend in self.backends:
+            for backend in list(self.backends):
                 if backend.restarts.due is None and not backend.server.is_running():
                     why = _backend_exit(backend.server)
                     message = f"{backend.name} (see {backend.server.log_path})"
-                    if not self._note_exit(message, why, backend.restarts, policy):
+                    if not self._note_exit(message, why, backend.restarts, policy, backend):
                         return 1
                 elif backend.restarts.is_due(loop.time()) and not self._restart_backend(
                     backend, policy
@@ -333,10 +475,24 @@ class Launcher:
             await _sleep_unless(stop, POLL_SECONDS)
         return 0
 
-    def _note_exit(self, what: str, why: str, restarts: Restarts, policy: RestartPolicy) -> bool:
+    def _note_exit(
+        self,
+        what: str,
+        why: str,
+        restarts: Restarts,
+        policy: RestartPolicy,
+        backend: Backend | None = None,
+    ) -> bool:
         """Record an unexpected exit and say what happens next; False: stop the suite."""
         at = asyncio.get_running_loop().time()
-        if not restarts.exited(why, at, policy):
+        again = restarts.exited(why, at, policy)
+        if not again and backend is not None and backend.optional:
+            self.backends.remove(backend)
+            self._spawned.remove(backend.server)
+            self._republish()
+            say(f"OIDC login is off: {what} {why}; gave up after {restarts.failed} restarts")
+            return True
+        if not again:
             self._republish()
             say(
                 f"!!! {what} {why}; giving up after {restarts.failed} failed restarts "
@@ -371,7 +527,7 @@ class Launcher:
             backend.server.start(self.options.startup_timeout)
         except (ServerStartError, BackendUnavailable) as exc:
             why = f"did not start again: {str(exc).splitlines()[0]}"
-            return self._note_exit(backend.name, why, backend.restarts, policy)
+            return self._note_exit(backend.name, why, backend.restarts, policy, backend)
         say(
             f"restarted {backend.name} (pid {backend.server.pid}, restart {backend.restarts.count})"
         )
@@ -383,9 +539,13 @@ class Launcher:
         if self.services:
             say("stopping services")
             await self._stop_services()
-        backends = [s for s in (self.postgres, self.redis) if s is not None]
+        if self._oidc_task is not None:
+            self._oidc_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._oidc_task
+        backends = self._spawned
         if backends:
-            say("stopping postgres and redis")
+            say(f"stopping {', '.join(s.name for s in backends)}")
             # Stopping spawns nothing, so worker threads are safe here.
             await asyncio.gather(*(asyncio.to_thread(server.stop) for server in backends))
         if self._published_at is not None:
@@ -414,12 +574,16 @@ class Launcher:
                 say(f"{service.spec.name} {why} while stopping; see {service.log_path}")
 
 
-def _backend_exit(server: RedisServer | PostgresServer) -> str:
+def _backend_exit(server: ServerProcess) -> str:
     # ServerProcess keeps its Popen private and has no returncode property;
     # the dead process is still there until stop() forgets it.
     process = server._proc
     code = process.poll() if process is not None else None
     return "stopped unexpectedly" if code is None else describe_exit(code)
+
+
+async def _stopped(stop: asyncio.Event) -> None:
+    await stop.wait()
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

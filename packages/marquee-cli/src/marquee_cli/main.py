@@ -125,7 +125,8 @@ def up(
         int,
         typer.Option(
             help="gRPC on B+0.., metrics on B+100.., raft on B+200.., "
-            "Redis B+300, PostgreSQL B+301, auth's dev console B+302; 0 picks free ports "
+            "Redis B+300, PostgreSQL B+301, auth's dev console B+302, SeaweedFS's S3 B+303, "
+            "the OIDC provider B+304; 0 picks free ports "
             "on a new data dir and reuses <data>/ports.json on one that has run."
         ),
     ] = 50050,
@@ -139,16 +140,32 @@ def up(
         ),
     ] = 60.0,
     json_output: Json = False,
+    storage: Annotated[
+        str,
+        typer.Option(
+            envvar="MARQUEE_UP_STORAGE",
+            help="Where media keeps objects: 'local' disk under the data dir, or 's3' "
+            "on a SeaweedFS S3 server the launcher runs (data under <data>/seaweedfs).",
+        ),
+    ] = "local",
 ) -> None:
-    """Start Redis, PostgreSQL and every service locally; Ctrl-C stops them all."""
+    """Start Redis, PostgreSQL and every service locally; Ctrl-C stops them all.
+
+    In the dev profile the local OIDC provider starts too (MARQUEE_UP_OIDC=0: not).
+    """
     from marquee_cli.datadir_lock import DataDirBusy
     from marquee_cli.launcher import LaunchOptions, launch
     from marquee_cli.ports import check_base_port
+    from marquee_cli.suite import STORAGES
 
     try:
         check_base_port(base_port)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--base-port") from None
+    if storage not in STORAGES:
+        raise typer.BadParameter(
+            f"{storage!r} is not one of {', '.join(STORAGES)}", param_hint="--storage"
+        )
     options = LaunchOptions(
         data_dir=data_dir.absolute(),
         host=host,
@@ -156,6 +173,7 @@ def up(
         coordinators=coordinators,
         startup_timeout=startup_timeout,
         json_output=json_output,
+        storage=storage,
     )
     try:
         code = launch(options)

@@ -112,11 +112,11 @@ def _same_layout(recorded: tuple[str, PortPlan], host: str, names: list[str]) ->
 def _reuse(plan: PortPlan, host: str, keep: set[int], path: Path, wait: float) -> PortPlan:
     """`plan`, with a free port instead of each busy one; PortsUnusable if one in `keep` is busy."""
     taken = {p for s in plan.services.values() for p in (s.grpc, s.metrics, s.raft) if p}
-    taken |= {plan.redis, plan.postgres}
+    taken |= {p for p in (plan.redis, plan.postgres, plan.s3, plan.oidc) if p}
     busy = _still_busy(host, taken, wait)
 
-    def usable(port: int, what: str) -> int:
-        if port not in busy:
+    def usable(port: int | None, what: str) -> int:
+        if port is not None and port not in busy:
             return port
         if port in keep:
             raise PortsUnusable(
@@ -140,6 +140,8 @@ def _reuse(plan: PortPlan, host: str, keep: set[int], path: Path, wait: float) -
     return PortPlan(
         redis=usable(plan.redis, "redis"),
         postgres=usable(plan.postgres, "postgres"),
+        s3=usable(plan.s3, "seaweedfs"),
+        oidc=usable(plan.oidc, "oidc-provider"),
         services={name: service(name, ports) for name, ports in plan.services.items()},
     )
 
@@ -205,6 +207,9 @@ def read_record(path: Path) -> tuple[str, PortPlan] | None:
         return str(data["host"]), PortPlan(
             redis=int(data["redis"]),
             postgres=int(data["postgres"]),
+            # Absent from records written before these backends existed.
+            s3=None if data.get("s3") is None else int(data["s3"]),
+            oidc=None if data.get("oidc") is None else int(data["oidc"]),
             services={
                 str(name): ServicePorts(
                     grpc=int(p["grpc"]),
@@ -232,6 +237,8 @@ def write_record(path: Path, host: str, base: int, plan: PortPlan) -> None:
         "base_port": base,
         "redis": plan.redis,
         "postgres": plan.postgres,
+        "s3": plan.s3,
+        "oidc": plan.oidc,
         "services": {name: asdict(ports) for name, ports in plan.services.items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)

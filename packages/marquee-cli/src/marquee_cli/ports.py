@@ -9,6 +9,8 @@ order (cache-gateway 0, auth 1, media 2, search 3, coordinator-1 4, ...):
     Redis      B + 300             50350
     PostgreSQL B + 301             50351
     auth's dev console B + 302     50352 (http://localhost:50352/)
+    SeaweedFS S3 B + 303           50353 (`--storage s3` only)
+    OIDC provider B + 304          50354 (dev profile, when Node.js is there)
 
 Fixed offsets keep the addresses of a default run predictable (and clear of a
 system Redis on 6379 or PostgreSQL on 5432). `--base-port 0` asks the OS for a
@@ -27,6 +29,10 @@ RAFT_OFFSET = 200
 REDIS_OFFSET = 300
 POSTGRES_OFFSET = 301
 CONSOLE_OFFSET = 302
+S3_OFFSET = 303
+OIDC_OFFSET = 304
+# The highest offset of the scheme.
+TOP_OFFSET = OIDC_OFFSET
 # Each block of offsets holds at most this many services.
 BLOCK_SIZE = 100
 HIGHEST_PORT = 65535
@@ -45,15 +51,19 @@ class PortPlan:
     redis: int
     postgres: int
     services: dict[str, ServicePorts]
+    # Optional backends (SeaweedFS's S3 gateway, the OIDC provider): planned
+    # always, used when started. None only in a record written before them.
+    s3: int | None = None
+    oidc: int | None = None
 
 
 def check_base_port(base: int) -> None:
     """Raise ValueError unless `base` is 0 or leaves room for the whole scheme."""
     if base == 0:
         return
-    if not 1024 <= base <= HIGHEST_PORT - CONSOLE_OFFSET:
+    if not 1024 <= base <= HIGHEST_PORT - TOP_OFFSET:
         raise ValueError(
-            f"base port must be 0 or between 1024 and {HIGHEST_PORT - CONSOLE_OFFSET}, got {base}"
+            f"base port must be 0 or between 1024 and {HIGHEST_PORT - TOP_OFFSET}, got {base}"
         )
 
 
@@ -69,6 +79,8 @@ def plan_ports(
     return PortPlan(
         redis=base + REDIS_OFFSET,
         postgres=base + POSTGRES_OFFSET,
+        s3=base + S3_OFFSET,
+        oidc=base + OIDC_OFFSET,
         services={
             name: ServicePorts(
                 grpc=base + index,
@@ -94,6 +106,8 @@ def _free_ports(services: Sequence[tuple[str, int | None]], host: str) -> PortPl
     return PortPlan(
         redis=pick(),
         postgres=pick(),
+        s3=pick(),
+        oidc=pick(),
         services={
             name: ServicePorts(
                 grpc=pick(), metrics=pick(), raft=None if node_id is None else pick()

@@ -86,6 +86,37 @@ def suite_services(coordinators: int = 3) -> list[ServiceSpec]:
     return singles + nodes
 
 
+# Backends a service needs answering before it is spawned (their server names);
+# coordinator nodes need none, so they start first and import meanwhile.
+SERVICE_NEEDS = {
+    "marquee_cache_gateway": frozenset({"redis"}),
+    "marquee_auth": frozenset({"redis", "postgres"}),
+    "marquee_media": frozenset({"postgres"}),
+    "marquee_search": frozenset({"postgres"}),
+}
+STORAGES = ("local", "s3")
+
+
+def service_needs(spec: ServiceSpec, storage: str = "local") -> frozenset[str]:
+    """The backends `spec` connects to as it starts (it exits if one does not answer)."""
+    needs = SERVICE_NEEDS.get(spec.module, frozenset())
+    if spec.module == "marquee_media" and storage == "s3":
+        # Media opens (and creates) its bucket at start.
+        needs |= {"seaweedfs"}
+    return needs
+
+
+@dataclass(frozen=True)
+class S3Target:
+    """Where media keeps its objects with `--storage s3`."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+    region: str
+    bucket: str = "marquee-media"
+
+
 @dataclass(frozen=True)
 class SuiteContext:
     """Everything a service's settings depend on besides its own spec."""
@@ -98,6 +129,10 @@ class SuiteContext:
     cluster_secret: str
     # Auth's dev console (http on 127.0.0.1); -1 for none.
     console_port: int = -1
+    # None: media keeps objects on local disk under the data dir.
+    s3: S3Target | None = None
+    # Auth's MARQUEE_AUTH_OIDC_PROVIDERS (a JSON map); None: no OIDC login.
+    oidc_providers: str | None = None
 
 
 def service_env(
@@ -140,18 +175,31 @@ def _specific_settings(spec: ServiceSpec, ctx: SuiteContext) -> dict[str, str]:
                     "CONSOLE_PORT": str(ctx.console_port),
                     "WEBAUTHN_ORIGINS": f"http://localhost:{ctx.console_port}",
                 }
+            if ctx.oidc_providers is not None:
+                settings["OIDC_PROVIDERS"] = ctx.oidc_providers
             return settings
         case "marquee_media":
             # Media verifies access tokens with the keys auth publishes (GetJwks), and
             # runs its lease-gated housekeeping job (stale uploads, orphaned transcode
             # directories) on the suite's PostgreSQL.
             auth = ctx.ports.services["auth"]
-            return {
+            settings = {
+                # Also with S3: transcode sessions are written under it.
                 "STORAGE_DIR": str(ctx.data_dir / "media"),
+                "STORAGE": "local" if ctx.s3 is None else "s3",
                 "AUTH_ADDRESS": address(ctx.host, auth.grpc),
                 "DATABASE_URL": ctx.postgres_url,
                 "COORDINATOR_ENDPOINTS": ",".join(_coordinator_endpoints(ctx)),
             }
+            if ctx.s3 is not None:
+                settings |= {
+                    "S3_ENDPOINT": ctx.s3.endpoint,
+                    "S3_ACCESS_KEY": ctx.s3.access_key,
+                    "S3_SECRET_KEY": ctx.s3.secret_key,
+                    "S3_REGION": ctx.s3.region,
+                    "S3_BUCKET": ctx.s3.bucket,
+                }
+            return settings
         case "marquee_search":
             # Embedded engine under the data dir; reindex jobs on the suite's
             # PostgreSQL (auth hosts the queue's cleanup job there); the demo
