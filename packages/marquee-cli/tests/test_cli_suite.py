@@ -1,13 +1,22 @@
 from __future__ import annotations
 
+import os
 import stat
+from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+from pydantic_settings import BaseSettings
 
+from marquee_auth.settings import AuthSettings
+from marquee_cli import local_oidc
 from marquee_cli.cluster_secret import load_or_create_secret
 from marquee_cli.ports import console_port, plan_ports
-from marquee_cli.suite import SuiteContext, service_env, suite_services
+from marquee_cli.suite import S3Target, SuiteContext, service_env, service_needs, suite_services
+from marquee_media.settings import MediaSettings
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 SPECS = {spec.name: spec for spec in suite_services(3)}
 
@@ -112,3 +121,52 @@ def test_cluster_secret_is_private_and_kept(tmp_path: Path) -> None:
     path.chmod(0o644)
     assert load_or_create_secret(path) == first
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_each_service_waits_only_for_the_backends_it_connects_to() -> None:
+    needs = {name: service_needs(spec) for name, spec in SPECS.items()}
+    assert needs["coordinator-1"] == frozenset()
+    assert needs["cache-gateway"] == {"redis"}
+    assert needs["auth"] == {"redis", "postgres"}
+    assert needs["media"] == {"postgres"}
+    assert service_needs(SPECS["media"], "s3") == {"postgres", "seaweedfs"}
+
+
+def test_media_with_s3_gets_settings_media_accepts(tmp_path: Path) -> None:
+    target = S3Target("http://127.0.0.1:50353", "marquee", "k3y", "us-east-1")
+    ctx = replace(context(tmp_path), s3=target)
+    env = service_env(SPECS["media"], ctx, inherited={})
+    settings = settings_from(MediaSettings, env)
+    assert settings.storage == "s3"
+    assert settings.s3_endpoint == "http://127.0.0.1:50353"
+    assert (settings.s3_access_key, settings.s3_region) == ("marquee", "us-east-1")
+    assert settings.s3_secret_key is not None
+    assert settings.s3_secret_key.get_secret_value() == "k3y"
+    local = settings_from(MediaSettings, service_env(SPECS["media"], context(tmp_path), {}))
+    assert local.storage == "local"
+
+
+def test_auth_gets_the_local_provider_in_settings_auth_accepts(tmp_path: Path) -> None:
+    provider = local_oidc.provider_server(tmp_path / "oidc", 50354, 50352)
+    ctx = replace(context(tmp_path), oidc_providers=local_oidc.auth_providers(provider))
+    settings = settings_from(AuthSettings, service_env(SPECS["auth"], ctx, inherited={}))
+    config = settings.oidc_providers[local_oidc.PROVIDER_NAME]
+    assert config.discovery_url == "http://127.0.0.1:50354/.well-known/openid-configuration"
+    assert config.redirect_uris == [
+        "http://localhost:50352/oidc/callback",
+        "http://127.0.0.1:50352/oidc/callback",
+    ]
+    assert config.secret() == (tmp_path / "oidc" / "client-secret").read_text().strip()
+    assert config.on_first_login == "create"
+    # Without a provider, auth is told none.
+    assert "MARQUEE_AUTH_OIDC_PROVIDERS" not in service_env(SPECS["auth"], context(tmp_path), {})
+
+
+def settings_from(kind: type[SettingsT], env: dict[str, str]) -> SettingsT:
+    """The service's own settings class, reading exactly the child's environment."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key in [k for k in os.environ if k.startswith("MARQUEE_")]:
+            patch.delenv(key)
+        for key, value in env.items():
+            patch.setenv(key, value)
+        return kind()

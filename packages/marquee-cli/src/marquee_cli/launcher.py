@@ -69,6 +69,7 @@ from marquee_localservers.oidc_provider import oidc_provider_modules
 KILL_MARGIN_SECONDS = 2.0
 POLL_SECONDS = 0.2
 BACKEND_ROLE = "backend"
+BACKEND_ORDER = ("redis", "postgres", "seaweedfs", "oidc-provider")
 
 
 @dataclass(frozen=True)
@@ -390,7 +391,8 @@ class Launcher:
                 last_exit=b.restarts.last_exit,
                 last_restart_at=b.restarts.last_restart_at,
             )
-            for b in self.backends
+            # Listed in a fixed order, not in the order they came up.
+            for b in sorted(self.backends, key=lambda b: BACKEND_ORDER.index(b.name))
         ]
         services = [
             ProcessEndpoint(
@@ -404,7 +406,8 @@ class Launcher:
                 last_exit=s.restarts.last_exit,
                 last_restart_at=s.restarts.last_restart_at,
             )
-            for s in self.services
+            # In suite order, whatever order their backends let them start in.
+            for s in sorted(self.services, key=lambda s: self.specs.index(s.spec))
         ]
         return Endpoints(
             launcher_pid=os.getpid(),
