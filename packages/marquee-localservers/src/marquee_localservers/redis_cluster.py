@@ -13,13 +13,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
-
-import redis
+from typing import TYPE_CHECKING, Self
 
 from marquee_localservers.errors import ServerStartError
 from marquee_localservers.process import free_port
 from marquee_localservers.redis import RedisServer
+
+if TYPE_CHECKING:
+    # redis-py takes 0.3 s to import; `marquee up` imports this package and never uses it.
+    import redis
 
 SLOTS = 16384
 
@@ -130,9 +132,13 @@ class RedisClusterServer:
             node.stop()
 
     def _client(self, node: RedisServer) -> redis.Redis:
+        import redis  # lazily: see the import above
+
         return redis.Redis(host=node.host, port=node.port, socket_timeout=5, decode_responses=True)
 
     def _info(self, node: RedisServer) -> dict[str, str]:
+        import redis  # lazily: see the import at the top
+
         try:
             with self._client(node) as client:
                 text = str(client.execute_command("CLUSTER", "INFO"))
