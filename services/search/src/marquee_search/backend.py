@@ -123,9 +123,16 @@ class SearchBackend(Protocol):
     async def delete_collection(self, name: str) -> bool: ...
 
     async def index(
-        self, name: str, documents: list[dict[str, Any]], action: Action
+        self,
+        name: str,
+        documents: list[dict[str, Any]],
+        action: Action,
+        sources: list[str | None] | None = None,
     ) -> list[DocResult]:
-        """One result per document, in order; every document has a string id."""
+        """One result per document, in order; every document has a string id.
+
+        `sources[i]`, when not None, is documents[i] as the request's JSON text.
+        """
 
     async def delete_ids(self, name: str, ids: list[str]) -> int: ...
 

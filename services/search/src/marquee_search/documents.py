@@ -20,7 +20,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from marquee.search.v1 import search_pb2 as pb
-from marquee_search.schema import CollectionSchema, Kind
+from marquee_search.schema import CollectionSchema, FieldSpec, Kind
 
 MAX_ID_BYTES = 512
 
@@ -36,6 +36,9 @@ class Decoded:
     id: str
     body: dict[str, Any] | None
     error: str = ""
+    # The request's JSON text when it is exactly `body` (a `json` body with its id):
+    # the embedded engine stores and logs it as is instead of encoding it again.
+    source: str | None = None
 
 
 def _whole_numbers_as_ints(value: Any) -> Any:
@@ -60,11 +63,13 @@ def decode(document: pb.Document, *, generate_id: bool) -> Decoded:
     """The document as a dict with a string id, or an error naming the problem."""
     which = document.WhichOneof("body")
     body: Any
+    source = None
     if which == "fields":
         body = _whole_numbers_as_ints(json_format.MessageToDict(document.fields))
     elif which == "json":
+        source = document.json
         try:
-            body = _DECODER.decode(document.json)
+            body = _DECODER.decode(source)
         except ValueError as exc:
             return Decoded("", None, f"invalid JSON: {exc}")
     else:
@@ -77,11 +82,12 @@ def decode(document: pb.Document, *, generate_id: bool) -> Decoded:
             return Decoded("", None, "`id` is required for UPDATE and EMPLACE")
         doc_id = uuid.uuid4().hex
         body["id"] = doc_id
+        source = None
     if not isinstance(doc_id, str):
         return Decoded("", None, "document `id` must be a string")
     if not doc_id or len(doc_id.encode()) > MAX_ID_BYTES:
         return Decoded(doc_id[:64], None, f"document `id` must be 1-{MAX_ID_BYTES} bytes")
-    return Decoded(doc_id, body)
+    return Decoded(doc_id, body, source=source)
 
 
 class Checker:
@@ -90,15 +96,8 @@ class Checker:
     def __init__(self, schema: CollectionSchema) -> None:
         self._plan: list[tuple[str, bool, bool, Check, str]] = []
         for spec in schema.fields:
-            scalar = spec.kind.scalar
-            if spec.kind.is_array:
-                message = f"Field `{spec.name}` must be an array of {scalar.value}."
-            else:
-                article = "an" if spec.kind.value[0] in "aeiou" else "a"
-                message = f"Field `{spec.name}` must be {article} {spec.kind.value}."
-            self._plan.append(
-                (spec.name, spec.optional, spec.kind.is_array, _CHECKS[scalar], message)
-            )
+            ok, message = field_rule(spec)
+            self._plan.append((spec.name, spec.optional, spec.kind.is_array, ok, message))
 
     def check(self, body: dict[str, Any], *, partial: bool = False) -> None:
         """Raise DocumentError unless `body` fits; partial=True for UPDATE's merge input."""
@@ -106,14 +105,11 @@ class Checker:
             value = body.get(name)
             if value is None:
                 if not optional and not partial:
-                    raise DocumentError(
-                        f"Field `{name}` has been declared in the schema, "
-                        "but is not found in the document."
-                    )
+                    raise DocumentError(missing_message(name))
                 continue
             if is_array:
                 if not isinstance(value, list):
-                    raise DocumentError(f"Field `{name}` must be an array.")
+                    raise DocumentError(not_array_message(name))
                 if not all(element is not None and ok(element) for element in value):
                     raise DocumentError(message)
             elif not ok(value):
@@ -121,6 +117,25 @@ class Checker:
 
 
 Check = Callable[[Any], bool]
+
+
+def field_rule(spec: FieldSpec) -> tuple[Check, str]:
+    """How a value (an array's element) of `spec` is checked, and the message when it fails."""
+    scalar = spec.kind.scalar
+    if spec.kind.is_array:
+        message = f"Field `{spec.name}` must be an array of {scalar.value}."
+    else:
+        article = "an" if spec.kind.value[0] in "aeiou" else "a"
+        message = f"Field `{spec.name}` must be {article} {spec.kind.value}."
+    return _CHECKS[scalar], message
+
+
+def missing_message(name: str) -> str:
+    return f"Field `{name}` has been declared in the schema, but is not found in the document."
+
+
+def not_array_message(name: str) -> str:
+    return f"Field `{name}` must be an array."
 
 
 def _is_string(value: Any) -> bool:

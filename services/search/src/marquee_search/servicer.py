@@ -204,7 +204,10 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         with engine_errors(request.collection):
             outcomes = (
                 await self._backend.index(
-                    request.collection, [d.body for d in readable if d.body is not None], action
+                    request.collection,
+                    [d.body for d in readable if d.body is not None],
+                    action,
+                    [d.source for d in readable],
                 )
                 if readable
                 else []

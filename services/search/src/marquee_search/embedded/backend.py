@@ -247,10 +247,14 @@ class EmbeddedBackend:
             yield entry.collection
 
     async def index(
-        self, name: str, bodies: list[dict[str, Any]], action: Action
+        self,
+        name: str,
+        bodies: list[dict[str, Any]],
+        action: Action,
+        sources: list[str | None] | None = None,
     ) -> list[DocResult]:
         async with self._writing(name) as collection:
-            return await asyncio.to_thread(collection.index, bodies, action)
+            return await asyncio.to_thread(collection.index, bodies, action, sources)
 
     async def delete_ids(self, name: str, ids: list[str]) -> int:
         async with self._writing(name) as collection:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,9 @@ class _Existing:
     body: dict[str, Any] | None  # None: written but not committed, so not read back
 
 
+_OK = DocResult(True)
+
+
 def wal_path(index_dir: Path) -> Path:
     return index_dir.with_name(f"{index_dir.name}.wal")
 
@@ -76,7 +79,6 @@ class EmbeddedCollection:
         self._index = tantivy.Index(self._tschema, path=str(index_dir), reuse=True)
         layout.register_tokenizer(self._index)
         self._documents = layout.DocumentWriter(schema, self._tschema)
-        self._checker = documents.Checker(schema)
         self._writer: tantivy.IndexWriter | None = self._index.writer(WRITER_HEAP_BYTES, 1)
         # Written since the last commit: id -> seq, or None when deleted.
         self._pending: dict[str, int | None] = {}
@@ -179,11 +181,10 @@ class EmbeddedCollection:
         writer = self.writer
         for payload in self._wal.records():
             record = json.loads(payload)
-            for seq, source in record.get("put", ()):
-                body = json.loads(source)
+            for seq, body in record.get("put", ()):
                 doc_id = body["id"]
                 writer.delete_documents_by_term(layout.ID, doc_id)
-                writer.add_document(self._documents.document(body, seq, source))
+                writer.add_document(self._documents.document(body, seq))
                 self._pending[doc_id] = seq
             for doc_id in record.get("delete", ()):
                 writer.delete_documents_by_term(layout.ID, doc_id)
@@ -228,7 +229,13 @@ class EmbeddedCollection:
         """A rebuild's one commit: its writes go through no log (the old generation has them)."""
         self._commit()
 
-    def index(self, bodies: list[dict[str, Any]], action: Action) -> list[DocResult]:
+    def index(
+        self,
+        bodies: list[dict[str, Any]],
+        action: Action,
+        sources: list[str | None] | None = None,
+    ) -> list[DocResult]:
+        """One result per body; `sources[i]`, when given, is bodies[i] as JSON text."""
         ids = [body["id"] for body in bodies]
         if action in (Action.UPDATE, Action.EMPLACE) and any(
             self._pending.get(doc_id) is not None for doc_id in ids
@@ -239,30 +246,29 @@ class EmbeddedCollection:
         # (id, seq, source, document, replaces): resolved and built before anything is written.
         writes: list[tuple[str, int, str, tantivy.Document, bool]] = []
         next_seq = self._next_seq
-        for body in bodies:
+        build = self._documents.document
+        for position, body in enumerate(bodies):
             doc_id = body["id"]
             existing = current.get(doc_id)
             try:
                 final = self._resolve(doc_id, body, existing, action)
-                self._checker.check(final)
+                seq = next_seq if existing is None else existing.seq
+                source = sources[position] if sources is not None and final is body else None
+                if source is None:
+                    source = layout.encode_source(final)
+                document = build(final, seq, source, check=True)
             except documents.DocumentError as exc:
                 results.append(DocResult(False, str(exc)))
                 continue
             if existing is None:
-                seq = next_seq
                 next_seq += 1
-            else:
-                seq = existing.seq
-            source = layout.encode_source(final)
-            document = self._documents.document(final, seq, source)
             writes.append((doc_id, seq, source, document, existing is not None))
             current[doc_id] = _Existing(seq, final)
-            results.append(DocResult(True))
+            results.append(_OK)
         if writes:
-            self._write(
-                {"put": [[seq, source] for _, seq, source, _, _ in writes]},
-                lambda writer: self._add(writer, writes),
-            )
+            # Each source is JSON already: it goes into the record as a value, not re-encoded.
+            record = '{"put":[' + ",".join([f"[{w[1]},{w[2]}]" for w in writes]) + "]}"
+            self._write(record, lambda writer: self._add(writer, writes))
             for doc_id, seq, _, _, _ in writes:
                 self._pending[doc_id] = seq
             self._next_seq = next_seq
@@ -278,10 +284,10 @@ class EmbeddedCollection:
                 writer.delete_documents_by_term(layout.ID, doc_id)
             writer.add_document(document)
 
-    def _write(self, record: dict[str, Any], apply: Any) -> None:
+    def _write(self, record: str, apply: Callable[[tantivy.IndexWriter], None]) -> None:
         """Log `record` (fsynced), then apply it to the writer; all of it or none of it."""
         before = self._wal.size
-        self._wal.append(json.dumps(record, separators=(",", ":")).encode())
+        self._wal.append(record.encode())
         try:
             apply(self.writer)
         except BaseException:
@@ -313,7 +319,7 @@ class EmbeddedCollection:
                 for doc_id in present:
                     writer.delete_documents_by_term(layout.ID, doc_id)
 
-            self._write({"delete": present}, apply)
+            self._write(json.dumps({"delete": present}), apply)
             for doc_id in present:
                 self._pending[doc_id] = None
             self._maybe_flush()

@@ -19,6 +19,7 @@ from typing import Any
 
 import tantivy
 
+from marquee_search import documents
 from marquee_search.expressions import float32
 from marquee_search.schema import CollectionSchema, FieldSpec, Kind
 from marquee_search.tokens import normalized_value
@@ -79,51 +80,70 @@ def register_tokenizer(index: tantivy.Index) -> None:
 
 
 # How each declared field is written: decided once per schema, not per document.
-_STRING, _BOOL, _FLOAT, _INT = range(4)
+_STRING, _BOOL, _FLOAT, _INT, _STORED_ONLY = range(5)
 
 
 class DocumentWriter:
-    """Turns checked documents (documents.Checker accepted them) into tantivy documents.
+    """Turns documents into tantivy documents, checking them against the schema on the way.
 
-    Each document is built as one dict handed to `Document.from_dict`: one call
-    into the engine per document instead of one per value.
+    One pass per document does what documents.Checker does (same order, same
+    messages) and collects the engine's values into one dict for
+    `Document.from_dict`: one call into the engine per document, not one per value.
     """
 
     def __init__(self, schema: CollectionSchema, tschema: tantivy.Schema) -> None:
         self._tschema = tschema
-        self._plan: list[tuple[str, int, bool, str, str, str | None]] = []
+        self._plan: list[
+            tuple[str, bool, bool, documents.Check, str, int, str, str, str | None]
+        ] = []
         for spec in schema.fields:
-            if not spec.index:
-                continue
+            ok, message = documents.field_rule(spec)
             scalar = spec.kind.scalar
             code = {Kind.STRING: _STRING, Kind.BOOL: _BOOL, Kind.FLOAT: _FLOAT}.get(scalar, _INT)
-            if code == _STRING:
-                self._plan.append(
-                    (
-                        spec.name,
-                        code,
-                        spec.kind.is_array,
-                        text_field(spec),
-                        exact_field(spec),
-                        facet_field(spec) if spec.facet else None,
-                    )
+            main, exact, facet = value_field(spec), "", None
+            if not spec.index:
+                code = _STORED_ONLY
+            elif code == _STRING:
+                main, exact = text_field(spec), exact_field(spec)
+                facet = facet_field(spec) if spec.facet else None
+            self._plan.append(
+                (
+                    spec.name,
+                    spec.optional,
+                    spec.kind.is_array,
+                    ok,
+                    message,
+                    code,
+                    main,
+                    exact,
+                    facet,
                 )
-            else:
-                self._plan.append(
-                    (spec.name, code, spec.kind.is_array, value_field(spec), "", None)
-                )
+            )
 
     def document(
-        self, body: dict[str, Any], seq: int, source: str | None = None
+        self, body: dict[str, Any], seq: int, source: str | None = None, *, check: bool = False
     ) -> tantivy.Document:
-        """`source` is `body` as compact JSON when the caller has it already (the log does)."""
+        """`body` as a tantivy document; `source` is its JSON text when the caller has it.
+
+        check=True raises documents.DocumentError unless `body` fits the schema.
+        """
         if source is None:
             source = encode_source(body)
         fields: dict[str, Any] = {ID: body["id"], SEQ: seq, SOURCE: source.encode()}
-        for name, code, is_array, main, exact, facet in self._plan:
-            value = body.get(name)
+        for name, optional, is_array, ok, message, code, main, exact, facet in self._plan:
+            value: Any = body.get(name)
             if value is None:
+                if check and not optional:
+                    raise documents.DocumentError(documents.missing_message(name))
                 continue
+            if check:
+                if is_array:
+                    if not isinstance(value, list):
+                        raise documents.DocumentError(documents.not_array_message(name))
+                    if not all(element is not None and ok(element) for element in value):
+                        raise documents.DocumentError(message)
+                elif not ok(value):
+                    raise documents.DocumentError(message)
             if code == _STRING:
                 normalized: Any = (
                     [normalized_value(v) for v in value] if is_array else normalized_value(value)
@@ -136,7 +156,7 @@ class DocumentWriter:
                 fields[main] = (
                     [float32(float(v)) for v in value] if is_array else float32(float(value))
                 )
-            else:
+            elif code != _STORED_ONLY:
                 fields[main] = value  # bools and ints go in as they are
         return tantivy.Document.from_dict(fields, self._tschema)
 

@@ -174,7 +174,11 @@ class TypesenseBackend:
         return True
 
     async def index(
-        self, name: str, bodies: list[dict[str, Any]], action: Action
+        self,
+        name: str,
+        bodies: list[dict[str, Any]],
+        action: Action,
+        sources: list[str | None] | None = None,  # the client encodes the bodies itself
     ) -> list[DocResult]:
         if action is not Action.EMPLACE:
             return [_result(a) for a in await self._import(name, bodies, action)]
