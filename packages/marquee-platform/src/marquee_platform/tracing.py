@@ -129,7 +129,14 @@ class ServerSpans:
         if textmap is not self._textmap:  # set_global_textmap may have replaced it
             self._textmap, self._fields = textmap, frozenset(textmap.fields)
         fields = self._fields
-        carrier = {k: v for k, v in context.invocation_metadata() or () if k in fields}
+        carrier: dict[str, str | bytes] | None = None
+        # A loop rather than a comprehension: no dict and no frame for the usual call,
+        # whose only metadata is the user agent (measured: half of this method's cost).
+        for key, value in context.invocation_metadata() or ():
+            if key in fields:
+                if carrier is None:
+                    carrier = {}
+                carrier[key] = value
         return propagate.extract(carrier) if carrier else otel_context.get_current()
 
     def _unsampled_span(self, parent: otel_context.Context) -> Span:

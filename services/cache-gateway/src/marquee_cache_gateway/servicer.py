@@ -74,22 +74,24 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         self._max_key_bytes = max_key_bytes
 
     async def Get(self, request: cache_pb2.GetRequest, context: Context) -> cache_pb2.GetResponse:
+        key = request.key
         validation.check_get(request, self._max_key_bytes)
         # Taken before the read: any invalidation applied after it numbers higher.
         sequence = self._feed.sequence
-        in_l1, value = _peeked(self._cache, request.key)
-        trace.get_current_span().set_attribute("marquee.cache.layer", "l1" if in_l1 else "l2")
-        if in_l1:
+        peeked = self._cache.peek(key)
+        if peeked is None or isinstance(peeked, bytes):  # L1 answered (None: a cached miss)
+            trace.get_current_span().set_attribute("marquee.cache.layer", "l1")
             return cache_pb2.GetResponse(
-                found=value is not None,
-                value=value or b"",
+                found=peeked is not None,
+                value=peeked or b"",
                 layer=L1,
                 sequence=sequence,
                 instance_id=self._feed.instance_id,
             )
+        trace.get_current_span().set_attribute("marquee.cache.layer", "l2")
         with redis_errors():
-            lookup = await self._cache.lookup(request.key)
-        entry = _entry(request.key, lookup)
+            lookup = await self._cache.lookup(key)
+        entry = _entry(key, lookup)
         return cache_pb2.GetResponse(
             found=entry.found,
             value=entry.value,
