@@ -12,7 +12,11 @@ stopped with SIGTERM. A first start of every service (migrations, the search
 demo catalogue) is not counted; then BENCH_ROUNDS rounds, in a rotating order.
 
 `.venv/bin/python bench/service_stack/startup.py` — settings: `BENCH_ROUNDS`
-(5), `BENCH_SERVICES` (comma-separated names, default all five).
+(5), `BENCH_SERVICES` (comma-separated names, default all five), and
+`BENCH_BASELINE_PYTHONPATH`: a PYTHONPATH holding another version of the
+packages and services (e.g. each `src` directory of `git archive <commit>`),
+started as the peer right before or after each start of this tree (the order
+alternates), so that both see the same machine.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from marquee_localservers import PostgresServer, RedisServer, free_port
 from marquee_localservers.spawning import child_argv
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+BASELINE_PATH = os.environ.get("BENCH_BASELINE_PYTHONPATH", "")
 SERVICES = ("cache-gateway", "auth", "media", "search", "coordinator")
 POLL_S = 0.005
 TIMEOUT_S = 60.0
@@ -156,25 +161,35 @@ async def main() -> None:
         postgres.start()
         try:
             envs = {n: service_env(n, tmp, redis_server.url, postgres.url) for n in chosen}
+            sides: dict[str, dict[str, str]] = {"this tree": {}}
+            if BASELINE_PATH:
+                sides["baseline"] = {"PYTHONPATH": BASELINE_PATH}
             for name in chosen:  # first starts: migrations, the demo catalogue
-                await start_once(name, envs[name], tmp / f"{name}.log")
-            starts: dict[str, list[Start]] = {name: [] for name in chosen}
+                for extra in sides.values():
+                    await start_once(name, envs[name] | extra, tmp / f"{name}.log")
+            starts: dict[tuple[str, str], list[Start]] = {
+                (name, side): [] for name in chosen for side in sides
+            }
             for round_ in range(ROUNDS):
                 load.sample()
                 order = chosen[round_ % len(chosen) :] + chosen[: round_ % len(chosen)]
                 for name in order:
-                    starts[name].append(await start_once(name, envs[name], tmp / f"{name}.log"))
+                    pairs = list(sides.items())
+                    for side, extra in pairs if round_ % 2 == 0 else reversed(pairs):
+                        env = envs[name] | extra
+                        starts[name, side].append(await start_once(name, env, tmp / f"{name}.log"))
         finally:
             postgres.stop()
             redis_server.stop()
     load.sample()
-    print(f"{'service':15} {'spawn->SERVING s':>18} [spread]        {'bound s':>8} {'CPU s':>7}")
-    for name, runs in starts.items():
+    header = f"{'spawn->SERVING s':>17} [spread]     {'bound s':>8} {'CPU s':>6}"
+    print(f"{'service':15} {'side':10} {header}")
+    for (name, side), runs in starts.items():
         serving = [s.serving_s for s in runs]
         print(
-            f"{name:15} {statistics.median(serving):18.2f} [{spread(serving)}]"
+            f"{name:15} {side:10} {statistics.median(serving):17.2f} [{spread(serving)}]"
             f" {statistics.median(s.bound_s for s in runs):8.2f}"
-            f" {statistics.median(s.cpu_s for s in runs):7.2f}"
+            f" {statistics.median(s.cpu_s for s in runs):6.2f}"
         )
     summary = load.summary()
     print(
