@@ -130,8 +130,8 @@ class MarqueeCluster:
             "MARQUEE_COORDINATOR_RAFT_TIMING": self.timing,
             "MARQUEE_COORDINATOR_LOG_LEVEL": "WARNING",
             "MARQUEE_COORDINATOR_SHUTDOWN_GRACE_SECONDS": "3",
-            # BENCH_LOCAL_RENEWAL=true: renewals answered under the leader lease.
-            "MARQUEE_COORDINATOR_LOCAL_RENEWAL": os.environ.get("BENCH_LOCAL_RENEWAL", "false"),
+            # BENCH_LOCAL_RENEWAL=false: every renewal through the log (LOCAL_RENEWAL=false).
+            "MARQUEE_COORDINATOR_LOCAL_RENEWAL": os.environ.get("BENCH_LOCAL_RENEWAL", "true"),
         }
         with (self.data_dir / f"node-{node_id}.log").open("ab") as log:
             node.process = subprocess.Popen(

@@ -39,7 +39,7 @@ class NodeProcess:
     peers: list[str]
     secret: str
     compaction_min_entries: int = 5000
-    local_renewal: bool = False
+    local_renewal: bool = True  # LOCAL_RENEWAL, as in production
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     stopped: bool = False  # SIGSTOPped: its control port accepts but never answers
 
@@ -61,8 +61,7 @@ class NodeProcess:
         ]
         if self.secret:
             command.append(f"--secret={self.secret}")
-        if self.local_renewal:
-            command.append("--local-renewal")
+        command.append("--local-renewal" if self.local_renewal else "--no-local-renewal")
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
@@ -130,7 +129,7 @@ class Cluster:
         size: int = 3,
         secret: str = "test-secret",
         compaction_min_entries: int = 5000,
-        local_renewal: bool = False,
+        local_renewal: bool = True,
     ) -> None:
         addresses = [f"127.0.0.1:{free_port()}" for _ in range(size)]
         self.nodes = [

@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument("--secret", default="")
     parser.add_argument("--control-port", type=int, required=True)
     parser.add_argument("--compaction-min-entries", type=int, default=5000)
-    parser.add_argument("--local-renewal", action="store_true")
+    parser.add_argument("--local-renewal", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     # Plain stdlib logging: the platform's JSON setup imports gRPC and OpenTelemetry,
     # seconds of start-up per node on 2 cores; its rendering is tested in-process.

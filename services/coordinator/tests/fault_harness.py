@@ -218,10 +218,12 @@ async def worker(
 class FaultCluster:
     """Three coordinator processes whose membership may change from round to round."""
 
-    def __init__(self, root: Path, timing: Timing, local_renewal: bool = False) -> None:
+    def __init__(self, root: Path, timing: Timing, local_renewal: bool = True) -> None:
         self.root = root
         self.timing = timing
         self.local_renewal = local_renewal
+        # marquee_coordinator_local_renewals_total last read, per (member, process id).
+        self._local_counts: dict[tuple[str, int], int] = {}
         self.nodes = [
             GrpcNode(
                 i,
@@ -250,16 +252,26 @@ class FaultCluster:
         for node in self.nodes:
             node.kill()  # SIGKILL also ends a SIGSTOPped process
 
-    def local_renewals(self) -> int:
-        """marquee_coordinator_local_renewals_total summed over the members now running."""
-        total = 0
+    def count_local_renewals(self) -> int:
+        """marquee_coordinator_local_renewals_total over every process run so far.
+
+        Read from each member now answering (a killed process's count is what it
+        had at the last reading: call this before each fault).
+        """
         for node in self.nodes:
+            if node.process is None or node.process.poll() is not None:
+                continue
             url = f"http://127.0.0.1:{node.metrics_port}/metrics"
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                for line in answer.read().decode().splitlines():
-                    if line.startswith("marquee_coordinator_local_renewals_total "):
-                        total += int(float(line.split()[1]))
-        return total
+            try:
+                with urllib.request.urlopen(url, timeout=2) as answer:
+                    text = answer.read().decode()
+            except OSError:
+                continue  # stopped or still starting: its count is read next time
+            for line in text.splitlines():
+                if line.startswith("marquee_coordinator_local_renewals_total "):
+                    count = int(float(line.split()[1]))
+                    self._local_counts[(node.id, node.process.pid)] = count
+        return sum(self._local_counts.values())
 
     async def leader(self) -> GrpcNode:
         return await asyncio.to_thread(wait_for_leader, self.nodes, ROUND_TIMEOUT)
@@ -397,7 +409,7 @@ def schedule(seed: int, rounds: int) -> list[str]:
 
 
 async def run_faults(
-    root: Path, seed: int, rounds: int, timing: Timing = FAST, local_renewal: bool = False
+    root: Path, seed: int, rounds: int, timing: Timing = FAST, local_renewal: bool = True
 ) -> Run:
     """Start the cluster and workers, apply `rounds` fault rounds, stop, return the history."""
     run = Run(seed)
@@ -416,6 +428,8 @@ async def run_faults(
         started = time.monotonic()
         await wait_for(lambda: run.store.accepted_after(started) > 0, ROUND_TIMEOUT, "no writes")
         for number, kind in enumerate(schedule(seed, rounds), 1):
+            if local_renewal:
+                run.local_renewals = await asyncio.to_thread(cluster.count_local_renewals)
             result = await one_round(number, kind, cluster, run)
             run.rounds.append(result)
             print(result, flush=True)
@@ -424,7 +438,7 @@ async def run_faults(
         # a worker that crashed raises here.
         await asyncio.wait_for(asyncio.gather(*tasks), 15)
         if local_renewal:
-            run.local_renewals = await asyncio.to_thread(cluster.local_renewals)
+            run.local_renewals = await asyncio.to_thread(cluster.count_local_renewals)
     except BaseException:
         print(run.report())
         for node in cluster.nodes:

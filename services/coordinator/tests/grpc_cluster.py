@@ -38,7 +38,7 @@ class GrpcNode:
     # MARQUEE_COORDINATOR_METRICS_PORT: -1 serves no /metrics.
     metrics_port: int = -1
     # MARQUEE_COORDINATOR_LOCAL_RENEWAL: plain renewals answered under the leader lease.
-    local_renewal: bool = False
+    local_renewal: bool = True
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _channel: grpc.Channel | None = field(default=None, repr=False)
 

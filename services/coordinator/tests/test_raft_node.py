@@ -79,7 +79,10 @@ async def test_leases_and_watch_on_a_single_node(node: LeaseNode) -> None:
         await node.acquire("job", "b", 2.0)
     with pytest.raises(InvalidLeaseRequest):
         await node.acquire("job", "b", 0.01)  # shorter than a failover
-    assert (await node.renew("job", "a", held.token)).token == held.token
+    # A plain renewal is answered under the leader lease: no entry, no event, no revision.
+    assert await node.renew("job", "a", held.token) == held
+    # A renewal that changes the TTL goes through the log: a `renewed` event.
+    assert (await node.renew("job", "a", held.token, ttl=2.5)).revision > held.revision
     assert await node.list() == (await node.get("job"),)
     await node.release("job", "a", held.token)
     assert (await node.acquire("job", "b", 2.0)).token == held.token + 1

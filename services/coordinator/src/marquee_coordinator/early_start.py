@@ -72,7 +72,7 @@ def config_from_environment(environ: Mapping[str, str]) -> NodeConfig | None:
         return None
     if profile not in ("dev", "prod") or timing not in ("default", "fast"):
         return None
-    local_renewal = get("local_renewal") or "false"
+    local_renewal = get("local_renewal") or "true"
     if local_renewal not in ("true", "false"):
         return None
     try:

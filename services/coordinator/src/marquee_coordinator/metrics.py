@@ -44,7 +44,7 @@ LEASE_EVENTS = Counter(
 LOCAL_RENEWALS = Counter(
     "marquee_coordinator_local_renewals",
     "Renewals this member answered as serving leader without a log entry, under its "
-    "leader lease (LOCAL_RENEWAL); they make no `renewed` event.",
+    "leader lease (LOCAL_RENEWAL, on by default); they make no `renewed` event.",
 )
 APPLY_SECONDS = Histogram(
     "marquee_coordinator_apply_latency_seconds",

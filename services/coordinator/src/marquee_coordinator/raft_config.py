@@ -99,7 +99,7 @@ class NodeConfig:
     timing: RaftTiming = field(default_factory=RaftTiming)
     # The serving leader answers plain renewals under a leader lease, without a
     # log entry (leader_lease.py, docs/coordinator-timing.md).
-    local_renewal: bool = False
+    local_renewal: bool = True
 
     @classmethod
     def from_settings(

@@ -36,7 +36,7 @@ class CoordinatorSettings(ServiceSettings):
     # no log entry (docs/coordinator-timing.md, "Leader-local renewal"). Every
     # member should run with the same value; a member without it gives the
     # leader no lease, and renewals then go through the log.
-    local_renewal: bool = False
+    local_renewal: bool = True
 
     @field_validator("raft_address")
     @classmethod
