@@ -11,7 +11,7 @@ import pytest
 from marquee_cli import launcher
 from marquee_cli.launcher import Launcher, LaunchOptions
 from marquee_cli.port_record import plan_for_data_dir
-from marquee_localservers import server_data_dir
+from marquee_localservers import PostgresServer, server_data_dir
 
 FAILING_SERVICE = "import sys; print('invalid setting MARQUEE_X_PORT: boom'); sys.exit(3)"
 
@@ -64,3 +64,40 @@ def test_a_start_that_would_move_a_formed_cluster_is_refused_before_anything_run
     assert "would never elect a leader" in stderr
     assert moved.redis is None
     assert not (tmp_path / "redis").exists()
+
+
+class _PostgresThatExits(PostgresServer):
+    """A PostgreSQL whose server process exits at once (its preparation is real)."""
+
+    def _command(self) -> list[str]:
+        # A system shell: as root, postgres runs as an account that may not reach our venv.
+        return ["/bin/sh", "-c", "echo no postgres today; exit 4"]
+
+
+def test_services_wait_for_their_backends_and_nodes_do_not(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with server_data_dir() as data_dir:
+        monkeypatch.setattr(launcher, "PostgresServer", _PostgresThatExits)
+        # Services that would run long enough to be seen, had they been spawned.
+        monkeypatch.setattr(
+            launcher,
+            "python_module_argv",
+            lambda module: [sys.executable, "-c", "import time; time.sleep(60)"],
+        )
+        monkeypatch.setenv("MARQUEE_UP_OIDC", "0")
+        suite = Launcher(LaunchOptions(data_dir=data_dir, base_port=0, coordinators=2))
+
+        assert asyncio.run(suite.run()) == 1
+
+        stderr = capsys.readouterr().err
+        assert "a backend did not start" in stderr
+        assert "no postgres today" in stderr
+        spawned = {s.spec.name for s in suite.services}
+        # The nodes need no backend: spawned at once, stopped with the rest.
+        assert {"coordinator-1", "coordinator-2"} <= spawned
+        # Auth, media and search use PostgreSQL: never spawned without it.
+        assert not spawned & {"auth", "media", "search"}
+        assert all(s.exited() for s in suite.services)
+        assert suite.redis is not None
+        assert not suite.redis.is_running()

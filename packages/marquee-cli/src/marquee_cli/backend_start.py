@@ -5,10 +5,10 @@ starting Redis, PostgreSQL and SeaweedFS with it costs the sum of their
 start-up times. Running `start()` in worker threads would cost only the
 longest, but a child spawned from a worker thread gets no parent-death signal
 (marquee_localservers.spawning): a launcher killed with -9 would leave it
-running. So the start is split in two: `spawn_server` runs the server's
-preparation (initdb...) and spawns it on the calling (main) thread, and
-`wait_ready` - which only probes and waits - may then run in a worker thread
-beside the others. Together they do what `ServerProcess.start()` does.
+running. So the start is split in three: `prepare_server` (initdb...) and
+`wait_ready` (probes and waits) may run in worker threads beside the others,
+and between them `spawn_prepared` spawns the server on the main thread.
+Together they do what `ServerProcess.start()` does.
 """
 
 from __future__ import annotations
@@ -31,18 +31,32 @@ class Spawned:
     log_offset: int
 
 
+def prepare_server(server: ServerProcess, timeout: float) -> float:
+    """The server's preparation (initdb on a new PostgreSQL...); any thread. Its deadline.
+
+    The helpers it runs are short-lived and asked for no death signal, so a
+    worker thread may run them while the main thread spawns other children.
+    """
+    deadline = time.monotonic() + timeout
+    server.data_dir.mkdir(parents=True, exist_ok=True)
+    server._prepare(deadline)
+    return deadline
+
+
+def spawn_prepared(server: ServerProcess, deadline: float, timeout: float) -> Spawned:
+    """Spawn a prepared server without waiting for it; call from the main thread."""
+    with server.log_path.open("ab") as log:
+        offset = log.tell()
+        server._proc = server._spawn(log)
+    return Spawned(server, deadline, timeout, offset)
+
+
 def spawn_server(server: ServerProcess, timeout: float) -> Spawned:
     """Prepare and spawn `server` without waiting for it; call from the main thread.
 
     Raises ServerStartError or BackendUnavailable as `start()` would.
     """
-    deadline = time.monotonic() + timeout
-    server.data_dir.mkdir(parents=True, exist_ok=True)
-    server._prepare(deadline)
-    with server.log_path.open("ab") as log:
-        offset = log.tell()
-        server._proc = server._spawn(log)
-    return Spawned(server, deadline, timeout, offset)
+    return spawn_prepared(server, prepare_server(server, timeout), timeout)
 
 
 def wait_ready(spawned: Spawned) -> None:

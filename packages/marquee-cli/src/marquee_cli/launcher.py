@@ -25,11 +25,12 @@ import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from marquee_cli import local_oidc, output
-from marquee_cli.backend_start import Spawned, spawn_server, wait_ready
+from marquee_cli.backend_start import prepare_server, spawn_prepared, spawn_server, wait_ready
 from marquee_cli.cluster_secret import load_or_create_secret
 from marquee_cli.datadir_lock import DataDirLock
 from marquee_cli.endpoints import Endpoints, ProcessEndpoint, endpoints_path, now, write_endpoints
@@ -134,6 +135,9 @@ class Launcher:
         # Every server spawned, answering or not: what shutdown stops.
         self._spawned: list[ServerProcess] = []
         self._oidc_task: asyncio.Task[None] | None = None
+        # The backends' starts: cancelled by a shutdown that comes first, so
+        # none spawns its server after the shutdown stopped the others.
+        self._starts: set[asyncio.Future[ServerProcess]] = set()
         # Monotonic time the launcher began spawning, for the start-up figure.
         self._spawn_started = 0.0
         self.services: list[RunningService] = []
@@ -250,38 +254,34 @@ class Launcher:
         """Spawn every service and required backend, each service once its backends answer.
 
         Spawning happens on the main thread (the loop's): the children's
-        parent-death signal is tied to it. Only the waits for readiness run in
-        worker threads, side by side. Raises as a backend's start does.
+        parent-death signal is tied to it. Only preparations (initdb) and the
+        waits for readiness run in worker threads, side by side. Raises as a
+        backend's start does.
         """
-        timeout = self.options.startup_timeout
-        needs = {spec.name: service_needs(spec, self.options.storage) for spec in self.specs}
-        waiting = list(self.specs)
-        say(f"starting {len(self.specs)} service processes, logs in {self.data_dir / 'logs'}")
-        ready: set[str] = set()
-        waiting = self._spawn_ready(context, waiting, needs, ready)
         servers: list[ServerProcess] = [s for s in (self.redis, self.postgres) if s is not None]
         if self.seaweed is not None:
             servers.append(self.seaweed)
         say(f"starting {', '.join(s.name for s in servers)}")
-        waits: dict[asyncio.Future[None], Spawned] = {}
-        for server in servers:
-            spawned = spawn_server(server, timeout)
-            self._spawned.append(server)
-            future = asyncio.ensure_future(asyncio.to_thread(wait_ready, spawned))
-            # Retrieved here even when no one awaits it any more (another one failed first).
-            future.add_done_callback(lambda f: f.cancelled() or f.exception())
-            waits[future] = spawned
-        stopping: asyncio.Future[None] = asyncio.ensure_future(_stopped(stop))
+        starts = {asyncio.ensure_future(self._bring_up(server)) for server in servers}
+        self._starts = set(starts)
+        for start in starts:
+            # Retrieved even when no one awaits it any more (another one failed first).
+            start.add_done_callback(lambda f: f.cancelled() or f.exception())
+        # Lets the backends' preparations begin before the nodes' spawns.
+        await asyncio.sleep(0)
+        needs = {spec.name: service_needs(spec, self.options.storage) for spec in self.specs}
+        say(f"starting {len(self.specs)} service processes, logs in {self.data_dir / 'logs'}")
+        ready: set[str] = set()
+        waiting = self._spawn_ready(context, list(self.specs), needs, ready)
+        stopping: asyncio.Future[ServerProcess] = asyncio.ensure_future(_stopped(stop))
         try:
-            while waits and not stop.is_set():
+            while starts and not stop.is_set():
                 done, _ = await asyncio.wait(
-                    [*waits, stopping], return_when=asyncio.FIRST_COMPLETED
+                    [*starts, stopping], return_when=asyncio.FIRST_COMPLETED
                 )
-                for finished in done:
-                    if finished is stopping:
-                        continue
-                    server = waits.pop(finished).server
-                    finished.result()
+                for finished in done - {stopping}:
+                    starts.discard(finished)
+                    server = finished.result()
                     self.backends.append(
                         Backend(server, Restarts(started_at=asyncio.get_running_loop().time()))
                     )
@@ -289,8 +289,17 @@ class Launcher:
                 waiting = self._spawn_ready(context, waiting, needs, ready)
         finally:
             stopping.cancel()
-            # A failed start leaves the others' waits running: they end once
-            # shutdown stops their servers, and asyncio.run waits for them.
+            # A failed start leaves the others running: they end once shutdown
+            # stops their servers, and asyncio.run waits for their threads.
+
+    async def _bring_up(self, server: ServerProcess) -> ServerProcess:
+        """Prepare (worker thread), spawn (here, on the main thread), await readiness."""
+        timeout = self.options.startup_timeout
+        deadline = await asyncio.to_thread(prepare_server, server, timeout)
+        spawned = spawn_prepared(server, deadline, timeout)
+        self._spawned.append(server)
+        await asyncio.to_thread(wait_ready, spawned)
+        return server
 
     def _spawn_ready(
         self,
@@ -542,10 +551,11 @@ class Launcher:
         if self.services:
             say("stopping services")
             await self._stop_services()
-        if self._oidc_task is not None:
-            self._oidc_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._oidc_task
+        pending = [t for t in (*self._starts, self._oidc_task) if t is not None and not t.done()]
+        for task in pending:
+            task.cancel()
+        # Each ends at its next await: a spawn already made is in _spawned.
+        await asyncio.gather(*pending, return_exceptions=True)
         backends = self._spawned
         if backends:
             say(f"stopping {', '.join(s.name for s in backends)}")
@@ -585,7 +595,7 @@ def _backend_exit(server: ServerProcess) -> str:
     return "stopped unexpectedly" if code is None else describe_exit(code)
 
 
-async def _stopped(stop: asyncio.Event) -> None:
+async def _stopped(stop: asyncio.Event) -> Any:
     await stop.wait()
 
 
