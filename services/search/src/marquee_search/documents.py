@@ -62,7 +62,8 @@ def _reject_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 # typeshed types make_scanner's argument as the scanner class itself; it takes the decoder.
 _SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]
-_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace, as json.decoder skips it
+_SPACE_CHARS = " \t\n\r"  # JSON's whitespace, as json.decoder skips it
+_SPACE = re.compile(f"[{_SPACE_CHARS}]*")
 
 
 def _skip_space(text: str, position: int) -> int:
@@ -71,14 +72,16 @@ def _skip_space(text: str, position: int) -> int:
 
 
 def _loads(text: str) -> Any:
-    start = _skip_space(text, 0)
+    # Whitespace around a document is rare: looked for only when the text has some.
+    start = _skip_space(text, 0) if text[:1] in _SPACE_CHARS else 0
     try:
         value, end = _SCAN(text, start)
     except StopIteration as exc:
         raise json.JSONDecodeError("Expecting value", text, exc.value) from None
-    end = _skip_space(text, end)
     if end != len(text):
-        raise json.JSONDecodeError("Extra data", text, end)
+        end = _skip_space(text, end)
+        if end != len(text):
+            raise json.JSONDecodeError("Extra data", text, end)
     return value
 
 
