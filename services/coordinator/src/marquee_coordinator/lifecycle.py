@@ -21,9 +21,15 @@ STOPPING_MESSAGE = "this coordinator node is shutting down; reconnect to the lea
 class Stopping:
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        # Tasks of streams now waiting for their next item, and those set() cancelled.
+        self._waiting: set[asyncio.Task[object]] = set()
+        self._cancelled: set[asyncio.Task[object]] = set()
 
     def set(self) -> None:
         self._event.set()
+        for task in self._waiting:
+            self._cancelled.add(task)
+            task.cancel()
 
     def is_set(self) -> bool:
         return self._event.is_set()
@@ -43,9 +49,29 @@ class Stopping:
         return work.result()
 
     async def iterate(self, source: AsyncIterator[T]) -> AsyncIterator[T]:
-        """Items of `source` until it ends or the node starts stopping (then UNAVAILABLE)."""
+        """Items of `source` until it ends or the node starts stopping (then UNAVAILABLE).
+
+        Unlike run(), no task per item: a KeepAlive stream carries thousands of
+        items a second. While the stream waits for its next item set() cancels
+        it; while it is busy elsewhere (a renewal committing) it stops before
+        asking for the next one. Both on the event loop, so nothing slips between.
+        """
+        task = asyncio.current_task()
+        assert task is not None
         while True:
+            if self._event.is_set():
+                raise errors.Unavailable(STOPPING_MESSAGE)
+            self._waiting.add(task)
             try:
-                yield await self.run(anext(source))
+                item = await anext(source)
             except StopAsyncIteration:
                 return
+            except asyncio.CancelledError:
+                if task not in self._cancelled:
+                    raise
+                self._cancelled.discard(task)
+                task.uncancel()
+                raise errors.Unavailable(STOPPING_MESSAGE) from None
+            finally:
+                self._waiting.discard(task)
+            yield item
