@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Callable
 from time import monotonic
 from typing import Any
@@ -254,3 +255,30 @@ async def test_a_cancel_during_wait_closed_is_not_swallowed(redis_url: str) -> N
         await closing
     assert closing.cancelled()
     assert not conn.is_open
+
+
+async def test_a_loop_held_off_the_cpu_after_a_ping_keeps_its_connection(redis_url: str) -> None:
+    """The process stalls right after a heartbeat PING (a loaded machine): when it runs
+    again, the PING's deadline timer runs before the reply already received is read.
+    That must not count as a lost connection (it used to, flushing L1 for nothing)."""
+    config = CacheConfig.from_url(redis_url, heartbeat_interval=0.05, heartbeat_timeout=0.1)
+    downs: list[str] = []
+    tracker = Tracker(config, lambda _keys: None, lambda: None, downs.append)
+    tracker.start()
+    try:
+        await until(lambda: tracker.up)
+        for _ in range(5):
+            conn = tracker._conn
+            assert conn is not None
+            # Wait (bounded) until a PING is in flight, then hold the loop past its deadline.
+            async with asyncio.timeout(5):
+                while not conn._pending:
+                    await asyncio.sleep(0)
+            # The stall under test: the whole loop held, as by a busy machine.
+            time.sleep(3 * config.heartbeat_timeout)
+            await asyncio.sleep(2 * config.heartbeat_interval)
+        assert downs == []
+        assert tracker.up
+        assert tracker.connects == 1
+    finally:
+        await tracker.close()

@@ -171,11 +171,32 @@ class Tracker:
             if conn.closed.is_set():
                 return
             try:
-                async with asyncio.timeout(cfg.heartbeat_timeout):
-                    await conn.call("PING")
+                await self._ping(conn)
             except (TimeoutError, ConnectionLost, OSError) as exc:
                 conn.close(TimeoutError(f"heartbeat failed: {exc!r}"))
                 return
+
+    async def _ping(self, conn: RespConnection) -> None:
+        """PING within the heartbeat deadline, or raise TimeoutError (ConnectionLost if lost)."""
+        (pong,) = conn.send(("PING",))
+        try:
+            try:
+                async with asyncio.timeout(self._config.heartbeat_timeout):
+                    await asyncio.shield(pong)
+            except TimeoutError:
+                # A loop runs its timers before it reads its sockets: after the whole
+                # process was held off the CPU (a loaded machine), this deadline fired
+                # before the reply that had arrived was read, and a live connection
+                # was dropped with its L1. Read what has arrived before deciding.
+                conn.drain()
+                if not pong.done():
+                    raise
+            reply = pong.result()
+            if isinstance(reply, hiredis.ReplyError):
+                raise reply
+        finally:
+            # Given up on (or cancelled): the reply, if it comes, is dropped unread.
+            pong.cancel()
 
     def _on_push(self, frame: list[Any]) -> None:
         if len(frame) < 2 or frame[0] not in (b"invalidate", "invalidate"):
