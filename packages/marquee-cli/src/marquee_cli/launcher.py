@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -135,6 +136,7 @@ class Launcher:
         # Every server spawned, answering or not: what shutdown stops.
         self._spawned: list[ServerProcess] = []
         self._oidc_task: asyncio.Task[None] | None = None
+        self._oidc_port_held: socket.socket | None = None
         # The backends' starts: cancelled by a shutdown that comes first, so
         # none spawns its server after the shutdown stopped the others.
         self._starts: set[asyncio.Future[ServerProcess]] = set()
@@ -234,6 +236,7 @@ class Launcher:
                     self.data_dir / "oidc-provider", self.ports.oidc, self.console_port
                 )
                 oidc_providers = local_oidc.auth_providers(self.oidc)
+                self._oidc_port_held = local_oidc.hold_port(self.ports.oidc)
             except BackendUnavailable as exc:
                 off = str(exc)
         if off is not None:
@@ -322,6 +325,7 @@ class Launcher:
             # A first run on a machine installs the npm package: in a worker
             # thread, so nothing else waits for it.
             await asyncio.to_thread(oidc_provider_modules)
+            local_oidc.release(self._oidc_port_held)
             spawned = spawn_server(server, self.options.startup_timeout)
             self._spawned.append(server)
             await asyncio.to_thread(wait_ready, spawned)
@@ -556,6 +560,7 @@ class Launcher:
             task.cancel()
         # Each ends at its next await: a spawn already made is in _spawned.
         await asyncio.gather(*pending, return_exceptions=True)
+        local_oidc.release(self._oidc_port_held)
         backends = self._spawned
         if backends:
             say(f"stopping {', '.join(s.name for s in backends)}")

@@ -8,9 +8,11 @@ package or that script, the suite starts without OIDC login.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -88,3 +90,26 @@ def auth_providers(server: OidcProviderServer) -> str:
         }
     }
     return json.dumps(config)
+
+
+def hold_port(port: int) -> socket.socket | None:
+    """A socket bound to the provider's port until it starts (None if the port is taken).
+
+    The provider starts only once the services serve, seconds after its port
+    was planned; meanwhile their outgoing connections take ephemeral ports,
+    and the kernel never gives one that a socket is bound to.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((PROVIDER_HOST, port))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def release(held: socket.socket | None) -> None:
+    if held is not None:
+        with contextlib.suppress(OSError):
+            held.close()
