@@ -101,3 +101,24 @@ def test_services_wait_for_their_backends_and_nodes_do_not(
         assert all(s.exited() for s in suite.services)
         assert suite.redis is not None
         assert not suite.redis.is_running()
+
+
+def test_without_node_the_suite_is_planned_without_oidc_login(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("MARQUEE_UP_OIDC", raising=False)
+    suite = Launcher(LaunchOptions(data_dir=tmp_path, base_port=0, coordinators=1))
+    suite.ports = plan_for_data_dir(
+        tmp_path, 0, [(s.name, s.node_id) for s in suite.specs], "127.0.0.1", warn=print
+    )
+
+    context = suite._context()
+
+    assert context.oidc_providers is None
+    assert suite.oidc is None
+    lines = [line for line in capsys.readouterr().err.splitlines() if "OIDC" in line]
+    assert lines == [
+        "marquee up: OIDC login is off: node is not on PATH "
+        "(oidc-provider needs Node.js 20 or later)"
+    ]
