@@ -3,13 +3,15 @@
 One launcher for the module, as a person runs it: media keeps what is uploaded
 in the launcher's SeaweedFS (seen there through S3 itself), and a person at
 auth's dev console signs in with the local OIDC provider (its dev login page
-scripted as the auth tests do), the callback going through the console.
+scripted as the auth tests do), the callback going through the console. A
+SeaweedFS killed with -9 is restarted on its port with its objects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import subprocess
@@ -40,6 +42,7 @@ LAUNCHER_STARTUP_SECONDS = 150
 PROVIDER_SECONDS = 120.0
 RPC_SECONDS = 10.0
 STOP_SECONDS = 30.0
+RESTART_SECONDS = 90.0
 BUCKET = "marquee-media"
 
 
@@ -126,31 +129,42 @@ def _sign_in_at_the_console(suite: Suite, name: str) -> str:
     return token
 
 
-def test_media_keeps_objects_in_seaweedfs_and_oidc_login_works(suite: Suite) -> None:
-    seaweed = suite.process("seaweedfs")
-    token = _sign_in_at_the_console(suite, "e2e-person")
+@pytest.fixture(scope="module")
+def token(suite: Suite) -> str:
+    return _sign_in_at_the_console(suite, "e2e-person")
 
-    body = bytes(range(256)) * 4096 + b"tail"  # ~1 MiB, several chunks
-    key = "e2e/round-trip.bin"
+
+def _upload(suite: Suite, token: str, key: str, body: bytes) -> None:
+    metadata = (("authorization", f"Bearer {token}"),)
+
+    def requests() -> Iterator[media_pb2.UploadRequest]:
+        header = media_pb2.UploadHeader(key=key, content_type="application/octet-stream")
+        yield media_pb2.UploadRequest(header=header)
+        for start in range(0, len(body), 256 * 1024):
+            yield media_pb2.UploadRequest(chunk=body[start : start + 256 * 1024])
+
+    with grpc.insecure_channel(suite.process("media")["grpc"]) as channel:
+        media = media_pb2_grpc.MediaServiceStub(channel)
+        stored = media.Upload(requests(), metadata=metadata, timeout=RPC_SECONDS)
+    assert stored.object.size == len(body)
+
+
+def _download(suite: Suite, token: str, key: str) -> bytes:
     metadata = (("authorization", f"Bearer {token}"),)
     with grpc.insecure_channel(suite.process("media")["grpc"]) as channel:
         media = media_pb2_grpc.MediaServiceStub(channel)
-
-        def requests() -> Iterator[media_pb2.UploadRequest]:
-            header = media_pb2.UploadHeader(key=key, content_type="application/octet-stream")
-            yield media_pb2.UploadRequest(header=header)
-            for start in range(0, len(body), 256 * 1024):
-                yield media_pb2.UploadRequest(chunk=body[start : start + 256 * 1024])
-
-        stored = media.Upload(requests(), metadata=metadata, timeout=RPC_SECONDS)
-        assert stored.object.size == len(body)
-        parts = list(
-            media.Download(
-                media_pb2.DownloadRequest(key=key), metadata=metadata, timeout=RPC_SECONDS
-            )
-        )
+        request = media_pb2.DownloadRequest(key=key)
+        parts = list(media.Download(request, metadata=metadata, timeout=RPC_SECONDS))
     assert parts[0].WhichOneof("part") == "header"
-    assert b"".join(p.chunk for p in parts[1:]) == body
+    return b"".join(p.chunk for p in parts[1:])
+
+
+def test_media_keeps_objects_in_seaweedfs_and_oidc_login_works(suite: Suite, token: str) -> None:
+    seaweed = suite.process("seaweedfs")
+    body = bytes(range(256)) * 4096 + b"tail"  # ~1 MiB, several chunks
+    key = "e2e/round-trip.bin"
+    _upload(suite, token, key, body)
+    assert _download(suite, token, key) == body
 
     secret = (suite.data_dir / "seaweedfs" / "secret-key").read_text().strip()
     s3 = boto3.client(
@@ -162,3 +176,27 @@ def test_media_keeps_objects_in_seaweedfs_and_oidc_login_works(suite: Suite) -> 
     )
     assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body
     assert not list((suite.data_dir / "media").rglob("round-trip.bin")), "not on local disk"
+
+
+def test_a_killed_seaweedfs_is_restarted_with_its_objects(suite: Suite, token: str) -> None:
+    body = b"kept across a crash" * 1000
+    _upload(suite, token, "e2e/kept.bin", body)
+    before = suite.process("seaweedfs")
+    os.kill(before["pid"], signal.SIGKILL)
+
+    deadline = time.monotonic() + RESTART_SECONDS
+    while (now := suite.process("seaweedfs"))["restarts"] == before["restarts"]:
+        assert time.monotonic() < deadline, f"no restart in {RESTART_SECONDS:g}s"
+        assert suite.launcher.poll() is None, suite.stderr.read_text()
+        time.sleep(0.2)
+    assert now["url"] == before["url"]
+    assert now["last_exit"] == "killed by SIGKILL"
+    # Listed again once it answers: media reads the object through it (its
+    # client may need a call or two to drop connections to the dead server).
+    while True:
+        try:
+            assert _download(suite, token, "e2e/kept.bin") == body
+            break
+        except grpc.RpcError:
+            assert time.monotonic() < deadline, "media could not read after the restart"
+            time.sleep(0.5)
