@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import stat
 from dataclasses import replace
@@ -12,6 +13,7 @@ from pydantic_settings import BaseSettings
 from marquee_auth.settings import AuthSettings
 from marquee_cli import local_oidc
 from marquee_cli.cluster_secret import load_or_create_secret
+from marquee_cli.port_record import plan_for_data_dir, ports_path
 from marquee_cli.ports import console_port, plan_ports
 from marquee_cli.suite import S3Target, SuiteContext, service_env, service_needs, suite_services
 from marquee_media.settings import MediaSettings
@@ -170,3 +172,32 @@ def settings_from(kind: type[SettingsT], env: dict[str, str]) -> SettingsT:
         for key, value in env.items():
             patch.setenv(key, value)
         return kind()
+
+
+def test_s3_and_oidc_ports_follow_the_scheme_and_are_recorded(tmp_path: Path) -> None:
+    services = [(s.name, s.node_id) for s in SPECS.values()]
+    plan = plan_ports(50050, services)
+    assert (plan.s3, plan.oidc) == (50353, 50354)
+    free = plan_ports(0, services)
+    every = [free.redis, free.postgres, free.s3, free.oidc]
+    every += [p for s in free.services.values() for p in (s.grpc, s.metrics, s.raft) if p]
+    assert len(set(every)) == len(every)
+
+    first = plan_for_data_dir(tmp_path, 0, services, "127.0.0.1", warn=print)
+    again = plan_for_data_dir(tmp_path, 0, services, "127.0.0.1", warn=print)
+    assert (again.s3, again.oidc) == (first.s3, first.oidc)
+
+
+def test_a_record_from_before_s3_and_oidc_gets_ports_for_them(tmp_path: Path) -> None:
+    services = [(s.name, s.node_id) for s in SPECS.values()]
+    plan = plan_for_data_dir(tmp_path, 0, services, "127.0.0.1", warn=print)
+    record = json.loads(ports_path(tmp_path).read_text())
+    del record["s3"], record["oidc"]
+    ports_path(tmp_path).write_text(json.dumps(record))
+
+    again = plan_for_data_dir(tmp_path, 0, services, "127.0.0.1", warn=print)
+
+    assert again.services == plan.services
+    assert again.s3 is not None
+    assert again.oidc is not None
+    assert json.loads(ports_path(tmp_path).read_text())["oidc"] == again.oidc
