@@ -22,6 +22,7 @@ from marquee_cli import (
     cache_commands,
     cluster_commands,
     lease_commands,
+    media_commands,
     migrate_commands,
     output,
     search_commands,
@@ -102,6 +103,7 @@ app.add_typer(lease_commands.app, name="lease")
 app.add_typer(migrate_commands.app, name="migrate")
 app.add_typer(cache_commands.app, name="cache")
 app.add_typer(search_commands.app, name="search")
+app.add_typer(media_commands.app, name="media")
 
 DataDir = Annotated[
     Path,

@@ -21,9 +21,9 @@ import typer
 
 from marquee_cli import output
 from marquee_cli.cache_commands import DEFAULT_DATA_DIR, DataDir, Json, Timeout
-from marquee_cli.endpoints import EndpointsFileError, endpoints_path, read_endpoints
 from marquee_cli.names import printable
 from marquee_cli.output import CommandError, fail
+from marquee_cli.service_address import suite_service_address
 
 if TYPE_CHECKING:  # grpc and the protos load only in the commands that call the service
     import grpc
@@ -58,19 +58,7 @@ T = TypeVar("T")
 
 
 def service_address(address: str | None, data_dir: Path) -> str:
-    if address:
-        return address
-    path = endpoints_path(data_dir.absolute())
-    try:
-        suite = read_endpoints(path)
-    except FileNotFoundError:
-        raise fail(f"no suite running ({path} does not exist); pass --address") from None
-    except EndpointsFileError as exc:
-        raise fail(f"cannot read endpoints file: {exc}") from None
-    for process in suite.processes:
-        if process.name == SEARCH_PROCESS and process.grpc:
-            return process.grpc
-    raise fail(f"the suite in {path} runs no search service")
+    return suite_service_address(SEARCH_PROCESS, address, data_dir)
 
 
 def call(target: str, action: Callable[[search_pb2_grpc.SearchServiceStub], T]) -> T:
