@@ -201,3 +201,12 @@ def test_a_record_from_before_s3_and_oidc_gets_ports_for_them(tmp_path: Path) ->
     assert again.s3 is not None
     assert again.oidc is not None
     assert json.loads(ports_path(tmp_path).read_text())["oidc"] == again.oidc
+
+
+def test_a_dev_suite_names_its_admin_and_a_developer_may_name_another(tmp_path: Path) -> None:
+    ctx = context(tmp_path)
+    assert service_env(SPECS["auth"], ctx, {})["MARQUEE_AUTH_ADMIN_USERNAMES"] == "admin"
+    mine = {"MARQUEE_AUTH_ADMIN_USERNAMES": "ops"}
+    assert service_env(SPECS["auth"], ctx, mine)["MARQUEE_AUTH_ADMIN_USERNAMES"] == "ops"
+    prod = {"MARQUEE_AUTH_PROFILE": "prod"}
+    assert "MARQUEE_AUTH_ADMIN_USERNAMES" not in service_env(SPECS["auth"], ctx, prod)

@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 # anything heavy (grpc, psutil, redis, the launcher) is imported by the command
 # that needs it. bench/cli measures it.
 from marquee_cli import (
+    auth_commands,
     cache_commands,
     cluster_commands,
     lease_commands,
@@ -104,6 +105,7 @@ app.add_typer(migrate_commands.app, name="migrate")
 app.add_typer(cache_commands.app, name="cache")
 app.add_typer(search_commands.app, name="search")
 app.add_typer(media_commands.app, name="media")
+app.add_typer(auth_commands.app, name="auth")
 
 DataDir = Annotated[
     Path,

@@ -18,6 +18,7 @@ SHUTDOWN_GRACE_SECONDS = 3.0
 
 # Defaults a developer may override from the environment (e.g. MARQUEE_AUTH_LOG_LEVEL=DEBUG).
 TUNABLE_DEFAULTS = {"LOG_LEVEL": "INFO", "LOG_FORMAT": "json", "PROFILE": "dev"}
+DEV_ADMIN_USERNAME = "admin"
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,10 @@ def service_env(
     for key, default in TUNABLE_DEFAULTS.items():
         env.setdefault(spec.env_prefix + key, default)
     env |= {spec.env_prefix + key: value for key, value in settings.items()}
+    if spec.module == "marquee_auth" and env.get(spec.env_prefix + "PROFILE") == "dev":
+        # Whoever registers this name in a dev suite administers its policy
+        # (`marquee auth policy ...`); a developer's own ADMIN_USERNAMES wins.
+        env.setdefault(spec.env_prefix + "ADMIN_USERNAMES", DEV_ADMIN_USERNAME)
     # Log lines reach the log file as they happen, not when a buffer fills.
     env["PYTHONUNBUFFERED"] = "1"
     return env
