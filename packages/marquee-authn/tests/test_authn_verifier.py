@@ -103,9 +103,16 @@ async def test_forged_and_malformed_tokens_are_refused() -> None:
         "no key id": _b64({"alg": ACCESS_TOKEN_ALGORITHM}) + f".{body}.{signature}",
         "rejected": other,
         "rejected:": f"{head}.{_b64({'sub': 'admin'})}.{signature}",
+        "not a JWT ": good + ".extra",
+        "unreadable signature": f"{head}.{body}.{signature[:-2]}*!",
+        "unreadable signature ": f"{head}.{body}.{signature}==",
+        "bad signature": f"{head}.{body}.{signature[:-4]}AAAA",
+        "unreadable header ": base64.urlsafe_b64encode(b"\xff\xfe").decode() + f".{body}.x",
+        "critical header": _b64({"alg": ACCESS_TOKEN_ALGORITHM, "kid": "k1", "crit": ["x"]})
+        + f".{body}.{signature}",
     }
     for reason, token in cases.items():
-        with pytest.raises(InvalidToken, match=reason):
+        with pytest.raises(InvalidToken, match=reason.strip()):
             await verifier.verify(token)
 
 
@@ -148,3 +155,16 @@ def test_bearer_token_reads_the_authorization_entry() -> None:
     assert bearer_token([("authorization", "Bearer ")]) is None
     assert bearer_token([("authorization", b"Bearer abc")]) is None
     assert bearer_token(None) is None
+
+
+async def test_a_key_id_given_a_new_key_is_verified_with_the_new_one() -> None:
+    """The per-kid key objects are dropped with the JWKS they came from."""
+    old, new = new_key("k1"), new_key("k1")
+    source = Source(old)
+    verifier = TokenVerifier(source, issuer=ISSUER, min_refresh_interval=0)
+    await verifier.verify(sign(old))
+    source.keys = [new, new_key("k2")]
+    with pytest.raises(InvalidToken, match="bad signature"):
+        await verifier.verify(sign(new))  # still holds k1's old key: no refresh for a known kid
+    await verifier._refresh()  # what an unknown kid (k2) would trigger
+    assert (await verifier.verify(sign(new))).subject == "user-1"
