@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import asyncpg
+import casbin
 import grpc
 import pytest
 from auth_support import auth_service, bearer, login, register_user, stub, violations
 
 from marquee.auth.v1 import auth_pb2, policy_pb2, policy_pb2_grpc
+from marquee_auth import policy_engine
 from marquee_auth.casbin_adapter import AsyncpgAdapter
-from marquee_auth.policy_engine import PolicyEngine, _Snapshot
+from marquee_auth.policy_engine import MODEL, PolicyEngine, _Snapshot
 from marquee_auth.schema import MIGRATIONS
 from marquee_migrations.startup import migrate_on_start
 from marquee_testing.inprocess import RunningService
@@ -260,24 +263,62 @@ async def test_saving_the_whole_policy_never_shows_a_moment_without_rules(
         await engine.close()
 
 
-async def test_decisions_run_on_the_worker_thread_not_the_loop(
+async def test_long_decisions_run_on_the_worker_thread_short_ones_on_the_loop(
     adapter: AsyncpgAdapter, scratch_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     threads: list[str] = []
-    original = _Snapshot.decide
+    original = _Snapshot.decide_fast
 
     def recording(self: _Snapshot, subject: str, obj: str, action: str) -> bool:
         threads.append(threading.current_thread().name)
         return original(self, subject, obj, action)
 
-    monkeypatch.setattr(_Snapshot, "decide", recording)
+    monkeypatch.setattr(_Snapshot, "decide_fast", recording)
     engine = PolicyEngine(adapter._pool, scratch_database_url)
     await engine.start()
     try:
-        assert await engine.check("admin", "x", "y")
+        assert await engine.check("admin", "x", "y")  # one rule: on the loop
         assert await engine.check("admin", "x", "y")  # remembered
+        monkeypatch.setattr(policy_engine, "FAST_DECISION_RULES", 0)
+        assert await engine.check("admin", "x", "z")  # "too many" rules: the worker
     finally:
         await engine.close()
-    assert len(threads) == 1
-    assert threads[0].startswith("casbin")
-    assert threading.main_thread().name not in threads
+    assert threads[0] == threading.current_thread().name
+    assert len(threads) == 2
+    assert threads[1].startswith("casbin")
+
+
+def test_the_fast_decision_is_casbins_on_random_policies() -> None:
+    """decide_fast against plain pycasbin enforce: allow and deny, roles in three
+    levels, keyMatch patterns and "*" actions, on thousands of random queries."""
+    rng = random.Random(20261205)
+    users = [f"u{i}" for i in range(40)]
+    roles = [f"r{i}" for i in range(15)]
+    objects = ["/media/1", "/media/2/x", "/admin", "/media", "/mediax", "x", ""]
+    patterns = ["/media/*", "/media/2/*", "/admin", "*", "/m*", "/media", "x", "/media/1"]
+    actions = ["read", "write", "delete"]
+    rules: list[tuple[str, list[str]]] = []
+    for _ in range(300):
+        subject = rng.choice(users + roles + roles)
+        effect = "deny" if rng.random() < 0.2 else "allow"
+        action = rng.choice([*actions, "*"])
+        rules.append(("p", [subject, rng.choice(patterns), action, effect]))
+    for user in users:
+        for role in rng.sample(roles[:10], rng.randint(0, 3)):
+            rules.append(("g", [user, role]))
+    for i in range(10):  # r0-r9 inherit r10-r14, r10-r12 inherit r13-r14
+        rules.append(("g", [f"r{i}", f"r{10 + i % 5}"]))
+    rules += [("g", ["r10", "r13"]), ("g", ["r11", "r14"]), ("g", ["r12", "r13"])]
+
+    snapshot = _Snapshot(rules)
+    plain = casbin.Enforcer(casbin.Enforcer.new_model(text=MODEL))
+    plain.get_model().add_policies("p", "p", [v for t, v in rules if t == "p"])
+    plain.get_model().add_policies("g", "g", [v for t, v in rules if t == "g"])
+    plain.build_role_links()
+    answers = set()
+    for _ in range(5000):
+        query = (rng.choice(users + roles), rng.choice(objects), rng.choice(actions))
+        expected = bool(plain.enforce(*query))
+        assert snapshot.decide_fast(*query) == expected, query
+        answers.add(expected)
+    assert answers == {True, False}

@@ -9,8 +9,13 @@ Speed without changing what Casbin decides:
   its roles (the matcher starts with g(r.sub, p.sub)), so each decision runs
   Casbin's matcher over those rules only, not the whole policy;
 - decisions are remembered until the policy changes;
-- a decision not remembered runs on one worker thread (Casbin's evaluation
-  is synchronous and can take milliseconds), never on the event loop.
+- a decision not remembered is evaluated by `_Snapshot.decide_fast`, this
+  model's matcher and effect written out over those rules, with Casbin's own
+  keyMatch and role links: about a microsecond a rule instead of Casbin's
+  expression evaluation (tests compare it with plain `enforce` on random
+  policies). It runs on the event loop when the subject's rules are few
+  (FAST_DECISION_RULES), else on one worker thread, so the loop never waits
+  on a long evaluation.
 
 Every instance LISTENs on the adapter's channel and rebuilds its enforcer when
 another instance commits a change; a periodic reload covers a lost listener
@@ -22,13 +27,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import asyncpg
 import casbin
 import structlog
+from casbin.util import key_match
 
 from marquee_auth.casbin_adapter import CHANNEL, AsyncpgAdapter
 
@@ -49,6 +54,9 @@ e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
 m = g(r.sub, p.sub) && keyMatch(r.obj, p.obj) && (r.act == p.act || p.act == "*")
 """
 DECISION_CACHE_SIZE = 100_000
+# A decision over at most this many candidate rules runs on the loop (tens of
+# microseconds); a larger one goes to the worker thread.
+FAST_DECISION_RULES = 256
 RELOAD_SECONDS = 30.0
 
 log = structlog.get_logger("marquee_auth.policy")
@@ -71,23 +79,31 @@ class _Snapshot:
         model.add_policies("p", "p", policy)
         model.add_policies("g", "g", grouping)
         self.enforcer.build_role_links()
-        self._assertion = model.model["p"]["p"]
+        # Subject -> its rules and those of every role it holds, worked out once.
+        self._candidates: dict[str, list[list[str]]] = {}
 
-    def decide(self, subject: str, obj: str, action: str) -> bool:
-        """Casbin's decision over the rules of `subject` and its roles (worker thread only)."""
-        roles = self.enforcer.get_implicit_roles_for_user(subject)
-        candidates = [r for s in (subject, *roles) for r in self.by_subject.get(s, ())]
-        with self._only(candidates):
-            return bool(self.enforcer.enforce(subject, obj, action))
+    def candidates(self, subject: str) -> list[list[str]]:
+        """The rules whose subject is `subject` or one of its roles, direct or inherited."""
+        found = self._candidates.get(subject)
+        if found is None:
+            roles = self.enforcer.get_implicit_roles_for_user(subject)
+            found = [
+                r for s in dict.fromkeys((subject, *roles)) for r in self.by_subject.get(s, ())
+            ]
+            if len(self._candidates) >= DECISION_CACHE_SIZE:
+                self._candidates.clear()
+            self._candidates[subject] = found
+        return found
 
-    @contextlib.contextmanager
-    def _only(self, rules: list[list[str]]) -> Iterator[None]:
-        full = self._assertion.policy
-        self._assertion.policy = rules
-        try:
-            yield
-        finally:
-            self._assertion.policy = full
+    def decide_fast(self, subject: str, obj: str, action: str) -> bool:
+        """The model's effect over the subject's rules: some allow matches and no deny."""
+        allowed = False
+        for _, pattern, rule_action, effect in self.candidates(subject):
+            if (rule_action == action or rule_action == "*") and key_match(obj, pattern):
+                if effect == "deny":
+                    return False
+                allowed = allowed or effect == "allow"
+        return allowed
 
 
 class PolicyEngine:
@@ -120,8 +136,11 @@ class PolicyEngine:
             return known
         snapshot = self._snapshot
         assert snapshot is not None, "start() first"
-        loop = asyncio.get_running_loop()
-        allowed = await loop.run_in_executor(self._worker, snapshot.decide, *key)
+        if len(snapshot.candidates(subject)) <= FAST_DECISION_RULES:
+            allowed = snapshot.decide_fast(*key)
+        else:
+            loop = asyncio.get_running_loop()
+            allowed = await loop.run_in_executor(self._worker, snapshot.decide_fast, *key)
         if snapshot is self._snapshot:  # not decided on a policy replaced meanwhile
             if len(self._decisions) >= DECISION_CACHE_SIZE:
                 self._decisions.clear()
