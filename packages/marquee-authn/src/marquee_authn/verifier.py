@@ -76,6 +76,9 @@ class TokenVerifier:
         self._verified: dict[str, Identity] = {}
         # Key id -> the verification key, for the JWKS held now.
         self._public: dict[str, Ed25519PublicKey] = {}
+        # A header's base64url text -> its key id: every token one key signs has the
+        # same header, so it is decoded and checked once.
+        self._header_kids: dict[str, str] = {}
 
     async def verify(self, token: str) -> Identity:
         """The identity `token` carries; InvalidToken saying why not, KeysUnavailable."""
@@ -86,7 +89,13 @@ class TokenVerifier:
                 return known
             del self._verified[token]
         head, body, signature = _parts(token)
-        key = await self._key(_key_id(head))
+        kid = self._header_kids.get(head)
+        if kid is None:
+            kid = _key_id(head)
+            if len(self._header_kids) >= self._cache_size:
+                self._header_kids.clear()
+            self._header_kids[head] = kid
+        key = await self._key(kid)
         try:
             key.verify(_b64decode(signature, "signature"), f"{head}.{body}".encode("ascii"))
         except InvalidSignature:

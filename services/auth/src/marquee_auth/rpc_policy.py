@@ -20,7 +20,11 @@ def _check_field(v: Violations, field: str, value: str, *, required: bool = True
     if not value:
         if required:
             v.add(field, "required")
-    elif len(value) > MAX_FIELD or any(unicodedata.category(c) in ("Cc", "Cf") for c in value):
+    elif len(value) > MAX_FIELD or (
+        # isprintable() (in C) is false for every Cc and Cf character, so a
+        # printable value needs no look at each character.
+        not value.isprintable() and any(unicodedata.category(c) in ("Cc", "Cf") for c in value)
+    ):
         v.add(field, f"at most {MAX_FIELD} characters, no control characters")
 
 
