@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -22,12 +22,11 @@ from marquee_cli import credentials, output
 from marquee_cli.cache_commands import DEFAULT_DATA_DIR, DataDir, Json, Timeout
 from marquee_cli.credentials import AUTH_PROCESS, access_token
 from marquee_cli.names import printable
-from marquee_cli.output import CommandError, fail
+from marquee_cli.rpc_output import message_dict, rpc_error
 from marquee_cli.service_address import suite_service_address
 
 if TYPE_CHECKING:
     import grpc
-    from google.protobuf.message import Message
 
     from marquee.auth.v1 import auth_pb2_grpc, policy_pb2, policy_pb2_grpc
 
@@ -100,21 +99,7 @@ class Auth:
             try:
                 return action(channel)
             except grpc.RpcError as error:
-                raise rpc_error(self.target, error) from None
-
-
-def rpc_error(target: str, error: grpc.RpcError) -> CommandError:
-    code: grpc.StatusCode = error.code()
-    details: str = error.details() or ""
-    return fail(f"auth at {target}: {code.name}: {details}", grpc_status=code.name)
-
-
-def as_dict(message: Message) -> dict[str, Any]:
-    from google.protobuf import json_format
-
-    return json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
+                raise rpc_error("auth", self.target, error) from None
 
 
 @app.command()
@@ -136,7 +121,7 @@ def register(
     )
     reply = Auth(address, data_dir).accounts(lambda s: s.Register(request, timeout=timeout))
     if json_output:
-        typer.echo(output.render_json(as_dict(reply.user)))
+        typer.echo(output.render_json(message_dict(reply.user)))
     else:
         typer.echo(f"registered {reply.user.username} (user id {reply.user.id})")
 
@@ -293,7 +278,7 @@ def policy_list(
         lambda s: s.ListPolicies(request, timeout=timeout, metadata=auth.metadata())
     )
     if json_output:
-        typer.echo(output.render_json(as_dict(reply)))
+        typer.echo(output.render_json(message_dict(reply)))
         return
     rows = [
         (p.subject, p.object, p.action, policy_pb2.PolicyEffect.Name(p.effect)[14:].lower())

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from marquee_cli import output
-from marquee_cli.endpoints import EndpointsFileError, endpoints_path, read_endpoints
 from marquee_cli.names import TERMINAL_UNSAFE, printable, printable_each
 from marquee_cli.output import CommandError, fail
+from marquee_cli.service_address import suite_service_address
 
 if TYPE_CHECKING:  # grpc and the protos load only in the commands that call the gateway
     import grpc
@@ -83,19 +83,7 @@ T = TypeVar("T")
 
 
 def gateway_address(address: str | None, data_dir: Path) -> str:
-    if address:
-        return address
-    path = endpoints_path(data_dir.absolute())
-    try:
-        suite = read_endpoints(path)
-    except FileNotFoundError:
-        raise fail(f"no suite running ({path} does not exist); pass --address") from None
-    except EndpointsFileError as exc:
-        raise fail(f"cannot read endpoints file: {exc}") from None
-    for process in suite.processes:
-        if process.name == GATEWAY_PROCESS and process.grpc:
-            return process.grpc
-    raise fail(f"the suite in {path} runs no cache gateway")
+    return suite_service_address(GATEWAY_PROCESS, address, data_dir)
 
 
 def call(

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Annotated, BinaryIO, TypeVar
 
 import typer
 
@@ -26,13 +26,11 @@ from marquee_cli import output
 from marquee_cli.cache_commands import DEFAULT_DATA_DIR, DataDir, Json, Timeout
 from marquee_cli.credentials import access_token
 from marquee_cli.names import printable
-from marquee_cli.output import CommandError, fail
+from marquee_cli.output import fail
+from marquee_cli.rpc_output import message_dict, rpc_error
 from marquee_cli.service_address import suite_service_address
 
 if TYPE_CHECKING:  # grpc and the protos load only in the commands that call the service
-    import grpc
-    from google.protobuf.message import Message
-
     from marquee.media.v1 import media_pb2, media_pb2_grpc
 
 MEDIA_PROCESS = "media"
@@ -83,21 +81,7 @@ class Media:
             try:
                 return action(media_pb2_grpc.MediaServiceStub(channel))
             except grpc.RpcError as error:
-                raise rpc_error(self.target, error) from None
-
-
-def rpc_error(target: str, error: grpc.RpcError) -> CommandError:
-    code: grpc.StatusCode = error.code()
-    details: str = error.details() or ""
-    return fail(f"media at {target}: {code.name}: {details}", grpc_status=code.name)
-
-
-def as_dict(message: Message) -> dict[str, Any]:
-    from google.protobuf import json_format
-
-    return json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
+                raise rpc_error("media", self.target, error) from None
 
 
 def object_line(info: media_pb2.ObjectInfo) -> str:
@@ -159,7 +143,7 @@ def put(
         if source is not sys.stdin.buffer:
             source.close()
     if json_output:
-        typer.echo(output.render_json(as_dict(reply.object)))
+        typer.echo(output.render_json(message_dict(reply.object)))
     else:
         typer.echo(f"stored {object_line(reply.object)}")
 
@@ -233,7 +217,7 @@ def stat(
         lambda s: s.Stat(media_pb2.StatRequest(key=key), timeout=timeout, metadata=media.metadata)
     )
     if json_output:
-        typer.echo(output.render_json(as_dict(reply.object)))
+        typer.echo(output.render_json(message_dict(reply.object)))
         return
     typer.echo(object_line(reply.object))
     for name, value in sorted(reply.object.metadata.items()):
@@ -305,7 +289,7 @@ def transcode(
         if not json_output:
             typer.echo(f"copied {files} files to {out}; play: ffplay {out / MASTER}", err=True)
     if json_output:
-        typer.echo(output.render_json(as_dict(session)))
+        typer.echo(output.render_json(message_dict(session)))
         return
     state = media_pb2.TranscodeState.Name(session.state).removeprefix("TRANSCODE_STATE_")
     produced = session.transcoded.ToTimedelta().total_seconds()

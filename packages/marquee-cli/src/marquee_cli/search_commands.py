@@ -22,13 +22,11 @@ import typer
 from marquee_cli import output
 from marquee_cli.cache_commands import DEFAULT_DATA_DIR, DataDir, Json, Timeout
 from marquee_cli.names import printable
-from marquee_cli.output import CommandError, fail
+from marquee_cli.output import fail
+from marquee_cli.rpc_output import message_dict, rpc_error
 from marquee_cli.service_address import suite_service_address
 
 if TYPE_CHECKING:  # grpc and the protos load only in the commands that call the service
-    import grpc
-    from google.protobuf.message import Message
-
     from marquee.search.v1 import search_pb2, search_pb2_grpc
 
 SEARCH_PROCESS = "search"
@@ -71,22 +69,7 @@ def call(target: str, action: Callable[[search_pb2_grpc.SearchServiceStub], T]) 
         try:
             return action(search_pb2_grpc.SearchServiceStub(channel))
         except grpc.RpcError as error:
-            raise rpc_error(target, error) from None
-
-
-def rpc_error(target: str, error: grpc.RpcError) -> CommandError:
-    code: grpc.StatusCode = error.code()
-    details: str = error.details() or ""
-    return fail(f"search at {target}: {code.name}: {details}", grpc_status=code.name)
-
-
-def as_dict(message: Message) -> dict[str, Any]:
-    from google.protobuf import json_format
-
-    # Every field, defaults included: a script reads `created: false`, `found: "0"`.
-    return json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
+            raise rpc_error("search", target, error) from None
 
 
 def whole_numbers_as_ints(value: Any) -> Any:
@@ -155,7 +138,7 @@ def create(
     target = service_address(address, data_dir)
     reply = call(target, lambda s: s.EnsureCollection(request, timeout=timeout))
     if json_output:
-        typer.echo(output.render_json(as_dict(reply)))
+        typer.echo(output.render_json(message_dict(reply)))
         return
     verb = "created" if reply.created else "already exists:"
     typer.echo(f"{verb} collection {name!r} ({len(reply.collection.fields)} fields)")
@@ -311,7 +294,7 @@ def query(
     )
     reply = call(target, lambda s: s.Search(request, timeout=timeout))
     if json_output:
-        document = as_dict(reply)
+        document = message_dict(reply)
         for hit in document["hits"]:
             hit["document"] = whole_numbers_as_ints(hit["document"])
         typer.echo(output.render_json(document))
@@ -320,7 +303,7 @@ def query(
     shown = f", {first + 1}-{first + len(reply.hits)}" if reply.hits else ""
     typer.echo(f"found {reply.found} of {reply.out_of} (page {reply.page}{shown})")
     for hit in reply.hits:
-        document = whole_numbers_as_ints(as_dict(hit.document))
+        document = whole_numbers_as_ints(message_dict(hit.document))
         typer.echo(json.dumps(document, ensure_ascii=False, sort_keys=True))
     for counts in reply.facet_counts:
         values = ", ".join(f"{c.value} ({c.count})" for c in counts.counts)
@@ -359,7 +342,7 @@ def show(
     request = search_pb2.GetCollectionRequest(name=name)
     collection = call(target, lambda s: s.GetCollection(request, timeout=timeout)).collection
     if json_output:
-        typer.echo(output.render_json(as_dict(collection)))
+        typer.echo(output.render_json(message_dict(collection)))
         return
     typer.echo(f"collection {collection.name}: {collection.num_documents} documents")
     if collection.default_sorting_field:
@@ -413,7 +396,7 @@ def reindex(
             typer.echo(output.render_json(document))
         return
     progress = _follow(target, name, reply.job_id, timeout, wait_timeout)
-    document["progress"] = as_dict(progress)
+    document["progress"] = message_dict(progress)
     if json_output:
         typer.echo(output.render_json(document))
     else:
