@@ -16,11 +16,22 @@ from typing import Any
 NODE_SCRIPT = Path(__file__).with_name("coordinator_test_node.py")
 
 
+# Ports this process has handed out: the kernel may give a just-released port
+# again at once, and two members of one cluster on one port cannot both bind
+# (seen in CI: a fault run whose nodes 1 and 2 had the same Raft address).
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port free now and not handed out before in this process."""
+    for _ in range(1000):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no port left that this process has not handed out")
 
 
 class NodeCallError(Exception):
