@@ -166,6 +166,7 @@ def _patch(monkeypatch: pytest.MonkeyPatch) -> None:
         self._deliver(node, message)
 
     monkeypatch.setattr(TCPTransport, "send", fake_send)
+    monkeypatch.setattr(TCPTransport, "dropNode", lambda self, node: self._nodes.discard(node))
     monkeypatch.setattr(TCPTransport, "_onMessageReceived", fake_received)
 
 
@@ -186,6 +187,10 @@ def test_the_leader_lease_needs_a_majority_of_echoes_at_its_term(
     # The second-newest echo bounds it: the majority acknowledged sends from then on.
     assert leader.valid_until(3) == pytest.approx(stamp - 0.5 + leader.window)
     assert leader.valid_until(4) == -math.inf
+    leader.dropNode(c)  # removed: its echo goes with it, even if it is added back
+    leader._nodes.add(c)
+    assert leader.valid_until(3) == -math.inf
+    leader._onMessageReceived(c, {"type": "next_node_idx", ECHO: (3, stamp - 0.5)})
     leader.send(c, {"type": "timeout_now", "term": 3})
     assert leader.valid_until(3) == -math.inf  # handing over: no lease for the rest of term 3
 

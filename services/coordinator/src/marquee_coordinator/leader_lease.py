@@ -113,6 +113,12 @@ class LeaseTransport(TCPTransport):  # type: ignore[misc]
             return -math.inf
         return sent[needed - 1] + self.window
 
+    def dropNode(self, node: Any) -> None:
+        # A member removed, then added again at the same address, is a new
+        # process that acknowledged nothing: its predecessor's echo must not count.
+        self._echoes.pop(node.id, None)
+        super().dropNode(node)
+
     def send(self, node: Any, message: Any) -> bool:
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "append_entries":
