@@ -20,14 +20,12 @@ import typer
 
 from marquee_cli import credentials, output
 from marquee_cli.cache_commands import DEFAULT_DATA_DIR, DataDir, Json, Timeout
-from marquee_cli.credentials import AUTH_PROCESS, access_token
+from marquee_cli.credentials import AUTH_PROCESS, bearer
 from marquee_cli.names import printable
-from marquee_cli.rpc_output import message_dict, rpc_error
+from marquee_cli.rpc_output import message_dict, on_channel
 from marquee_cli.service_address import suite_service_address
 
 if TYPE_CHECKING:
-    import grpc
-
     from marquee.auth.v1 import auth_pb2_grpc, policy_pb2, policy_pb2_grpc
 
 DEFAULT_TIMEOUT = 15.0  # a login hashes a password on purpose slowly
@@ -79,27 +77,20 @@ class Auth:
         self.data_dir = data_dir
         self._token = token
 
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {access_token(self._token, self.data_dir)}"),)
+    def metadata(self) -> tuple[tuple[str, str]]:
+        return bearer(self._token, self.data_dir)
 
     def accounts(self, action: Callable[[auth_pb2_grpc.AuthServiceStub], T]) -> T:
         from marquee.auth.v1 import auth_pb2_grpc
 
-        return self._call(lambda channel: action(auth_pb2_grpc.AuthServiceStub(channel)))
+        stub = auth_pb2_grpc.AuthServiceStub
+        return on_channel("auth", self.target, lambda channel: action(stub(channel)))
 
     def policy(self, action: Callable[[policy_pb2_grpc.PolicyServiceStub], T]) -> T:
         from marquee.auth.v1 import policy_pb2_grpc
 
-        return self._call(lambda channel: action(policy_pb2_grpc.PolicyServiceStub(channel)))
-
-    def _call(self, action: Callable[[grpc.Channel], T]) -> T:
-        import grpc
-
-        with grpc.insecure_channel(self.target) as channel:
-            try:
-                return action(channel)
-            except grpc.RpcError as error:
-                raise rpc_error("auth", self.target, error) from None
+        stub = policy_pb2_grpc.PolicyServiceStub
+        return on_channel("auth", self.target, lambda channel: action(stub(channel)))
 
 
 @app.command()
@@ -212,6 +203,12 @@ def _policy(subject: str, object_: str, action: str, deny: bool) -> policy_pb2.P
     return policy_pb2.Policy(subject=subject, object=object_, action=action, effect=effect)
 
 
+def _effect_name(effect: policy_pb2.PolicyEffect.ValueType) -> str:
+    from marquee.auth.v1 import policy_pb2
+
+    return policy_pb2.PolicyEffect.Name(effect).removeprefix("POLICY_EFFECT_").lower()
+
+
 Deny = Annotated[bool, typer.Option("--deny", help="A deny rule (default: allow).")]
 ObjectArg = Annotated[str, typer.Argument(metavar="OBJECT", callback=printable)]
 
@@ -280,10 +277,7 @@ def policy_list(
     if json_output:
         typer.echo(output.render_json(message_dict(reply)))
         return
-    rows = [
-        (p.subject, p.object, p.action, policy_pb2.PolicyEffect.Name(p.effect)[14:].lower())
-        for p in reply.policies
-    ]
+    rows = [(p.subject, p.object, p.action, _effect_name(p.effect)) for p in reply.policies]
     typer.echo(output.render_table(("subject", "object", "action", "effect"), rows))
 
 

@@ -72,6 +72,11 @@ def forget(data_dir: Path) -> bool:
     return existed
 
 
+def bearer(given: str | None, data_dir: Path) -> tuple[tuple[str, str]]:
+    """The call metadata that carries `access_token(given, data_dir)`."""
+    return (("authorization", f"Bearer {access_token(given, data_dir)}"),)
+
+
 def access_token(given: str | None, data_dir: Path) -> str:
     """`given` (--token / MARQUEE_TOKEN), else the saved one, refreshed when near expiry."""
     if given:

@@ -24,10 +24,10 @@ import typer
 
 from marquee_cli import output
 from marquee_cli.cache_commands import DEFAULT_DATA_DIR, DataDir, Json, Timeout
-from marquee_cli.credentials import access_token
+from marquee_cli.credentials import bearer
 from marquee_cli.names import printable
 from marquee_cli.output import fail
-from marquee_cli.rpc_output import message_dict, rpc_error
+from marquee_cli.rpc_output import message_dict, on_channel
 from marquee_cli.service_address import suite_service_address
 
 if TYPE_CHECKING:  # grpc and the protos load only in the commands that call the service
@@ -69,19 +69,14 @@ class Media:
 
     def __init__(self, address: str | None, data_dir: Path, token: str | None) -> None:
         self.target = suite_service_address(MEDIA_PROCESS, address, data_dir)
-        self.metadata = (("authorization", f"Bearer {access_token(token, data_dir)}"),)
+        self.metadata = bearer(token, data_dir)
 
     def call(self, action: Callable[[media_pb2_grpc.MediaServiceStub], T]) -> T:
         """Run `action` with a stub; a gRPC error becomes a CommandError (exit code 1)."""
-        import grpc
-
         from marquee.media.v1 import media_pb2_grpc
 
-        with grpc.insecure_channel(self.target) as channel:
-            try:
-                return action(media_pb2_grpc.MediaServiceStub(channel))
-            except grpc.RpcError as error:
-                raise rpc_error("media", self.target, error) from None
+        stub = media_pb2_grpc.MediaServiceStub
+        return on_channel("media", self.target, lambda channel: action(stub(channel)))
 
 
 def object_line(info: media_pb2.ObjectInfo) -> str:

@@ -1,14 +1,29 @@
-"""How a command reports a service's gRPC answer: errors with their status, messages as JSON."""
+"""How a command calls a service and reports its gRPC answer: errors with their status,
+messages as JSON."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from marquee_cli.output import CommandError, fail
 
 if TYPE_CHECKING:
     import grpc
     from google.protobuf.message import Message
+
+T = TypeVar("T")
+
+
+def on_channel(service: str, target: str, action: Callable[[grpc.Channel], T]) -> T:
+    """Run `action` on a channel to `target`; a gRPC error becomes a CommandError (exit 1)."""
+    import grpc
+
+    with grpc.insecure_channel(target) as channel:
+        try:
+            return action(channel)
+        except grpc.RpcError as error:
+            raise rpc_error(service, target, error) from None
 
 
 def rpc_error(service: str, target: str, error: grpc.RpcError) -> CommandError:

@@ -23,7 +23,7 @@ from marquee_cli import output
 from marquee_cli.cache_commands import DEFAULT_DATA_DIR, DataDir, Json, Timeout
 from marquee_cli.names import printable
 from marquee_cli.output import fail
-from marquee_cli.rpc_output import message_dict, rpc_error
+from marquee_cli.rpc_output import message_dict, on_channel
 from marquee_cli.service_address import suite_service_address
 
 if TYPE_CHECKING:  # grpc and the protos load only in the commands that call the service
@@ -61,15 +61,9 @@ def service_address(address: str | None, data_dir: Path) -> str:
 
 def call(target: str, action: Callable[[search_pb2_grpc.SearchServiceStub], T]) -> T:
     """Run `action` with a stub; a gRPC error becomes a CommandError (exit code 1)."""
-    import grpc
-
     from marquee.search.v1 import search_pb2_grpc
 
-    with grpc.insecure_channel(target) as channel:
-        try:
-            return action(search_pb2_grpc.SearchServiceStub(channel))
-        except grpc.RpcError as error:
-            raise rpc_error("search", target, error) from None
+    return on_channel("search", target, lambda c: action(search_pb2_grpc.SearchServiceStub(c)))
 
 
 def whole_numbers_as_ints(value: Any) -> Any:
