@@ -128,7 +128,7 @@ class MarqueeCluster:
             "MARQUEE_COORDINATOR_GRPC_PORT": node.grpc_address.rpartition(":")[2],
             "MARQUEE_COORDINATOR_METRICS_PORT": "-1",
             "MARQUEE_COORDINATOR_RAFT_TIMING": self.timing,
-            "MARQUEE_COORDINATOR_LOG_LEVEL": "WARNING",
+            "MARQUEE_COORDINATOR_LOG_LEVEL": os.environ.get("BENCH_NODE_LOG_LEVEL", "WARNING"),
             "MARQUEE_COORDINATOR_SHUTDOWN_GRACE_SECONDS": "3",
             # BENCH_LOCAL_RENEWAL=false: every renewal through the log (LOCAL_RENEWAL=false).
             "MARQUEE_COORDINATOR_LOCAL_RENEWAL": os.environ.get("BENCH_LOCAL_RENEWAL", "true"),

@@ -144,6 +144,10 @@ class _Recorder(LeaseTransport):
         self._ack_lock = threading.Lock()
         self._timeout_now_term = -1
         self.votes_dropped = 0
+        self.keepalive = 1.0  # KeepaliveTransport's part
+        self.keepalives_sent = 0
+        self._last_sent = {}
+        self._ready_nodes = set()
         self._nodes = set(others)
         self.sent: list[tuple[_Node, dict[str, Any]]] = []
         self.delivered: list[dict[str, Any]] = []

@@ -39,7 +39,7 @@ import threading
 import time
 from typing import Any
 
-from pysyncobj.transport import TCPTransport
+from marquee_coordinator.raft_transport import KeepaliveTransport
 
 # Keys added to pysyncobj's message dicts; short, they travel in every heartbeat.
 SENT = "mq_sent"  # append_entries: the leader's monotonic send time
@@ -56,8 +56,8 @@ def lease_window(guard: float) -> float:
     return guard * (1 - CLOCK_DRIFT) / (1 + CLOCK_DRIFT)
 
 
-class LeaseTransport(TCPTransport):  # type: ignore[misc]
-    """pysyncobj's TCP transport plus echoed send times and the vote guard.
+class LeaseTransport(KeepaliveTransport):
+    """pysyncobj's TCP transport (with keep-alives) plus echoed send times and the vote guard.
 
     Runs on pysyncobj's tick thread; `valid_until` is read from the event loop
     thread (plain attribute reads, atomic under the GIL).
@@ -70,6 +70,7 @@ class LeaseTransport(TCPTransport):  # type: ignore[misc]
         otherNodes: Any,
         *,
         guard: float,
+        keepalive: float,
     ) -> None:
         self.guard = guard
         self.window = lease_window(guard)
@@ -88,7 +89,7 @@ class LeaseTransport(TCPTransport):  # type: ignore[misc]
         # Follower side: the term whose leader last asked this node to campaign.
         self._timeout_now_term = -1
         self.votes_dropped = 0
-        super().__init__(syncObj, selfNode, otherNodes)
+        super().__init__(syncObj, selfNode, otherNodes, keepalive=keepalive)
 
     def forget_acknowledgements(self) -> None:
         """For a node that has never seen a term: it cannot have acknowledged anyone."""

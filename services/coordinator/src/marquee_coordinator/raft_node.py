@@ -61,6 +61,7 @@ from marquee_coordinator.expiry import Deadlines, Due
 from marquee_coordinator.leader_lease import LeaseTransport
 from marquee_coordinator.membership import MemberView, Role, check_add, check_remove
 from marquee_coordinator.raft_config import NodeConfig
+from marquee_coordinator.raft_transport import KeepaliveTransport, keepalive_interval
 from marquee_coordinator.raft_watch import RaftWatch
 from marquee_coordinator.state import (
     Acquire,
@@ -226,12 +227,15 @@ class LeaseNode:
         self._syncobj_conf.connectionRetryTime = min(timing.tick, timing.connection_retry)
         self._fast_connect = True
         # With local renewal, the transport that gives the leader its lease
-        # (echoed send times, the vote guard); pysyncobj's own otherwise.
+        # (echoed send times, the vote guard); otherwise pysyncobj's own. Both
+        # keep idle connections alive (raft_transport.py: else a survivor's first
+        # vote request after a leader's death is lost, and the vote splits).
         self._lease_transport: LeaseTransport | None = None
-        transport: dict[str, Any] = {}
+        keepalive = keepalive_interval(timing.connection_timeout)
+        transport_class: Any = functools.partial(KeepaliveTransport, keepalive=keepalive)
         if config.local_renewal:
-            transport["transportClass"] = functools.partial(
-                self._make_lease_transport, guard=timing.vote_guard
+            transport_class = functools.partial(
+                self._make_lease_transport, guard=timing.vote_guard, keepalive=keepalive
             )
         try:
             self._raft = SyncObj(
@@ -239,7 +243,7 @@ class LeaseNode:
                 list(config.peers),
                 conf=self._syncobj_conf,
                 consumers=[self._leases],
-                **transport,
+                transportClass=transport_class,
             )
             self._raft.waitBinded()
         except SyncObjException as exc:
@@ -260,8 +264,8 @@ class LeaseNode:
             authenticated=bool(config.cluster_secret),
         )
 
-    def _make_lease_transport(self, *args: Any, guard: float) -> Any:
-        self._lease_transport = LeaseTransport(*args, guard=guard)
+    def _make_lease_transport(self, *args: Any, guard: float, keepalive: float) -> Any:
+        self._lease_transport = LeaseTransport(*args, guard=guard, keepalive=keepalive)
         return self._lease_transport
 
     def _shorten_first_election(self) -> None:
