@@ -66,10 +66,32 @@ class KeepAliveStream(Protocol):
     async def close(self) -> None: ...
 
 
-class Subject(Protocol):
-    """A 3-node lease service the bench can start, break and drive."""
+class ThroughputSubject(Protocol):
+    """A lease service the throughput figures can drive (the two systems, and the floor)."""
 
     label: str
+
+    async def acquire(self, name: str, holder: str) -> Grant: ...
+
+    async def renew(self, grant: Grant) -> bool:
+        """Renew a lease we were granted with one unary exchange; False if it was lost.
+
+        Marquee: the unary Renew. etcd has no unary renewal: one fresh
+        LeaseKeepAlive stream per call (opened, one request, one answer, closed).
+        """
+        ...
+
+    async def open_keepalive(self) -> KeepAliveStream:
+        """A long-lived renewal stream to the current leader (see use_leader)."""
+        ...
+
+    async def use_leader(self) -> None:
+        """Point the throughput client at the current leader."""
+
+
+class Subject(ThroughputSubject, Protocol):
+    """A 3-node lease service the bench can start, break and drive."""
+
     node_ids: Sequence[str]
 
     def spawn(self, node_id: str) -> None:
@@ -96,23 +118,6 @@ class Subject(Protocol):
 
     async def transfer(self, leader_id: str) -> None:
         """Planned handover: move leadership off `leader_id`, returning once it moved."""
-
-    async def acquire(self, name: str, holder: str) -> Grant: ...
-
-    async def renew(self, grant: Grant) -> bool:
-        """Renew a lease we were granted with one unary exchange; False if it was lost.
-
-        Marquee: the unary Renew. etcd has no unary renewal: one fresh
-        LeaseKeepAlive stream per call (opened, one request, one answer, closed).
-        """
-        ...
-
-    async def open_keepalive(self) -> KeepAliveStream:
-        """A long-lived renewal stream to the current leader (see use_leader)."""
-        ...
-
-    async def use_leader(self) -> None:
-        """Point the throughput client at the current leader."""
 
 
 async def first_write(subject: Subject, node_ids: Sequence[str], min_term: int) -> int:
@@ -275,7 +280,7 @@ class SafetyLog:
 
 
 async def acquire_throughput(
-    subject: Subject, *, concurrency: int, seconds: float, log: SafetyLog, run: str
+    subject: ThroughputSubject, *, concurrency: int, seconds: float, log: SafetyLog, run: str
 ) -> Throughput:
     """Acquire calls/s; attempt n competes with attempt n^1 for the name `run/n//2`."""
     attempts = itertools.count()
@@ -288,7 +293,12 @@ async def acquire_throughput(
 
 
 async def renew_throughput(
-    subject: Subject, grants: Sequence[Grant], *, concurrency: int, seconds: float, log: SafetyLog
+    subject: ThroughputSubject,
+    grants: Sequence[Grant],
+    *,
+    concurrency: int,
+    seconds: float,
+    log: SafetyLog,
 ) -> Throughput:
     """Unary renewals/s, cycling over leases granted earlier in this run.
 
@@ -305,7 +315,12 @@ async def renew_throughput(
 
 
 async def renew_stream_throughput(
-    subject: Subject, grants: Sequence[Grant], *, concurrency: int, seconds: float, log: SafetyLog
+    subject: ThroughputSubject,
+    grants: Sequence[Grant],
+    *,
+    concurrency: int,
+    seconds: float,
+    log: SafetyLog,
 ) -> Throughput:
     """Renewals/s over long-lived streams, one per concurrent client, as a holder keeps one.
 

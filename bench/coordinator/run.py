@@ -28,15 +28,18 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from coordinator.coordinator_bench_cluster import MarqueeCluster
 from coordinator.coordinator_bench_etcd import EtcdCluster
+from coordinator.coordinator_bench_floor import FloorServer
 from coordinator.coordinator_bench_measure import (
     SafetyLog,
     Subject,
+    ThroughputSubject,
     acquire_throughput,
     failover_after_kill,
     handover_on_sigterm,
@@ -112,12 +115,20 @@ ACQUIRE_RECIPE = (
     "'create the key with the lease if absent; read it back' (two log entries)"
 )
 
+FLOOR_RECIPE = (
+    "the floor: one process of the platform's server stack whose LeaseService answers "
+    "Renew and each KeepAlive message at once (coordinator_bench_floor.py), the same "
+    "stubs and messages as Marquee"
+)
+
 Samples = dict[str, list[float]]
+S = TypeVar("S", bound=ThroughputSubject)
 
 
-def ordered(subjects: tuple[Subject, Subject], run: int) -> tuple[Subject, Subject]:
-    """Which side goes first alternates with every run."""
-    return subjects if run % 2 == 0 else (subjects[1], subjects[0])
+def ordered(subjects: tuple[S, ...], run: int) -> tuple[S, ...]:
+    """Which side goes first rotates with every run (with two, it alternates)."""
+    shift = run % len(subjects)
+    return subjects[shift:] + subjects[:shift]
 
 
 async def alternate(
@@ -154,7 +165,7 @@ ROUND_ATTEMPTS = 3
 
 
 async def one_round(
-    subject: Subject, log: SafetyLog, concurrency: int, run: str
+    subject: ThroughputSubject, log: SafetyLog, concurrency: int, run: str
 ) -> tuple[Throughput, Throughput, Throughput]:
     """Acquire, then stream renewals, then unary renewals of the leases just granted."""
     await subject.use_leader()
@@ -173,20 +184,20 @@ async def one_round(
 
 
 async def throughput(
-    subjects: tuple[Subject, Subject],
+    subjects: tuple[ThroughputSubject, ...],
     logs: dict[str, SafetyLog],
     load: LoadLog,
     redone: dict[str, int],
 ) -> dict[str, Samples]:
     """Acquire, then stream and unary renewals, at 1 and 64 clients over ROUNDS rounds.
 
-    Per figure and side, the calls/s and p99 of each round; rounds alternate which
-    system goes first, and within a round both systems run back to back (paired).
+    Per figure and side, the calls/s and p99 of each round; rounds rotate which
+    system goes first, and within a round all run back to back (paired).
     """
     results: dict[str, Samples] = {}
 
     def keep(figure: str, label: str, value: float) -> None:
-        results.setdefault(figure, {"marquee": [], "etcd": []})[label].append(value)
+        results.setdefault(figure, {s.label: [] for s in subjects})[label].append(value)
 
     for concurrency in (1, 64):
         for round_ in range(ROUNDS):
@@ -253,10 +264,12 @@ async def main() -> None:
     print(f"Marquee local renewal (BENCH_LOCAL_RENEWAL): {local}", flush=True)
     first = await first_leaders(FIRST_LEADER_RUNS)
     load.sample()
-    logs = {"marquee": SafetyLog(), "etcd": SafetyLog()}
+    # The floor grants every name to everyone: its log is kept apart and not reported.
+    logs = {"marquee": SafetyLog(), "etcd": SafetyLog(), "floor": SafetyLog()}
     async with (
         MarqueeCluster(TIMING.marquee_profile) as marquee,
         EtcdCluster(heartbeat_ms=TIMING.heartbeat_ms, election_ms=TIMING.etcd_election_ms) as etcd,
+        FloorServer() as floor,
     ):
         subjects: tuple[Subject, Subject] = (marquee, etcd)
         for subject in subjects:
@@ -267,8 +280,8 @@ async def main() -> None:
         load.sample()
         failover = await alternate(subjects, failover_after_kill, FAILOVER_RUNS)
         load.sample()
-        redone = {s.label: 0 for s in subjects}
-        rates = await throughput(subjects, logs, load, redone)
+        redone = {s.label: 0 for s in (*subjects, floor)}
+        rates = await throughput((marquee, etcd, floor), logs, load, redone)
     load_after = load.sample()
 
     # Elections and handovers are independent samples, not pairs: their ratio is
@@ -316,6 +329,25 @@ async def main() -> None:
         kind = figure.split(" @")[0]
         recipe = recipes[kind] if figure.endswith("@1 calls/s") else ""
         rows.append(from_runs(figure, by_label["marquee"], by_label["etcd"], unit, recipe=recipe))
+    # What the Python server stack itself reaches (coordinator_bench_floor.py), paired per round.
+    for figure, by_label in rates.items():
+        if figure.startswith("Renew") and figure.endswith("calls/s"):
+            rows.append(
+                from_runs(
+                    f"{figure}, Marquee vs no-op floor",
+                    by_label["marquee"],
+                    by_label["floor"],
+                    "calls/s",
+                    recipe=FLOOR_RECIPE if figure == "Renew stream @1 calls/s" else "",
+                )
+            )
+    for figure, by_label in rates.items():
+        if figure.startswith("Renew") and figure.endswith("calls/s"):
+            rows.append(
+                from_runs(
+                    f"{figure}, etcd vs no-op floor", by_label["etcd"], by_label["floor"], "calls/s"
+                )
+            )
 
     marquee_failover = statistics.median(failover["marquee"])
     checks = [
@@ -350,7 +382,7 @@ async def main() -> None:
         print(f"  {line}")
     # 60 s leases in a fault-free run: a broken bench or server shows here, but
     # it is not a safety measurement (that needs faults and short leases).
-    consistency = {label: log.violations for label, log in logs.items()}
+    consistency = {label: logs[label].violations for label in ("marquee", "etcd")}
     print(f"bench consistency check (double grants + lost renewals): {consistency}")
     print(f"throughput rounds redone after a leader change: {redone}")
     print(f"load average (1 min): {load_before:.2f} before, {load_after:.2f} after\n")

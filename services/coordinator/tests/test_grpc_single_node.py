@@ -114,7 +114,12 @@ async def test_leases_through_grpc(node: RunningService) -> None:
 
     answers = [a async for a in leases.KeepAlive(requests())]
     assert [(a.alive, a.token) for a in answers] == [(True, 1), (False, 2)]
-    assert answers[0].remaining.ToNanoseconds() > 0
+    assert 0 < answers[0].remaining.ToNanoseconds() <= 2 * TTL * 1e9
+    assert answers[0].ttl.ToNanoseconds() == 2 * TTL * 1e9
+    assert not answers[1].HasField("remaining")
+    assert not answers[1].HasField("ttl")
+    assert all(a.header.raft_term >= 1 and a.header.member_id for a in answers)
+    assert answers[0].header.revision == renewed.header.revision  # renewals write nothing
 
     listed = await leases.List(lease_pb2.ListRequest(prefix="jo"))
     assert [lease.name for lease in listed.leases] == ["job"]

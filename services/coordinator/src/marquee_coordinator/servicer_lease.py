@@ -15,7 +15,13 @@ import grpc
 
 from marquee.coordinator.v1 import lease_pb2, lease_pb2_grpc
 from marquee_coordinator.errors import GrantEnded, LeaseHeld, LeaseNotHeld
-from marquee_coordinator.headers import event_message, header, lease_message, seconds
+from marquee_coordinator.headers import (
+    event_message,
+    header,
+    keepalive_response,
+    lease_message,
+    seconds,
+)
 from marquee_coordinator.lifecycle import Stopping
 from marquee_coordinator.raft_node import LeaseNode
 from marquee_coordinator.state import Lease
@@ -79,19 +85,12 @@ class LeaseServicer(lease_pb2_grpc.LeaseServiceServicer):
             check.lease_name("name", request.name)
             check.key("holder_id", request.holder_id)
             check.raise_if_any()
-            response = lease_pb2.KeepAliveResponse(name=request.name, token=request.token)
             with mapped_errors():
                 try:
                     lease = await self.node.renew(request.name, request.holder_id, request.token)
                 except LeaseNotHeld:
-                    response.alive = False
-                else:
-                    message = lease_message(self.node, lease)
-                    response.alive = True
-                    response.remaining.CopyFrom(message.remaining)
-                    response.ttl.CopyFrom(message.ttl)
-            response.header.CopyFrom(header(self.node))
-            yield response
+                    lease = None
+            yield keepalive_response(self.node, request, lease)
 
     async def Renew(
         self, request: lease_pb2.RenewRequest, context: Context
