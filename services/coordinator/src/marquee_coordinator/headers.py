@@ -82,9 +82,9 @@ def seconds(message: Duration) -> float:
 
 
 def timestamp(wall_seconds: float) -> Timestamp:
-    message = Timestamp()
-    message.FromNanoseconds(round(wall_seconds * 1e9))
-    return message
+    # divmod floors, so nanos is in [0, 1e9) before 1970 too, as Timestamp wants.
+    whole, nanos = divmod(round(wall_seconds * 1e9), 1_000_000_000)
+    return Timestamp(seconds=whole, nanos=nanos)
 
 
 def lease_message(node: LeaseNode, lease: Lease, *, held: bool = True) -> lease_pb2.Lease:
