@@ -278,6 +278,10 @@ async def test_relevance_order(
         ("tags:[kids,tech]", {"1", "4"}),
         ("tags:=[scifi,tech]", {"4", "7", "8"}),
         ("tags:!=fantasy", {"3", "4", "5", "7", "8"}),  # no tags at all counts as not equal
+        ("tags:=`fantasy kids`", set()),  # one element whole, not two in a row
+        ("tags:=[kids, epic]", {"1", "6", "7"}),
+        ("author:=J.R.R.", set()),  # a value's first word is not the value
+        ("author:=Tolkien", set()),  # nor its last
         ("year:>1964", {"1", "4", "5", "7", "8"}),
         ("year:1954", {"6"}),
         ("year:>=1964 && year:<=1984", {"3", "7", "8"}),

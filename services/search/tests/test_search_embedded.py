@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import tantivy
 
 from marquee.search.v1 import search_pb2 as pb
 from marquee_search import validation
 from marquee_search.backend import Action
-from marquee_search.embedded.collection import ONE_PASS_HITS, EmbeddedCollection
+from marquee_search.embedded import layout
+from marquee_search.embedded.backend import EmbeddedBackend
+from marquee_search.embedded.collection import ONE_PASS_HITS, EmbeddedCollection, wal_path
+from marquee_search.embedded.layout import register_tokenizer
+from marquee_search.embedded.wal import WriteAheadLog
 from marquee_search.schema import schema_from_request
+from marquee_search.tokens import normalized_value
 
 FIELDS = [
     pb.Field(name="title", type=pb.FIELD_TYPE_STRING),
@@ -38,3 +46,87 @@ def test_more_hits_than_one_pass_are_all_ranked(tmp_path: Path) -> None:
         assert [hit.document["rank"] for hit in last.hits] == expected
     finally:
         collection.close()
+
+
+def _layout_1_index(index_dir: Path, bodies: list[dict[str, object]]) -> None:
+    """An index as layout version 1 wrote it (a raw `k_` field per string field).
+
+    Only `_seq` and `_source` are read back from it; the rest is there so the
+    index on disk has the old schema, which the current one cannot open.
+    """
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("_id", tokenizer_name="raw", index_option="basic")
+    builder.add_unsigned_field("_seq", indexed=True, fast=True)
+    builder.add_bytes_field("_source", stored=True)
+    builder.add_text_field("t_title", tokenizer_name="marquee_tokens", index_option="position")
+    builder.add_text_field("k_title", tokenizer_name="raw", index_option="basic")
+    builder.add_integer_field("n_rank", indexed=True, fast=True)
+    tschema = builder.build()
+    index_dir.mkdir(parents=True)
+    index = tantivy.Index(tschema, path=str(index_dir))
+    register_tokenizer(index)
+    writer = index.writer(15_000_000, 1)
+    for seq, body in enumerate(bodies, start=1):
+        title = normalized_value(str(body["title"]))
+        fields = {"_id": body["id"], "_seq": seq, "_source": json.dumps(body).encode()}
+        writer.add_document(
+            tantivy.Document.from_dict(
+                {**fields, "t_title": title, "k_title": title, "n_rank": body["rank"]}, tschema
+            )
+        )
+    writer.commit()
+    writer.wait_merging_threads()
+
+
+async def test_an_index_of_an_earlier_layout_is_rebuilt_when_opened(tmp_path: Path) -> None:
+    schema, problems = schema_from_request(pb.EnsureCollectionRequest(name="old", fields=FIELDS))
+    assert not problems
+    directory = tmp_path / "collections" / "old"
+    bodies: list[dict[str, object]] = [
+        {"id": str(i), "title": f"Old Title {i % 3}", "rank": i} for i in range(10)
+    ]
+    _layout_1_index(directory / "index-1", bodies)
+    # Acknowledged writes the old generation had only in its log: one new, one delete.
+    log = WriteAheadLog(wal_path(directory / "index-1"))
+    log.append(
+        json.dumps({"put": [[11, {"id": "new", "title": "Old Title 1", "rank": 99}]]}).encode()
+    )
+    log.append(json.dumps({"delete": ["4"]}).encode())
+    log.close()
+    # What collection.json held before it recorded a layout version.
+    (directory / "collection.json").write_text(
+        json.dumps({"schema": schema.to_json(), "generation": 1})
+    )
+
+    backend = await EmbeddedBackend.open(tmp_path)
+    try:
+        meta = json.loads((directory / "collection.json").read_text())
+        assert (meta["generation"], meta["layout"]) == (2, layout.VERSION)
+        assert sorted(p.name for p in directory.iterdir()) == [
+            "collection.json",
+            "index-2",
+            "index-2.wal",
+        ]
+        request = pb.SearchRequest(
+            collection="old", q="*", filter_by="title:=old title 1", sort_by=["rank:asc"]
+        )
+        found = await backend.search("old", validation.check_search(request, schema))
+        assert [hit.document["id"] for hit in found.hits] == ["1", "7", "new"]
+        assert (await backend.get_collection("old")).num_documents == 10
+        # Seqs go on after the highest one copied (Typesense's tie-break: newest first).
+        indexed = await backend.index(
+            "old", [{"id": "newer", "title": "Old Title 1", "rank": 99}], Action.CREATE
+        )
+        assert indexed[0].ok
+        request = pb.SearchRequest(collection="old", q="*", filter_by="rank:=99")
+        found = await backend.search("old", validation.check_search(request, schema))
+        assert [hit.document["id"] for hit in found.hits] == ["newer", "new"]
+    finally:
+        await backend.close()
+
+    again = await EmbeddedBackend.open(tmp_path)  # rebuilt once, not at every open
+    try:
+        assert json.loads((directory / "collection.json").read_text())["generation"] == 2
+        assert (await again.get_collection("old")).num_documents == 11
+    finally:
+        await again.close()

@@ -1,7 +1,10 @@
 """The embedded backend: collections on disk under the data dir, served from worker threads.
 
-Layout: `<data dir>/collections/<name>/collection.json` holds the schema and the
-generation of the index in use, `index-<generation>/` holds that tantivy index.
+Layout: `<data dir>/collections/<name>/collection.json` holds the schema, the
+generation of the index in use and the field layout version it was built with
+(`layout.VERSION`; absent means 1), `index-<generation>/` holds that tantivy index.
+An index of another layout version is rebuilt into the next generation when it
+is opened, the same way.
 A compatible schema change builds the next generation from the stored
 documents, then switches collection.json to it atomically (write, fsync,
 rename), so a kill at any point leaves one complete generation in use; leftover
@@ -34,6 +37,7 @@ from marquee_search.backend import (
     SearchQuery,
     SearchResult,
 )
+from marquee_search.embedded import layout
 from marquee_search.embedded.collection import EmbeddedCollection, wal_path
 from marquee_search.expressions import Filter
 from marquee_search.schema import CollectionSchema, added_fields, compatibility_problems
@@ -58,6 +62,10 @@ def _write_atomically(path: Path, data: dict[str, Any]) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def _meta(schema: CollectionSchema, generation: int) -> dict[str, Any]:
+    return {"schema": schema.to_json(), "generation": generation, "layout": layout.VERSION}
 
 
 class _Entry:
@@ -122,8 +130,37 @@ class EmbeddedBackend:
                         stale.unlink(missing_ok=True)
             for tmp in directory.glob("*.tmp-*"):
                 tmp.unlink(missing_ok=True)
+            if int(meta.get("layout", 1)) != layout.VERSION:
+                self._entries[schema.name] = self._upgrade(directory, schema, generation)
+                continue
             collection = EmbeddedCollection(directory / f"index-{generation}", schema)
             self._entries[schema.name] = _Entry(directory, collection, generation)
+
+    @staticmethod
+    def _upgrade(directory: Path, schema: CollectionSchema, generation: int) -> _Entry:
+        """The index of an earlier layout, rebuilt as the next generation and switched to."""
+        old = directory / f"index-{generation}"
+        target = directory / f"index-{generation + 1}"
+        started = time.monotonic()
+        fresh = EmbeddedCollection(target, schema)
+        try:
+            fresh.copy_index(old)
+        except BaseException:
+            fresh.close(flush=False)
+            shutil.rmtree(target, ignore_errors=True)
+            wal_path(target).unlink(missing_ok=True)
+            raise
+        _write_atomically(directory / META, _meta(schema, generation + 1))
+        shutil.rmtree(old, ignore_errors=True)
+        wal_path(old).unlink(missing_ok=True)
+        log.info(
+            "collection %r rebuilt for field layout %d: %d documents in %.1f s",
+            schema.name,
+            layout.VERSION,
+            fresh.count(),
+            time.monotonic() - started,
+        )
+        return _Entry(directory, fresh, generation + 1)
 
     def _entry(self, name: str) -> _Entry:
         entry = self._entries.get(name)
@@ -168,7 +205,7 @@ class EmbeddedBackend:
         building.mkdir(parents=True)
         collection = EmbeddedCollection(building / "index-1", schema)
         collection.close()
-        _write_atomically(building / META, {"schema": schema.to_json(), "generation": 1})
+        _write_atomically(building / META, _meta(schema, 1))
         os.replace(building, directory)
         return _Entry(directory, EmbeddedCollection(directory / "index-1", schema), 1)
 
@@ -203,9 +240,7 @@ class EmbeddedBackend:
             fresh.close(flush=False)
             shutil.rmtree(target, ignore_errors=True)
             raise
-        _write_atomically(
-            entry.directory / META, {"schema": wanted.to_json(), "generation": generation}
-        )
+        _write_atomically(entry.directory / META, _meta(wanted, generation))
         old = entry.collection
         entry.collection, entry.generation = fresh, generation
         old.close()

@@ -71,6 +71,27 @@ def wal_path(index_dir: Path) -> Path:
     return index_dir.with_name(f"{index_dir.name}.wal")
 
 
+def _in_order(searcher: tantivy.Searcher) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Every (seq, document) a searcher sees, oldest first.
+
+    Only the addresses are held; each body is read as it is reached. It reads
+    `_seq` and `_source` alone, which every layout version has.
+    """
+    total = searcher.num_docs
+    if not total:
+        return
+    hits = searcher.search(
+        tantivy.Query.all_query(),
+        limit=total,
+        order_by_field=layout.SEQ,
+        order=tantivy.Order.Asc,
+    ).hits
+    addresses = [address for _, address in hits]
+    seqs = searcher.fast_field_values(layout.SEQ, addresses)
+    for seq, address in zip(seqs, addresses, strict=True):
+        yield int(seq or 0), layout.source(searcher.doc(address))
+
+
 class EmbeddedCollection:
     def __init__(self, index_dir: Path, schema: CollectionSchema) -> None:
         self.schema = schema
@@ -143,24 +164,8 @@ class EmbeddedCollection:
         return found
 
     def documents_in_order(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Every committed (seq, document), oldest first, from one snapshot: a rebuild's input.
-
-        Only the addresses are held; each body is read as it is reached.
-        """
-        searcher = self._index.searcher()
-        total = searcher.num_docs
-        if not total:
-            return
-        hits = searcher.search(
-            tantivy.Query.all_query(),
-            limit=total,
-            order_by_field=layout.SEQ,
-            order=tantivy.Order.Asc,
-        ).hits
-        addresses = [address for _, address in hits]
-        seqs = searcher.fast_field_values(layout.SEQ, addresses)
-        for seq, address in zip(seqs, addresses, strict=True):
-            yield int(seq or 0), layout.source(searcher.doc(address))
+        """Every committed (seq, document), oldest first, from one snapshot: a rebuild's input."""
+        return _in_order(self._index.searcher())
 
     # ---- writing ----------------------------------------------------------------------------
 
@@ -181,8 +186,11 @@ class EmbeddedCollection:
 
     def _apply_log(self) -> None:
         """Hand every logged write to the writer again (on open, or after a failure)."""
+        self._apply_records(self._wal.records())
+
+    def _apply_records(self, payloads: list[bytes]) -> None:
         writer = self.writer
-        for payload in self._wal.records():
+        for payload in payloads:
             record = json.loads(payload)
             for seq, body in record.get("put", ()):
                 doc_id = body["id"]
@@ -231,6 +239,28 @@ class EmbeddedCollection:
     def commit(self) -> None:
         """A rebuild's one commit: its writes go through no log (the old generation has them)."""
         self._commit()
+
+    def copy_index(self, old_dir: Path) -> None:
+        """Fill this (new, empty) collection from the index in `old_dir`, of any layout version.
+
+        Its committed documents are copied, then the writes its log still holds
+        (acknowledged, not committed) are applied over them, and all is committed:
+        the old generation can then be dropped. The old index is only read (its
+        log loses a torn last record, as on any open), so a failure here leaves
+        it in use.
+        """
+        for seq, body in _in_order(tantivy.Index.open(str(old_dir)).searcher()):
+            self.add_raw(seq, body)
+        old_log = wal_path(old_dir)
+        if old_log.exists():
+            log = WriteAheadLog(old_log)
+            try:
+                self._apply_records(log.records())
+            finally:
+                log.close()
+        self._commit()
+        self._pending.clear()
+        self._next_seq = self._max_seq() + 1
 
     def index(
         self,

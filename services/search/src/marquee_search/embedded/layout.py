@@ -4,12 +4,21 @@ Each declared field becomes engine fields under prefixes, so no user name can
 collide with ours:
 - string fields: `t_<f>` holds the tokens (made by marquee_search.tokens and
   handed to tantivy joined by single spaces, which its whitespace tokenizer
-  splits back: query and index agree by construction), `k_<f>` the same
-  normalized value whole (raw, for `:=`), and for facets `f_<f>` the value as
-  given;
+  splits back: query and index agree by construction), each value between the
+  tokens VALUE_START and VALUE_END, so an exact match (`:=`) is the phrase
+  START, the value's tokens, END; and for facets `f_<f>` the value as given;
 - numbers and bools: `n_<f>`, indexed and fast (filters, sorts, facets);
 - `_id` (raw), `_seq` (the insertion order Typesense breaks ties by, kept
   across replacements), `_source` (the document as JSON, returned by searches).
+
+VERSION names this mapping; collection.json records the version an index was
+built with, and an index of another version is rebuilt from its stored
+documents when it is opened (embedded/backend.py).
+Version 1 had a `k_<f>` field per string field for `:=`, holding the
+normalized value whole as one raw term: nearly one new term per value, which
+cost tantivy's indexing thread ~5.5 us a document on a 3-string-field catalogue
+(a third of its time); the two delimiter tokens cost next to nothing, since
+every value shares them.
 """
 
 from __future__ import annotations
@@ -24,19 +33,20 @@ from marquee_search.expressions import float32
 from marquee_search.schema import CollectionSchema, FieldSpec, Kind
 from marquee_search.tokens import normalized_value
 
+VERSION = 2
 ID = "_id"
 # Registered on every index opened: it only splits on the spaces normalized_value leaves.
 TOKENIZER = "marquee_tokens"
 SEQ = "_seq"
 SOURCE = "_source"
+# Around every string value in its text field. Never a query token: tokens are
+# letters and digits only (marquee_search.tokens).
+VALUE_START = "\x02"
+VALUE_END = "\x03"
 
 
 def text_field(spec: FieldSpec) -> str:
     return f"t_{spec.name}"
-
-
-def exact_field(spec: FieldSpec) -> str:
-    return f"k_{spec.name}"
 
 
 def facet_field(spec: FieldSpec) -> str:
@@ -60,7 +70,6 @@ def tantivy_schema(schema: CollectionSchema) -> tantivy.Schema:
             builder.add_text_field(
                 text_field(spec), tokenizer_name=TOKENIZER, index_option="position"
             )
-            builder.add_text_field(exact_field(spec), tokenizer_name="raw", index_option="basic")
             if spec.facet:
                 builder.add_text_field(
                     facet_field(spec), tokenizer_name="raw", fast=True, index_option="basic"
@@ -72,6 +81,18 @@ def tantivy_schema(schema: CollectionSchema) -> tantivy.Schema:
         else:
             builder.add_integer_field(value_field(spec), indexed=True, fast=True)
     return builder.build()
+
+
+def delimited(normalized: str) -> str:
+    """A normalized value as its text field holds it."""
+    return f"{VALUE_START} {normalized} {VALUE_END}" if normalized else f"{VALUE_START} {VALUE_END}"
+
+
+def exact_phrase(normalized: str) -> list[str | tuple[int, str]]:
+    """The terms a value equal to `normalized` has in a row in its text field."""
+    return (
+        [VALUE_START, *normalized.split(" "), VALUE_END] if normalized else [VALUE_START, VALUE_END]
+    )
 
 
 def register_tokenizer(index: tantivy.Index) -> None:
@@ -93,18 +114,16 @@ class DocumentWriter:
 
     def __init__(self, schema: CollectionSchema, tschema: tantivy.Schema) -> None:
         self._tschema = tschema
-        self._plan: list[
-            tuple[str, bool, bool, documents.Check, str, int, str, str, str | None]
-        ] = []
+        self._plan: list[tuple[str, bool, bool, documents.Check, str, int, str, str | None]] = []
         for spec in schema.fields:
             ok, message = documents.field_rule(spec)
             scalar = spec.kind.scalar
             code = {Kind.STRING: _STRING, Kind.BOOL: _BOOL, Kind.FLOAT: _FLOAT}.get(scalar, _INT)
-            main, exact, facet = value_field(spec), "", None
+            main, facet = value_field(spec), None
             if not spec.index:
                 code = _STORED_ONLY
             elif code == _STRING:
-                main, exact = text_field(spec), exact_field(spec)
+                main = text_field(spec)
                 facet = facet_field(spec) if spec.facet else None
             self._plan.append(
                 (
@@ -115,7 +134,6 @@ class DocumentWriter:
                     message,
                     code,
                     main,
-                    exact,
                     facet,
                 )
             )
@@ -130,7 +148,7 @@ class DocumentWriter:
         if source is None:
             source = encode_source(body)
         fields: dict[str, Any] = {ID: body["id"], SEQ: seq, SOURCE: source.encode()}
-        for name, optional, is_array, ok, message, code, main, exact, facet in self._plan:
+        for name, optional, is_array, ok, message, code, main, facet in self._plan:
             value: Any = body.get(name)
             if value is None:
                 if check and not optional:
@@ -145,11 +163,11 @@ class DocumentWriter:
                 elif not ok(value):
                     raise documents.DocumentError(message)
             if code == _STRING:
-                normalized: Any = (
-                    [normalized_value(v) for v in value] if is_array else normalized_value(value)
+                fields[main] = (
+                    [delimited(normalized_value(v)) for v in value]
+                    if is_array
+                    else delimited(normalized_value(value))
                 )
-                fields[main] = normalized
-                fields[exact] = normalized
                 if facet is not None:
                     fields[facet] = value
             elif code == _FLOAT:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tantivy
 
-from marquee_search.embedded.layout import exact_field, text_field, value_field
+from marquee_search.embedded.layout import exact_phrase, text_field, value_field
 from marquee_search.expressions import (
     All,
     Any_,
@@ -112,9 +112,14 @@ def _string(schema: tantivy.Schema, clause: StringClause) -> tantivy.Query:
                 )
             )
         return _any(alternatives)
-    name = exact_field(clause.field)
-    values = [v for v in clause.values if isinstance(v, str)]
-    matches = tantivy.Query.term_set_query(schema, name, values)
+    name = text_field(clause.field)
+    matches = _any(
+        [
+            tantivy.Query.phrase_query(schema, name, exact_phrase(v))
+            for v in clause.values
+            if isinstance(v, str)
+        ]
+    )
     return matches if clause.mode is StringMode.EQUALS else _not(matches)
 
 
