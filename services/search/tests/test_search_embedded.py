@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import tantivy
@@ -15,6 +16,7 @@ from marquee_search.embedded.backend import EmbeddedBackend
 from marquee_search.embedded.collection import ONE_PASS_HITS, EmbeddedCollection, wal_path
 from marquee_search.embedded.layout import register_tokenizer
 from marquee_search.embedded.wal import WriteAheadLog
+from marquee_search.expressions import float32
 from marquee_search.schema import schema_from_request
 from marquee_search.tokens import normalized_value
 
@@ -130,3 +132,15 @@ async def test_an_index_of_an_earlier_layout_is_rebuilt_when_opened(tmp_path: Pa
         assert (await again.get_collection("old")).num_documents == 11
     finally:
         await again.close()
+
+
+def test_float_keys_order_as_float32_values_compare() -> None:
+    values = [-math.inf, -3.5e38, -1.5, -1e-45, -0.0, 0.0, 1e-45, 0.1, 3.9, 4.0, 3.4e38, math.inf]
+    values += [1e39, -1e39]  # beyond float32: stored as infinity, as Typesense does
+    narrowed = [float32(v) for v in values]
+    keys = [layout.float_key(v) for v in values]
+    for a, ka in zip(narrowed, keys, strict=True):
+        for b, kb in zip(narrowed, keys, strict=True):
+            assert (a < b) == (ka < kb) and (a == b) == (ka == kb), (a, b)
+    assert layout.float_key(-0.0) == layout.float_key(0.0) == 0
+    assert layout.float_key(3.9) == layout.float_key(float32(3.9)) != layout.float_key(4.0)

@@ -100,7 +100,7 @@ class EmbeddedCollection:
         self._tschema = layout.tantivy_schema(schema)
         self._index = tantivy.Index(self._tschema, path=str(index_dir), reuse=True)
         layout.register_tokenizer(self._index)
-        self._documents = layout.DocumentWriter(schema, self._tschema)
+        self._documents = layout.DocumentWriter(schema)
         self._writer: tantivy.IndexWriter | None = self._index.writer(
             WRITER_HEAP_BYTES * WRITER_THREADS, WRITER_THREADS
         )
@@ -195,7 +195,7 @@ class EmbeddedCollection:
             for seq, body in record.get("put", ()):
                 doc_id = body["id"]
                 writer.delete_documents_by_term(layout.ID, doc_id)
-                writer.add_document(self._documents.document(body, seq))
+                writer.add_json(self._documents.document(body, seq))
                 self._pending[doc_id] = seq
             for doc_id in record.get("delete", ()):
                 writer.delete_documents_by_term(layout.ID, doc_id)
@@ -233,7 +233,7 @@ class EmbeddedCollection:
 
     def add_raw(self, seq: int, body: dict[str, Any]) -> None:
         """Add a document as is (a rebuild copying from the previous index); commit after."""
-        self.writer.add_document(self._documents.document(body, seq))
+        self.writer.add_json(self._documents.document(body, seq))
         self._next_seq = max(self._next_seq, seq + 1)
 
     def commit(self) -> None:
@@ -277,7 +277,7 @@ class EmbeddedCollection:
         current = self._current(ids)
         results: list[DocResult] = []
         # (id, seq, source, document, replaces): resolved and built before anything is written.
-        writes: list[tuple[str, int, str, tantivy.Document, bool]] = []
+        writes: list[tuple[str, int, str, str, bool]] = []
         next_seq = self._next_seq
         build = self._documents.document
         for position, body in enumerate(bodies):
@@ -309,13 +309,12 @@ class EmbeddedCollection:
         return results
 
     @staticmethod
-    def _add(
-        writer: tantivy.IndexWriter, writes: list[tuple[str, int, str, tantivy.Document, bool]]
-    ) -> None:
+    def _add(writer: tantivy.IndexWriter, writes: list[tuple[str, int, str, str, bool]]) -> None:
+        add_json = writer.add_json
         for doc_id, _, _, document, replaces in writes:
             if replaces:
                 writer.delete_documents_by_term(layout.ID, doc_id)
-            writer.add_document(document)
+            add_json(document)
 
     def _write(self, record: str, apply: Callable[[tantivy.IndexWriter], None]) -> None:
         """Log `record` (fsynced), then apply it to the writer; all of it or none of it."""

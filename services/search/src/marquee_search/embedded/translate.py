@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tantivy
 
-from marquee_search.embedded.layout import exact_phrase, text_field, value_field
+from marquee_search.embedded.layout import exact_phrase, float_key, text_field, value_field
 from marquee_search.expressions import (
     All,
     Any_,
@@ -125,20 +125,13 @@ def _string(schema: tantivy.Schema, clause: StringClause) -> tantivy.Query:
 
 def _number(schema: tantivy.Schema, clause: NumberClause) -> tantivy.Query:
     name = value_field(clause.field)
-    is_float = clause.field.kind.scalar is Kind.FLOAT
-    field_type = tantivy.FieldType.Float if is_float else tantivy.FieldType.Integer
+    # A float field holds float_key (an integer in the same order); the clause's
+    # floats are float32 values already (expressions.py).
+    key = float_key if clause.field.kind.scalar is Kind.FLOAT else int
     alternatives = []
     for interval in clause.intervals:
-        low = (
-            None
-            if interval.low is None
-            else (float(interval.low) if is_float else int(interval.low))
-        )
-        high = (
-            None
-            if interval.high is None
-            else (float(interval.high) if is_float else int(interval.high))
-        )
+        low = None if interval.low is None else key(interval.low)
+        high = None if interval.high is None else key(interval.high)
         if low is not None and low == high and interval.include_low and interval.include_high:
             alternatives.append(tantivy.Query.term_query(schema, name, low))
             continue
@@ -146,7 +139,7 @@ def _number(schema: tantivy.Schema, clause: NumberClause) -> tantivy.Query:
             tantivy.Query.range_query(
                 schema,
                 name,
-                field_type,
+                tantivy.FieldType.Integer,
                 low,
                 high,
                 include_lower=interval.include_low,
