@@ -141,6 +141,7 @@ def test_float_keys_order_as_float32_values_compare() -> None:
     keys = [layout.float_key(v) for v in values]
     for a, ka in zip(narrowed, keys, strict=True):
         for b, kb in zip(narrowed, keys, strict=True):
-            assert (a < b) == (ka < kb) and (a == b) == (ka == kb), (a, b)
+            assert (a < b) == (ka < kb), (a, b)
+            assert (a == b) == (ka == kb), (a, b)
     assert layout.float_key(-0.0) == layout.float_key(0.0) == 0
     assert layout.float_key(3.9) == layout.float_key(float32(3.9)) != layout.float_key(4.0)

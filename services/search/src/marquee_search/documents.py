@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pydantic_core
 from google.protobuf import json_format
 
 from marquee.search.v1 import search_pb2 as pb
@@ -72,6 +73,17 @@ def _skip_space(text: str, position: int) -> int:
 
 
 def _loads(text: str) -> Any:
+    # pydantic-core's parser (jiter) first: ~1 us a bench document less than the
+    # stdlib scanner, with the same values (checked on 300k numbers, big ints,
+    # duplicate keys). What it refuses goes through the stdlib decoder below, so
+    # errors keep its messages and what only it accepts (lone surrogates) still is.
+    try:
+        return pydantic_core.from_json(text, allow_inf_nan=False, cache_strings="keys")
+    except ValueError:
+        return _stdlib_loads(text)
+
+
+def _stdlib_loads(text: str) -> Any:
     # Whitespace around a document is rare: looked for only when the text has some.
     start = _skip_space(text, 0) if text[:1] in _SPACE_CHARS else 0
     try:
