@@ -14,6 +14,8 @@ import struct
 import zlib
 from pathlib import Path
 
+import pytest
+import tantivy
 from search_process import SearchProcess
 
 from marquee.search.v1 import search_pb2 as pb
@@ -171,3 +173,50 @@ def test_applying_the_log_again_over_its_commit_changes_nothing(tmp_path: Path) 
         assert len(seqs) == len(set(seqs)) == 29
     finally:
         reopened.close()
+
+
+def test_a_write_whose_append_or_apply_fails_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log append runs beside the writer's adds: either failing undoes both."""
+    schema, problems = schema_from_request(pb.EnsureCollectionRequest(name=NAME, fields=FIELDS))
+    assert not problems
+    index_dir = tmp_path / "index-1"
+    collection = EmbeddedCollection(index_dir, schema)
+    try:
+        kept = [{"id": f"kept-{i}", "title": "kept", "batch": 1} for i in range(20)]
+        assert all(r.ok for r in collection.index(kept, Action.CREATE))
+        logged = wal_path(index_dir).stat().st_size
+        lost = [{"id": f"lost-{i}", "title": "lost", "batch": 2} for i in range(20)]
+
+        def full_disk(self: WriteAheadLog, payload: bytes) -> None:
+            raise OSError(28, "No space left on device")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(WriteAheadLog, "append", full_disk)
+            with pytest.raises(OSError, match="No space"):
+                collection.index(lost, Action.CREATE)
+        assert wal_path(index_dir).stat().st_size == logged
+
+        def broken_add(
+            writer: tantivy.IndexWriter, writes: list[tuple[str, int, str, str, bool]]
+        ) -> None:
+            writer.add_json(writes[0][3])  # one lands in the writer, then it fails
+            raise RuntimeError("engine on fire")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(EmbeddedCollection, "_add", staticmethod(broken_add))
+            with pytest.raises(RuntimeError, match="on fire"):
+                collection.index(lost, Action.CREATE)
+        assert wal_path(index_dir).stat().st_size == logged  # its record was cut off again
+
+        collection.flush()
+        assert collection.count() == len(kept)
+        stored = sorted(str(body["id"]) for _, body in collection.documents_in_order())
+        assert stored == sorted(f"kept-{i}" for i in range(20))
+        # The ids that failed were never written, so CREATE takes them now.
+        assert all(r.ok for r in collection.index(lost, Action.CREATE))
+        collection.flush()
+        assert collection.count() == len(kept) + len(lost)
+    finally:
+        collection.close()

@@ -185,8 +185,11 @@ def _is_bool(value: Any) -> bool:
     return isinstance(value, bool)
 
 
+_NUMBER = (int, float)  # a tuple: `int | float` would build a union object per call
+
+
 def _is_float(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, _NUMBER) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _int_check(low: int, high: int) -> Check:

@@ -16,7 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 
 # ASCII text: one pass drops every character that is neither alphanumeric nor a space.
-_ASCII_DROPPED = re.compile(r"[^A-Za-z0-9\s]+")
+ASCII_DROPPED = re.compile(r"[^A-Za-z0-9\s]+")
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def _normalize(word: str) -> str:
 def tokens(text: str) -> list[str]:
     """The normalized tokens of `text` (empty words are dropped)."""
     if text.isascii():
-        return _ASCII_DROPPED.sub("", text).lower().split()
+        return ASCII_DROPPED.sub("", text).lower().split()
     result = []
     for word in text.split():
         token = _normalize(word)

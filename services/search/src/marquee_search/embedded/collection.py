@@ -19,6 +19,7 @@ committed index to evaluate the filter.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -108,6 +109,7 @@ class EmbeddedCollection:
         self._pending: dict[str, int | None] = {}
         self.last_write = 0.0  # time.monotonic() of the last acknowledged write
         self._wal = WriteAheadLog(wal_path(index_dir))
+        self._log_thread = concurrent.futures.ThreadPoolExecutor(1, f"search-log-{schema.name}")
         try:
             self._apply_log()
             if self._pending:
@@ -317,11 +319,23 @@ class EmbeddedCollection:
             add_json(document)
 
     def _write(self, record: str, apply: Callable[[tantivy.IndexWriter], None]) -> None:
-        """Log `record` (fsynced), then apply it to the writer; all of it or none of it."""
+        """Log `record` (fsynced) and apply it to the writer; all of it or none of it.
+
+        The append runs on the log's own thread while this one applies: both wait
+        in system calls or in tantivy without the GIL, so the fsync costs no time
+        of its own. Nothing is committed before both are done (commits run on
+        this thread), so the writer's changes never outlive a failed append.
+        """
         before = self._wal.size
-        self._wal.append(record.encode())
+        logged = self._log_thread.submit(self._wal.append, record.encode())
         try:
             apply(self.writer)
+        except BaseException:
+            concurrent.futures.wait([logged])
+            self._restore(before)
+            raise
+        try:
+            logged.result()
         except BaseException:
             self._restore(before)
             raise
@@ -380,6 +394,7 @@ class EmbeddedCollection:
             if self._writer is not None:
                 self._writer.wait_merging_threads()  # also releases the writer lock
                 self._writer = None
+            self._log_thread.shutdown()
             self._wal.close()
 
     # ---- searching --------------------------------------------------------------------------

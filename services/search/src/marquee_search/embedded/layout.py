@@ -34,7 +34,7 @@ import tantivy
 
 from marquee_search import documents
 from marquee_search.schema import CollectionSchema, FieldSpec, Kind
-from marquee_search.tokens import normalized_value
+from marquee_search.tokens import ASCII_DROPPED, normalized_value
 
 VERSION = 3
 ID = "_id"
@@ -139,6 +139,13 @@ def _json_float(value: float) -> str:
 
 
 def _json_text(value: str) -> str:
+    if value.isascii():
+        # tokens() without splitting and joining: with letters, digits and spaces
+        # left, tantivy's whitespace tokenizer cuts it where str.split() does
+        # (other ASCII whitespace, which the two do not agree on, takes the long way).
+        kept = ASCII_DROPPED.sub("", value).lower()
+        if kept.isprintable():
+            return f"{_JSON_START}{kept}{_JSON_END}"
     normalized = normalized_value(value)
     return f"{_JSON_START}{normalized}{_JSON_END}" if normalized else _JSON_EMPTY
 
