@@ -14,6 +14,7 @@ import pytest
 from auth_support import PASSWORD, auth_service, bearer, register_user, stub, violations
 
 from marquee.auth.v1 import auth_pb2
+from marquee_auth.accounts import Accounts, SecondFactors
 from marquee_testing.inprocess import RunningService
 
 if TYPE_CHECKING:  # the async stub class exists only in the type stubs
@@ -264,3 +265,33 @@ async def test_the_totp_seed_is_sealed_at_rest(
         await conn.close()
     assert isinstance(sealed, bytes)
     assert secret.encode() not in sealed
+
+
+async def test_the_factors_read_with_the_account_match_those_read_alone(
+    scratch_database_url: str, service: RunningService
+) -> None:
+    """Login reads the second factors with the account (one query); OIDC login reads
+    them alone. Both must see the same, as factors come and go."""
+    auth = stub(service)
+    plain = await register_user(auth)
+    user = await enrolled_user(auth)
+    pool = await asyncpg.create_pool(scratch_database_url, min_size=1, max_size=2)
+    assert pool is not None
+    accounts = Accounts(pool)
+
+    async def both(name: str) -> SecondFactors:
+        account = await accounts.find_for_login(name)
+        assert account is not None
+        assert account.second_factors is not None
+        assert account.second_factors == await accounts.second_factors(account.id)
+        return account.second_factors
+
+    try:
+        assert await both(plain.username) == SecondFactors(False, False, False)
+        assert await both(user.username) == SecondFactors(True, True, False)
+        await pool.execute("UPDATE auth_recovery_codes SET used_at = now()")
+        assert await both(user.username) == SecondFactors(True, False, False)
+        challenge = await challenge_for(auth, user.username)
+        assert list(challenge.allowed_methods) == [auth_pb2.MFA_METHOD_TOTP]
+    finally:
+        await pool.close()

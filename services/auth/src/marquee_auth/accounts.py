@@ -18,6 +18,15 @@ class UsernameTaken(Exception):
 
 
 @dataclass(frozen=True)
+class SecondFactors:
+    """Which second factors a user has: any of them means MFA at login."""
+
+    totp: bool
+    recovery_codes: bool  # unused ones; they stand in for TOTP only
+    passkeys: bool
+
+
+@dataclass(frozen=True)
 class Account:
     id: str
     username: str
@@ -27,16 +36,42 @@ class Account:
     password_hash: str | None
     failed_logins: int
     locked_until: datetime | None
+    # Read with the account by find_for_login only (None elsewhere): a login then
+    # needs no query of its own to know whether it must ask for a second factor.
+    second_factors: SecondFactors | None = None
 
 
-_SELECT = (
-    "SELECT u.id, u.username, u.email, u.display_name, u.created_at, u.failed_logins,"
+_COLUMNS = (
+    "u.id, u.username, u.email, u.display_name, u.created_at, u.failed_logins,"
     " u.locked_until, p.hash AS password_hash"
-    " FROM auth_users u LEFT JOIN auth_password_credentials p ON p.user_id = u.id"
+)
+_FROM = " FROM auth_users u LEFT JOIN auth_password_credentials p ON p.user_id = u.id"
+_SELECT = "SELECT " + _COLUMNS + _FROM
+
+
+# The three flags of SecondFactors for the user `{id}`: u.id with the account, or $1.
+_FACTOR_COLUMNS = (
+    "EXISTS (SELECT 1 FROM auth_totp t WHERE t.user_id = {id} AND t.secret_sealed IS NOT NULL)"
+    " AS has_totp,"
+    " EXISTS (SELECT 1 FROM auth_recovery_codes r WHERE r.user_id = {id} AND r.used_at IS NULL)"
+    " AS has_recovery_codes,"
+    " EXISTS (SELECT 1 FROM auth_webauthn_credentials w WHERE w.user_id = {id}) AS has_passkeys"
+)
+_SECOND_FACTORS = "SELECT " + _FACTOR_COLUMNS.format(id="$1")
+_FIND_FOR_LOGIN = (
+    f"SELECT {_COLUMNS}, {_FACTOR_COLUMNS.format(id='u.id')}{_FROM}"
+    " WHERE lower(u.username) = lower($1) OR lower(u.email) = lower($1)"
+    " ORDER BY lower(u.username) = lower($1) DESC LIMIT 1"
 )
 
 
-def _account(row: asyncpg.Record) -> Account:
+def _second_factors(row: asyncpg.Record) -> SecondFactors:
+    return SecondFactors(
+        totp=row["has_totp"], recovery_codes=row["has_recovery_codes"], passkeys=row["has_passkeys"]
+    )
+
+
+def _account(row: asyncpg.Record, *, with_factors: bool = False) -> Account:
     return Account(
         id=str(row["id"]),
         username=row["username"],
@@ -46,6 +81,7 @@ def _account(row: asyncpg.Record) -> Account:
         password_hash=row["password_hash"],
         failed_logins=row["failed_logins"],
         locked_until=row["locked_until"],
+        second_factors=_second_factors(row) if with_factors else None,
     )
 
 
@@ -110,11 +146,21 @@ class Accounts:
     async def find_for_login(self, name: str) -> Account | None:
         """The account whose username or email is `name`, case-insensitively."""
         row = await self._pool.fetchrow(
-            _SELECT + " WHERE lower(u.username) = lower($1) OR lower(u.email) = lower($1)"
+            "SELECT "
+            + _COLUMNS
+            + ", "
+            + _FACTOR_COLUMNS.format(id="u.id")
+            + _FROM
+            + " WHERE lower(u.username) = lower($1) OR lower(u.email) = lower($1)"
             " ORDER BY lower(u.username) = lower($1) DESC LIMIT 1",
             name,
         )
-        return _account(row) if row is not None else None
+        return _account(row, with_factors=True) if row is not None else None
+
+    async def second_factors(self, user_id: str) -> SecondFactors:
+        row = await self._pool.fetchrow(_SECOND_FACTORS, uuid.UUID(user_id))
+        assert row is not None  # a SELECT without FROM always answers one row
+        return _second_factors(row)
 
     async def get(self, user_id: str) -> Account | None:
         row = await self._pool.fetchrow(_SELECT + " WHERE u.id = $1", uuid.UUID(user_id))
@@ -154,16 +200,24 @@ class Accounts:
         )
         return row["locked_until"] if row is not None else None
 
-    async def record_success(self, user_id: str, new_hash: str | None) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
+    async def record_success(self, account: Account, new_hash: str | None) -> None:
+        """Clear the failure count and any backoff, and store a rehashed password.
+
+        Nothing is written when there is nothing to change (the usual login):
+        each write is a commit PostgreSQL makes on the CPU argon2 hashes on.
+        A failure counted by a concurrent wrong guess after `account` was read
+        then stays counted, which errs on the safe side.
+        """
+        user_id = uuid.UUID(account.id)
+        if account.failed_logins or account.locked_until is not None:
+            await self._pool.execute(
                 "UPDATE auth_users SET failed_logins = 0, locked_until = NULL WHERE id = $1",
-                uuid.UUID(user_id),
+                user_id,
             )
-            if new_hash is not None:
-                await conn.execute(
-                    "UPDATE auth_password_credentials SET hash = $2, updated_at = now()"
-                    " WHERE user_id = $1",
-                    uuid.UUID(user_id),
-                    new_hash,
-                )
+        if new_hash is not None:
+            await self._pool.execute(
+                "UPDATE auth_password_credentials SET hash = $2, updated_at = now()"
+                " WHERE user_id = $1",
+                user_id,
+                new_hash,
+            )

@@ -11,7 +11,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from marquee.auth.v1 import auth_pb2
-from marquee_auth.accounts import Accounts
+from marquee_auth.accounts import Accounts, SecondFactors
 from marquee_auth.attempt_limits import AttemptLimits
 from marquee_auth.mfa_challenges import MfaChallenges
 from marquee_auth.oidc_client import OidcProvider
@@ -76,15 +76,21 @@ class HandlerBase:
             await self.deps.policy.adapter.add_policy("g", "g", [user_id, "admin"])
             await self.deps.policy.reload()
 
-    async def first_factor_passed(self, user_id: str) -> auth_pb2.LoginResponse:
-        """Tokens, or an MFA challenge when the user has a second factor (never both)."""
-        totp = self.deps.totp
+    async def first_factor_passed(
+        self, user_id: str, factors: SecondFactors | None = None
+    ) -> auth_pb2.LoginResponse:
+        """Tokens, or an MFA challenge when the user has a second factor (never both).
+
+        `factors` as read with the account (Login), else read here.
+        """
+        if factors is None:
+            factors = await self.deps.accounts.second_factors(user_id)
         methods = []
-        if await totp.is_active(user_id):
+        if factors.totp:
             methods.append(auth_pb2.MFA_METHOD_TOTP)
-            if await totp.has_recovery_codes(user_id):
+            if factors.recovery_codes:
                 methods.append(auth_pb2.MFA_METHOD_RECOVERY_CODE)
-        if await self.deps.passkeys.has_any(user_id):
+        if factors.passkeys:
             methods.append(auth_pb2.MFA_METHOD_WEBAUTHN)
         if methods:
             challenge = await self.deps.challenges.issue(user_id)

@@ -66,13 +66,6 @@ class Passkeys:
         )
         return [_credential(row) for row in rows]
 
-    async def has_any(self, user_id: str) -> bool:
-        found = await self._pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM auth_webauthn_credentials WHERE user_id = $1)",
-            uuid.UUID(user_id),
-        )
-        return bool(found)
-
     async def find(self, credential_id: bytes) -> StoredCredential | None:
         row = await self._pool.fetchrow(
             "SELECT * FROM auth_webauthn_credentials WHERE id = $1", credential_id

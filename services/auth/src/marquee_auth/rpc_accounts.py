@@ -104,8 +104,8 @@ class AccountRpcs(HandlerBase):
                 if locked_until is not None and account.failed_logins + 1 >= s.lockout_threshold:
                     raise _locked(locked_until)
             raise Unauthenticated(WRONG_CREDENTIALS)
-        await self.deps.accounts.record_success(account.id, verdict.new_hash)
-        return await self.first_factor_passed(account.id)
+        await self.deps.accounts.record_success(account, verdict.new_hash)
+        return await self.first_factor_passed(account.id, account.second_factors)
 
     @public
     async def Refresh(

@@ -49,20 +49,18 @@ class Sessions:
         session_id = uuid.uuid4()
         expires_at = datetime.now(UTC) + self._lifetime
         token = new_refresh_token()
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO auth_sessions (id, user_id, expires_at) VALUES ($1, $2, $3)",
-                session_id,
-                uuid.UUID(user_id),
-                expires_at,
-            )
-            await conn.execute(
-                "INSERT INTO auth_refresh_tokens (token_hash, session_id, expires_at)"
-                " VALUES ($1, $2, $3)",
-                refresh_token_hash(token),
-                session_id,
-                expires_at,
-            )
+        # One statement, so one round trip and one commit, and atomic as a whole.
+        await self._pool.execute(
+            "WITH opened AS ("
+            " INSERT INTO auth_sessions (id, user_id, expires_at) VALUES ($1, $2, $3)"
+            " RETURNING id)"
+            " INSERT INTO auth_refresh_tokens (token_hash, session_id, expires_at)"
+            " SELECT $4, id, $3 FROM opened",
+            session_id,
+            uuid.UUID(user_id),
+            expires_at,
+            refresh_token_hash(token),
+        )
         return IssuedRefresh(str(session_id), user_id, token, expires_at)
 
     async def rotate(self, token: str) -> IssuedRefresh:

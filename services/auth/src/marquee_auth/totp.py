@@ -78,14 +78,6 @@ class Totp:
         )
         return bool(active)
 
-    async def has_recovery_codes(self, user_id: str) -> bool:
-        found = await self._pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM auth_recovery_codes"
-            " WHERE user_id = $1 AND used_at IS NULL)",
-            uuid.UUID(user_id),
-        )
-        return bool(found)
-
     async def begin_enrollment(self, user_id: str, account_name: str) -> Enrollment:
         """A new pending secret; the caller has checked the current factor if there is one."""
         secret = pyotp.random_base32()
