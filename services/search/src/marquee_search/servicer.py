@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 import grpc
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -97,8 +97,10 @@ def _duration(seconds: float) -> Duration:
 
 
 def _struct(document: dict[str, Any]) -> struct_pb2.Struct:
+    # Struct.update: the same message as json_format.ParseDict, at ~40% of its cost
+    # (4 vs 11 us for a bench hit; ten hits a page).
     result = struct_pb2.Struct()
-    json_format.ParseDict(document, result)
+    result.update(document)
     return result
 
 
