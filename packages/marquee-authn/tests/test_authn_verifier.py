@@ -65,6 +65,21 @@ async def test_a_valid_token_gives_its_identity_and_is_remembered() -> None:
     assert source.fetches == 1
 
 
+async def test_only_a_token_verified_before_and_unexpired_is_known_without_a_coroutine() -> None:
+    key = new_key("k1")
+    now = [time.time()]
+    verifier = TokenVerifier(Source(key), issuer=ISSUER, clock=lambda: now[0])
+    token = sign(key)
+    assert verifier.verified(token) is None  # never verified: verify() decides
+    identity = await verifier.verify(token)
+    assert verifier.verified(token) is identity
+    assert verifier.verified(sign(key, sub="user-2")) is None
+    now[0] += 3600  # long past its expiry, leeway included
+    assert verifier.verified(token) is None
+    with pytest.raises(InvalidToken, match="expired"):
+        await verifier.verify(token)
+
+
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [

@@ -273,15 +273,19 @@ async def test_long_decisions_run_on_the_worker_thread_short_ones_on_the_loop(
     engine = PolicyEngine(adapter._pool, scratch_database_url)
     await engine.start()
     try:
+        assert engine.decided("admin", "x", "y") is None  # not decided yet: check() it
         assert await engine.check("admin", "x", "y")  # one rule: on the loop
-        assert await engine.check("admin", "x", "y")  # remembered
+        assert engine.decided("admin", "x", "y") is True  # remembered, without a coroutine
+        assert await engine.check("admin", "x", "y")
+        assert await engine.check("nobody", "x", "y") is False
+        assert engine.decided("nobody", "x", "y") is False  # a refusal is remembered too
         monkeypatch.setattr(policy_engine, "FAST_DECISION_RULES", 0)
         assert await engine.check("admin", "x", "z")  # "too many" rules: the worker
     finally:
         await engine.close()
     assert threads[0] == threading.current_thread().name
-    assert len(threads) == 2
-    assert threads[1].startswith("casbin")
+    assert len(threads) == 3
+    assert threads[2].startswith("casbin")
 
 
 def test_the_fast_decision_is_casbins_on_random_policies() -> None:

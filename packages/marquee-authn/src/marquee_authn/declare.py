@@ -44,6 +44,17 @@ def current_identity() -> Identity:
 async def identify(
     verifier: TokenVerifier, context: grpc.aio.ServicerContext[Any, Any]
 ) -> Identity:
+    return _already_verified(verifier, context) or await _verify(verifier, context)
+
+
+def _already_verified(
+    verifier: TokenVerifier, context: grpc.aio.ServicerContext[Any, Any]
+) -> Identity | None:
+    token = bearer_token(context.invocation_metadata())
+    return verifier.verified(token) if token is not None else None
+
+
+async def _verify(verifier: TokenVerifier, context: grpc.aio.ServicerContext[Any, Any]) -> Identity:
     token = bearer_token(context.invocation_metadata())
     if token is None:
         raise Unauthenticated("missing credentials: send 'authorization: Bearer <access token>'")
@@ -63,7 +74,9 @@ def authenticated(method: F) -> F:
         async def streaming(
             self: HasVerifier, request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            identity = await identify(self.token_verifier, context)
+            identity = _already_verified(self.token_verifier, context) or await _verify(
+                self.token_verifier, context
+            )
             token = _current.set(identity)
             try:
                 async for item in method(self, request, context):
@@ -78,7 +91,10 @@ def authenticated(method: F) -> F:
         async def unary(
             self: HasVerifier, request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> Any:
-            identity = await identify(self.token_verifier, context)
+            # Known tokens without a coroutine: this runs before every authenticated call.
+            identity = _already_verified(self.token_verifier, context) or await _verify(
+                self.token_verifier, context
+            )
             token = _current.set(identity)
             try:
                 return await method(self, request, context)

@@ -80,6 +80,17 @@ class TokenVerifier:
         # same header, so it is decoded and checked once.
         self._header_kids: dict[str, str] = {}
 
+    def verified(self, token: str) -> Identity | None:
+        """The identity of a `token` verified before and not expired since; else None.
+
+        No coroutine: a caller that presents its token again (nearly every call)
+        is answered without one. None says nothing about the token: verify() it.
+        """
+        known = self._verified.get(token)
+        if known is not None and self._clock() <= known.expires_at + self._leeway:
+            return known
+        return None
+
     async def verify(self, token: str) -> Identity:
         """The identity `token` carries; InvalidToken saying why not, KeysUnavailable."""
         now = self._clock()

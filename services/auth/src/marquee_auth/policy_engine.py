@@ -133,6 +133,10 @@ class PolicyEngine:
                 await self._listener.close()
         self._worker.shutdown(wait=False, cancel_futures=True)
 
+    def decided(self, subject: str, obj: str, action: str) -> bool | None:
+        """The remembered decision for this query, without a coroutine; None: check() it."""
+        return self._decisions.get((subject, obj, action))
+
     async def check(self, subject: str, obj: str, action: str) -> bool:
         key = (subject, obj, action)
         known = self._decisions.get(key)
