@@ -186,9 +186,23 @@ async def test_bad_policy_input_is_invalid_argument(service: RunningService) -> 
             await getattr(admin.policy, method)(request, metadata=admin.access, timeout=10)
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method
         assert violations(raised.value) == fields, method
-    with pytest.raises(grpc.aio.AioRpcError) as check:
-        await admin.auth.Check(auth_pb2.CheckRequest(subject="s"), metadata=admin.access)
-    assert violations(check.value) == ["object", "action"]
+    checks = [
+        (auth_pb2.CheckRequest(subject="s"), ["object", "action"]),
+        (auth_pb2.CheckRequest(subject="s\x00", object="o", action="a"), ["subject"]),
+        (
+            auth_pb2.CheckRequest(subject="s", object="o\u200b", action="x" * 257),
+            ["object", "action"],
+        ),
+    ]
+    for request, fields in checks:
+        with pytest.raises(grpc.aio.AioRpcError) as check:
+            await admin.auth.Check(request, metadata=admin.access)
+        assert check.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert violations(check.value) == fields, request
+    # Not printable, but no control or format character: allowed (the slow path).
+    await admin.auth.Check(
+        auth_pb2.CheckRequest(subject="s\u00a0t", object="o", action="a"), metadata=admin.access
+    )
 
 
 async def test_a_change_on_one_instance_reaches_another(scratch_database_url: str) -> None:

@@ -28,6 +28,11 @@ def _check_field(v: Violations, field: str, value: str, *, required: bool = True
         v.add(field, f"at most {MAX_FIELD} characters, no control characters")
 
 
+def _plainly_valid(value: str) -> bool:
+    """What _check_field passes, told at C speed for the usual value (Check's hot path)."""
+    return 0 < len(value) <= MAX_FIELD and value.isprintable()
+
+
 def _rule(v: Violations, policy: policy_pb2.Policy) -> list[str]:
     _check_field(v, "policy.subject", policy.subject)
     _check_field(v, "policy.object", policy.object)
@@ -46,12 +51,13 @@ class CheckRpc:
     async def Check(
         self, request: auth_pb2.CheckRequest, context: Context
     ) -> auth_pb2.CheckResponse:
-        v = Violations()
-        _check_field(v, "subject", request.subject)
-        _check_field(v, "object", request.object)
-        _check_field(v, "action", request.action)
-        v.raise_if_any()
         subject, obj, action = request.subject, request.object, request.action
+        if not (_plainly_valid(subject) and _plainly_valid(obj) and _plainly_valid(action)):
+            v = Violations()
+            _check_field(v, "subject", subject)
+            _check_field(v, "object", obj)
+            _check_field(v, "action", action)
+            v.raise_if_any()
         allowed = self.policy.decided(subject, obj, action)
         if allowed is None:
             allowed = await self.policy.check(subject, obj, action)
