@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import random
+from collections.abc import Callable
 from pathlib import Path
 
 import tantivy
 
 from marquee.search.v1 import search_pb2 as pb
-from marquee_search import validation
+from marquee_search import documents, validation
 from marquee_search.backend import Action
 from marquee_search.embedded import layout
 from marquee_search.embedded.backend import EmbeddedBackend
@@ -145,3 +147,68 @@ def test_float_keys_order_as_float32_values_compare() -> None:
             assert (a == b) == (ka == kb), (a, b)
     assert layout.float_key(-0.0) == layout.float_key(0.0) == 0
     assert layout.float_key(3.9) == layout.float_key(float32(3.9)) != layout.float_key(4.0)
+
+
+ALL_KINDS = [
+    pb.Field(name="s", type=pb.FIELD_TYPE_STRING, facet=True),
+    pb.Field(name="s_plain", type=pb.FIELD_TYPE_STRING, optional=True),
+    pb.Field(name="ss", type=pb.FIELD_TYPE_STRING_ARRAY, facet=True, optional=True),
+    pb.Field(name="i32", type=pb.FIELD_TYPE_INT32),
+    pb.Field(name="i64", type=pb.FIELD_TYPE_INT64, optional=True),
+    pb.Field(name="i32s", type=pb.FIELD_TYPE_INT32_ARRAY, optional=True),
+    pb.Field(name="f", type=pb.FIELD_TYPE_FLOAT, optional=True),
+    pb.Field(name="fs", type=pb.FIELD_TYPE_FLOAT_ARRAY, optional=True),
+    pb.Field(name="b", type=pb.FIELD_TYPE_BOOL, facet=True, optional=True),
+    pb.Field(name="bs", type=pb.FIELD_TYPE_BOOL_ARRAY, optional=True),
+    pb.Field(name="kept", type=pb.FIELD_TYPE_STRING, index=False, optional=True),
+]
+# Per field, values that fit it; any of them may also be tried on another field.
+FITTING: dict[str, list[object]] = {
+    "s": ["Café  au\tlait!", "", "J.K. Rowling", "\u00e6on \u2603", "a\x0bb"],
+    "s_plain": ["x", "Anti-virus Handbook"],
+    "ss": [[], ["a", "B c"], ["Straße", "x"]],
+    "i32": [0, -5, 2**31 - 1],
+    "i64": [2**40, -(2**63)],
+    "i32s": [[], [1, 2]],
+    "f": [1.5, -0.0, 1e39, 3, 3.9],
+    "fs": [[], [1.5, 2]],
+    "b": [True, False],
+    "bs": [[True, False]],
+    "kept": ["stored only"],
+}
+UNFITTING: list[object] = [
+    None, 2**31, 2**63, float("inf"), "1999", 1999.0, True, ["a", None], [1, "a"], {"k": 1}, "x",
+]  # fmt: skip
+
+
+def _outcome(
+    write: Callable[..., str], body: dict[str, object], seq: int, source: str
+) -> tuple[str, str]:
+    try:
+        return "document", write(body, seq, source, check=True)
+    except documents.DocumentError as exc:
+        return "error", str(exc)
+
+
+def test_the_generated_document_writer_matches_the_loop() -> None:
+    """Every Index call takes the generated writer: same JSON, same first error, as the loop."""
+    schema, problems = schema_from_request(pb.EnsureCollectionRequest(name="k", fields=ALL_KINDS))
+    assert not problems
+    writer = layout.DocumentWriter(schema)
+    rng = random.Random(7)
+    outcomes = set()
+    for seq in range(3000):
+        body: dict[str, object] = {"id": f"doc-{seq}"}
+        for field in ALL_KINDS:
+            draw = rng.random()
+            if draw < 0.9:
+                body[field.name] = rng.choice(FITTING[field.name])
+            elif draw < 0.97:
+                body[field.name] = rng.choice(UNFITTING)
+        source = json.dumps(body, default=str)
+        expected = _outcome(writer._loop, body, seq, source)
+        assert _outcome(writer.document, body, seq, source) == expected
+        if expected[0] == "document":
+            json.loads(expected[1])  # and it is JSON
+        outcomes.add(expected[0])
+    assert outcomes == {"error", "document"}
