@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 from auth_support import FAST_HASHING
@@ -76,3 +77,19 @@ async def test_a_hash_with_old_parameters_verifies_and_asks_for_a_rehash() -> No
     assert (await new.verify(verdict.new_hash, "secret password")).new_hash is None
     assert not (await new.verify(stored, "wrong")).ok
     assert not (await new.verify("not a hash", "secret password")).ok
+
+
+async def test_a_cancelled_verification_still_queued_never_hashes() -> None:
+    passwords = Recording(AuthSettings(max_concurrent_hashes=1, **FAST_HASHING))
+    stored = await passwords.hash("secret password")
+    try:
+        running = asyncio.ensure_future(passwords.verify(stored, "secret password"))
+        queued = asyncio.ensure_future(passwords.verify(stored, "secret password"))
+        await asyncio.sleep(0)  # both submitted; the one thread takes the first
+        queued.cancel()
+        assert (await running).ok
+        with contextlib.suppress(asyncio.CancelledError):
+            await queued
+        assert passwords.verifications == 1
+    finally:
+        await passwords.close()

@@ -12,6 +12,7 @@ from joserfc.jwk import KeySet
 from marquee.auth.v1 import auth_pb2, auth_pb2_grpc, policy_pb2, policy_pb2_grpc
 from marquee_auth.accounts import Accounts
 from marquee_auth.attempt_limits import AttemptLimits, Limiter, LocalOnly
+from marquee_auth.db import create_pool
 from marquee_auth.deps import AuthDeps
 from marquee_auth.key_rotation import reseal_all
 from marquee_auth.mfa_challenges import MfaChallenges
@@ -59,8 +60,7 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
         ctx.log.warning("secrets are encrypted under the dev profile's fixed key (dev only)")
     dsn = str(settings.database_url)
     await migrate_on_start(dsn, MIGRATIONS, apply=settings.migrate_on_start)
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=10)
-    assert pool is not None
+    pool = await create_pool(dsn)
     ctx.on_shutdown(pool.close)
 
     access_lifetime = timedelta(seconds=settings.access_token_ttl_seconds)
@@ -82,12 +82,14 @@ async def register(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
     ctx.spawn(_keep_keys_current(ctx, keys, settings), name="auth-signing-keys")
 
     accounts = Accounts(pool)
+    passwords = Passwords(settings)
+    ctx.on_shutdown(passwords.close)
     oidc_store = OidcStore(pool, login_ttl=timedelta(seconds=settings.oidc_login_ttl_seconds))
     deps = AuthDeps(
         settings=settings,
         accounts=accounts,
         sessions=Sessions(pool, lifetime=timedelta(seconds=settings.refresh_token_ttl_seconds)),
-        passwords=Passwords(settings),
+        passwords=passwords,
         keys=keys,
         issuer=AccessTokenIssuer(keys, issuer=settings.issuer, lifetime=access_lifetime),
         totp=Totp(
