@@ -216,3 +216,63 @@ async def test_changed_argon2_parameters_rehash_at_the_next_login(
         after = await stored_hash()
         assert ",t=2," in after, "rehashed with the new parameters"
         await login(stub(service), name)  # and the new hash verifies
+
+
+async def _user_state(database_url: str, name: str) -> tuple[int, object, str]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT u.failed_logins, u.locked_until, p.hash FROM auth_users u"
+            " JOIN auth_password_credentials p ON p.user_id = u.id WHERE u.username = $1",
+            name,
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return row["failed_logins"], row["locked_until"], row["hash"]
+
+
+async def test_a_login_after_failures_resets_the_count_and_a_clean_one_writes_nothing(
+    scratch_database_url: str,
+) -> None:
+    """A login writes the account only when a failure count or backoff is to clear."""
+    async with auth_service(scratch_database_url, lockout_threshold=10) as service:
+        auth = stub(service)
+        name = unique_name()
+        await register_user(auth, name)
+        for _ in range(2):
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await auth.Login(auth_pb2.LoginRequest(username=name, password="nope"), timeout=30)
+            assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert (await _user_state(scratch_database_url, name))[:2] == (2, None)
+        await login(auth, name)
+        assert (await _user_state(scratch_database_url, name))[:2] == (0, None)
+
+        conn = await asyncpg.connect(scratch_database_url)
+        try:
+            xmin = "SELECT xmin::text FROM auth_users WHERE username = $1"
+            before = await conn.fetchval(xmin, name)
+            await login(auth, name)
+            assert await conn.fetchval(xmin, name) == before, "nothing to reset: no write"
+        finally:
+            await conn.close()
+
+
+async def test_a_rehash_and_a_reset_are_written_together(scratch_database_url: str) -> None:
+    name = unique_name()
+    async with auth_service(scratch_database_url, argon2_time_cost=1) as service:
+        auth = stub(service)
+        await register_user(auth, name)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await auth.Login(auth_pb2.LoginRequest(username=name, password="nope"), timeout=30)
+    failed, _, before = await _user_state(scratch_database_url, name)
+    assert failed == 1
+    assert ",t=1," in before
+    async with auth_service(scratch_database_url, argon2_time_cost=2) as service:
+        await login(stub(service), name)
+        failed, locked_until, after = await _user_state(scratch_database_url, name)
+        assert (failed, locked_until) == (0, None)
+        assert ",t=2," in after
+        # Only the rehash left to do, then nothing at all.
+        await login(stub(service), name)
+        assert await _user_state(scratch_database_url, name) == (0, None, after)

@@ -6,12 +6,15 @@ import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+import asyncpg
 import grpc
+import pyotp
 import pytest
 from auth_support import PASSWORD, auth_service, bearer, login, register_user, stub, violations
 from webauthn_authenticator import SoftAuthenticator
 
 from marquee.auth.v1 import auth_pb2
+from marquee_auth.accounts import Accounts, SecondFactors
 from marquee_testing.inprocess import RunningService
 
 if TYPE_CHECKING:
@@ -108,6 +111,44 @@ async def test_a_passkey_answers_the_password_logins_mfa_challenge(
             auth_pb2.BeginWebAuthnLoginRequest(challenge_id=challenge.challenge_id)
         )
     assert spent.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_the_factors_read_with_the_account_see_passkeys_and_totp(
+    scratch_database_url: str, service: RunningService
+) -> None:
+    """Login reads the three second-factor flags with the account (one query); a user
+    with a passkey and TOTP gets a challenge offering all three, and no tokens."""
+    auth = stub(service)
+    user, authenticator = await with_passkey(auth)
+    pool = await asyncpg.create_pool(scratch_database_url, min_size=1, max_size=2)
+    assert pool is not None
+    accounts = Accounts(pool)
+
+    async def both() -> SecondFactors:
+        account = await accounts.find_for_login(user.username)
+        assert account is not None
+        assert account.second_factors is not None
+        assert account.second_factors == await accounts.second_factors(account.id)
+        return account.second_factors
+
+    try:
+        assert await both() == SecondFactors(totp=False, recovery_codes=False, passkeys=True)
+        access = bearer((await passkey_login(auth, authenticator, 1)).access_token)
+        enrollment = await auth.EnrollTotp(auth_pb2.EnrollTotpRequest(), metadata=access)
+        await auth.ConfirmTotp(
+            auth_pb2.ConfirmTotpRequest(code=pyotp.TOTP(enrollment.secret).now()),
+            metadata=access,
+        )
+        assert await both() == SecondFactors(totp=True, recovery_codes=True, passkeys=True)
+    finally:
+        await pool.close()
+    answer = await auth.Login(auth_pb2.LoginRequest(username=user.username, password=PASSWORD))
+    assert answer.WhichOneof("result") == "mfa_challenge"
+    assert list(answer.mfa_challenge.allowed_methods) == [
+        auth_pb2.MFA_METHOD_TOTP,
+        auth_pb2.MFA_METHOD_RECOVERY_CODE,
+        auth_pb2.MFA_METHOD_WEBAUTHN,
+    ]
 
 
 async def test_another_users_passkey_cannot_answer_a_challenge(service: RunningService) -> None:

@@ -145,16 +145,7 @@ class Accounts:
 
     async def find_for_login(self, name: str) -> Account | None:
         """The account whose username or email is `name`, case-insensitively."""
-        row = await self._pool.fetchrow(
-            "SELECT "
-            + _COLUMNS
-            + ", "
-            + _FACTOR_COLUMNS.format(id="u.id")
-            + _FROM
-            + " WHERE lower(u.username) = lower($1) OR lower(u.email) = lower($1)"
-            " ORDER BY lower(u.username) = lower($1) DESC LIMIT 1",
-            name,
-        )
+        row = await self._pool.fetchrow(_FIND_FOR_LOGIN, name)
         return _account(row, with_factors=True) if row is not None else None
 
     async def second_factors(self, user_id: str) -> SecondFactors:
@@ -206,18 +197,19 @@ class Accounts:
         Nothing is written when there is nothing to change (the usual login):
         each write is a commit PostgreSQL makes on the CPU argon2 hashes on.
         A failure counted by a concurrent wrong guess after `account` was read
-        then stays counted, which errs on the safe side.
+        then stays counted, which errs on the safe side. Otherwise one statement,
+        so one commit, whichever of the two it changes.
         """
-        user_id = uuid.UUID(account.id)
-        if account.failed_logins or account.locked_until is not None:
-            await self._pool.execute(
-                "UPDATE auth_users SET failed_logins = 0, locked_until = NULL WHERE id = $1",
-                user_id,
-            )
-        if new_hash is not None:
-            await self._pool.execute(
-                "UPDATE auth_password_credentials SET hash = $2, updated_at = now()"
-                " WHERE user_id = $1",
-                user_id,
-                new_hash,
-            )
+        clear = bool(account.failed_logins) or account.locked_until is not None
+        if not clear and new_hash is None:
+            return
+        await self._pool.execute(
+            "WITH cleared AS ("
+            " UPDATE auth_users SET failed_logins = 0, locked_until = NULL"
+            " WHERE id = $1 AND $3)"
+            " UPDATE auth_password_credentials SET hash = $2, updated_at = now()"
+            " WHERE user_id = $1 AND $2::text IS NOT NULL",
+            uuid.UUID(account.id),
+            new_hash,
+            clear,
+        )
