@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import asyncpg
 import grpc
 import pytest
-from auth_support import auth_service, bearer, login, register_user, stub
+from auth_support import auth_service, auth_settings, bearer, login, register_user, stub
+from joserfc import jwt
+from joserfc.jwk import KeySet, OKPKey
 
 from marquee.auth.v1 import auth_pb2
-from marquee_auth.secret_box import SecretBoxError
+from marquee_auth.secret_box import SecretBox, SecretBoxError
 from marquee_auth.servicer import AuthServicer
 from marquee_authn import GrpcJwksSource, TokenVerifier, undeclared_methods
 from marquee_testing.inprocess import RunningService
@@ -211,3 +215,29 @@ async def test_the_encryption_key_rotates_through_previous_keys(
         finally:
             await conn.close()
         assert pending is not None
+
+
+async def test_an_issued_token_is_the_one_joserfc_would_sign(scratch_database_url: str) -> None:
+    """The issuer writes the compact JWS itself: byte for byte joserfc's jwt.encode
+    of the same header and claims (Ed25519 signatures are deterministic)."""
+    async with auth_service(scratch_database_url) as service:
+        auth = stub(service)
+        user = await register_user(auth)
+        token = (await login(auth, user.username)).access_token
+        jwks = await auth.GetJwks(auth_pb2.GetJwksRequest(), timeout=10)
+    conn = await asyncpg.connect(scratch_database_url)
+    try:
+        box = SecretBox.from_settings(auth_settings(scratch_database_url))
+        rows = await conn.fetch("SELECT kid, private_key_encrypted FROM auth_signing_keys")
+    finally:
+        await conn.close()
+    assert len(rows) == 1
+    kid = rows[0]["kid"]
+    private = OKPKey.import_key(box.open(rows[0]["private_key_encrypted"], f"signing-key:{kid}"))
+    decoded = jwt.decode(
+        token, KeySet.import_key_set(json.loads(jwks.jwks_json)), algorithms=["Ed25519"]
+    )
+    assert decoded.header == {"typ": "JWT", "alg": "Ed25519", "kid": kid}
+    assert set(decoded.claims) == {"iss", "sub", "sid", "typ", "iat", "exp", "jti"}
+    again = jwt.encode(decoded.header, decoded.claims, private, algorithms=["Ed25519"])
+    assert again == token
