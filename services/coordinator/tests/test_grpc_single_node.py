@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -14,6 +15,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from marquee.coordinator.v1 import (
@@ -136,6 +138,63 @@ async def test_leases_through_grpc(node: RunningService) -> None:
         lease_pb2.AcquireRequest(name="job", holder_id="b", ttl=seconds(TTL))
     )
     assert regranted.lease.token == 2
+
+
+async def test_a_renewal_the_leader_answers_alone_reads_like_one_through_the_log(
+    node: RunningService,
+) -> None:
+    """Renew without a ttl and KeepAlive items take the leader's synchronous path."""
+    leases = lease_pb2_grpc.LeaseServiceStub(node.channel)
+    got = await leases.Acquire(
+        lease_pb2.AcquireRequest(name="job", holder_id="a", ttl=seconds(TTL))
+    )
+    before = REGISTRY.get_sample_value("marquee_coordinator_local_renewals_total") or 0.0
+    started = time.time()
+    local = await leases.Renew(lease_pb2.RenewRequest(name="job", holder_id="a", token=1))
+    # A new ttl is a log entry: the same lease through the other path.
+    logged = await leases.Renew(
+        lease_pb2.RenewRequest(name="job", holder_id="a", token=1, ttl=seconds(TTL))
+    )
+    after = REGISTRY.get_sample_value("marquee_coordinator_local_renewals_total")
+    assert after == before + 1
+
+    assert local.renewed
+    assert logged.renewed
+    assert local.header.revision == got.header.revision  # nothing written
+    assert logged.header.revision > got.header.revision
+    for field in ("name", "holder_id", "token", "ttl", "acquired_at", "acquired_revision"):
+        assert getattr(local.lease, field) == getattr(logged.lease, field), field
+    assert local.lease.modified_revision == got.lease.modified_revision
+    assert local.lease.remaining.ToNanoseconds() == TTL * 1e9  # restarted in full
+    expires = local.lease.expires_at.ToNanoseconds() / 1e9
+    assert started + TTL <= expires <= time.time() + TTL
+
+    async def requests() -> AsyncIterator[lease_pb2.KeepAliveRequest]:
+        yield lease_pb2.KeepAliveRequest(name="job", holder_id="a", token=1)
+        yield lease_pb2.KeepAliveRequest(name="job", holder_id="b", token=1)
+        yield lease_pb2.KeepAliveRequest(name="nope", holder_id="a", token=1)
+        yield lease_pb2.KeepAliveRequest(name="job", holder_id="a", token=1)
+
+    answers = [a async for a in leases.KeepAlive(requests())]
+    assert [(a.name, a.alive) for a in answers] == [
+        ("job", True),
+        ("job", False),
+        ("nope", False),
+        ("job", True),
+    ]
+    assert answers[0] == answers[3]  # the same answer while nothing is written
+    assert answers[0].remaining == answers[0].ttl == seconds(TTL)
+    assert answers[0].header == logged.header
+
+    # Bad input past the synchronous path is still refused field by field.
+    async def bad() -> AsyncIterator[lease_pb2.KeepAliveRequest]:
+        yield lease_pb2.KeepAliveRequest(name="", holder_id="a", token=1)
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        async for _ in leases.KeepAlive(bad()):
+            pass
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "name must not be empty" in (refused.value.details() or "")
 
 
 async def test_acquire_waits_for_a_release(node: RunningService) -> None:

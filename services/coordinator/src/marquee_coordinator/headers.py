@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 from google.protobuf.duration_pb2 import Duration
@@ -54,6 +55,27 @@ def duration(seconds: float) -> Duration:
     return Duration(seconds=whole, nanos=rest)
 
 
+@functools.lru_cache(maxsize=256)
+def _shared_duration(seconds: float) -> Duration:
+    """duration(seconds), built once: callers only pass it to a constructor, which copies it."""
+    return duration(seconds)
+
+
+def renewed_here_response(
+    node: LeaseNode, request: lease_pb2.KeepAliveRequest, lease: Lease
+) -> lease_pb2.KeepAliveResponse:
+    """The answer to a KeepAlive item that LeaseNode.renew_locally renewed: a full TTL is left."""
+    ttl = _shared_duration(lease.ttl)
+    return lease_pb2.KeepAliveResponse(
+        name=request.name,
+        token=request.token,
+        alive=True,
+        remaining=ttl,
+        ttl=ttl,
+        header=header(node),
+    )
+
+
 def keepalive_response(
     node: LeaseNode, request: lease_pb2.KeepAliveRequest, lease: Lease | None
 ) -> lease_pb2.KeepAliveResponse:
@@ -87,18 +109,25 @@ def timestamp(wall_seconds: float) -> Timestamp:
     return Timestamp(seconds=whole, nanos=nanos)
 
 
-def lease_message(node: LeaseNode, lease: Lease, *, held: bool = True) -> lease_pb2.Lease:
+def lease_message(
+    node: LeaseNode, lease: Lease, *, held: bool = True, renewed_here: bool = False
+) -> lease_pb2.Lease:
     """`remaining` is the serving leader's own measure; a lease it does not track
-    (not held any more, or asked of a non-leader) counts as a full TTL if held."""
-    remaining = node.remaining(lease.name) if held else 0.0
-    if remaining is None:
+    (not held any more, or asked of a non-leader) counts as a full TTL if held,
+    as does one that LeaseNode.renew_locally has just renewed (`renewed_here`)."""
+    if renewed_here:
         remaining = lease.ttl
+        ttl = left = _shared_duration(lease.ttl)
+    else:
+        tracked = node.remaining(lease.name) if held else 0.0
+        remaining = lease.ttl if tracked is None else tracked
+        ttl, left = duration(lease.ttl), duration(remaining)
     message = lease_pb2.Lease(
         name=lease.name,
         holder_id=lease.holder,
         token=lease.token,
-        ttl=duration(lease.ttl),
-        remaining=duration(remaining),
+        ttl=ttl,
+        remaining=left,
         expires_at=timestamp(time.time() + remaining),
         acquired_revision=lease.acquired_revision,
         modified_revision=lease.revision,

@@ -35,7 +35,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConsumer, SyncObjException, replicated
@@ -130,9 +130,11 @@ class NodeStatus:
     peers: dict[str, bool]  # Raft address -> connected
 
 
-@dataclass(frozen=True, slots=True)
-class View:
-    """What every coordinator response header tells: who answers, at what term and revision."""
+class View(NamedTuple):
+    """What every coordinator response header tells: who answers, at what term and revision.
+
+    A tuple, not a frozen dataclass: every KeepAlive answer builds one (3x cheaper).
+    """
 
     cluster_id: str
     member_id: str
@@ -331,16 +333,19 @@ class LeaseNode:
         self._check_keys(name=name, holder=holder, request_id=request_id)
         if ttl is not None:
             self._check_ttl(ttl)
-        if ttl is None and value is None and self._lease_transport is not None:
-            lease = self._renew_locally(name, holder, token)
+        if ttl is None and value is None:
+            lease = self.renew_locally(name, holder, token)
             if lease is not None:
                 return lease
         epoch = self._serving_epoch()
         command = Renew(name, holder, token, request_id, epoch, ttl=ttl, value=value)
         return self._lease_or_raise(name, await self._commit(command))
 
-    def _renew_locally(self, name: str, holder: str, token: int) -> Lease | None:
-        """A plain renewal answered by the serving leader alone, or None: use the log.
+    def renew_locally(self, name: str, holder: str, token: int) -> Lease | None:
+        """A plain renewal answered by the serving leader alone, or None: use renew().
+
+        Synchronous, so a KeepAlive stream answers it without a coroutine; a
+        renewal it returns has restarted the lease's deadline at its full TTL.
 
         Safe only while the leader lease holds (leader_lease.py): no other
         leader can have been elected before now, so any later leader applies
@@ -350,7 +355,8 @@ class LeaseNode:
         flight) goes through the log, which decides and answers it as before.
         """
         transport = self._lease_transport
-        assert transport is not None
+        if transport is None:
+            return None
         # The term is read before the lease and the serving check after it: if
         # this node stepped down (granting a vote) in between, the term moved.
         term = self._raft.raftCurrentTerm
@@ -361,7 +367,10 @@ class LeaseNode:
             lease = self._leases.state.leases.get(name)
         if lease is None or lease.holder != holder or lease.token != token:
             return None
-        if self._serving_epoch() != term or self._raft.raftCurrentTerm != term:
+        # Never raises: renew() answers why this node cannot serve (NotLeader, ...).
+        if self._closed or self._handing_over or not self._is_serving():
+            return None
+        if self._leases.state.epoch.term != term or self._raft.raftCurrentTerm != term:
             return None
         if not self._deadlines.renew_locally(lease, now):
             return None

@@ -20,13 +20,14 @@ from marquee_coordinator.headers import (
     header,
     keepalive_response,
     lease_message,
+    renewed_here_response,
     seconds,
 )
 from marquee_coordinator.lifecycle import Stopping
 from marquee_coordinator.raft_node import LeaseNode
 from marquee_coordinator.state import Lease
 from marquee_coordinator.status_mapping import mapped_errors
-from marquee_coordinator.validation import Violations
+from marquee_coordinator.validation import ELECTION_PREFIX, Violations
 from marquee_coordinator.waiting import WaitQueues, acquire_when_free
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -80,7 +81,16 @@ class LeaseServicer(lease_pb2_grpc.LeaseServiceServicer):
     async def KeepAlive(
         self, request_iterator: AsyncIterator[lease_pb2.KeepAliveRequest], context: Context
     ) -> AsyncIterator[lease_pb2.KeepAliveResponse]:
+        node = self.node
         async for request in self.stopping.iterate(request_iterator):
+            # The usual item first, without a coroutine: a lease this holder holds under
+            # this token has a name and holder checked when it was granted, so only the
+            # election namespace, closed to the LeaseService, needs a look.
+            if not request.name.startswith(ELECTION_PREFIX):
+                renewed = node.renew_locally(request.name, request.holder_id, request.token)
+                if renewed is not None:
+                    yield renewed_here_response(node, request, renewed)
+                    continue
             check = Violations()
             check.lease_name("name", request.name)
             check.key("holder_id", request.holder_id)
@@ -95,6 +105,16 @@ class LeaseServicer(lease_pb2_grpc.LeaseServiceServicer):
     async def Renew(
         self, request: lease_pb2.RenewRequest, context: Context
     ) -> lease_pb2.RenewResponse:
+        # As in KeepAlive: the usual renewal answered at once (the checks below hold
+        # for any lease this holder holds under this token).
+        if not request.HasField("ttl") and not request.name.startswith(ELECTION_PREFIX):
+            renewed = self.node.renew_locally(request.name, request.holder_id, request.token)
+            if renewed is not None:
+                return lease_pb2.RenewResponse(
+                    header=header(self.node),
+                    renewed=True,
+                    lease=lease_message(self.node, renewed, renewed_here=True),
+                )
         check = Violations()
         check.lease_name("name", request.name)
         check.key("holder_id", request.holder_id)
