@@ -144,6 +144,8 @@ class _Recorder(LeaseTransport):
         self._ack_lock = threading.Lock()
         self._timeout_now_term = -1
         self.votes_dropped = 0
+        self._changes = 0
+        self._last_until = None
         self.keepalive = 1.0  # KeepaliveTransport's part
         self.keepalives_sent = 0
         self._last_sent = {}
@@ -197,6 +199,36 @@ def test_the_leader_lease_needs_a_majority_of_echoes_at_its_term(
     leader._onMessageReceived(c, {"type": "next_node_idx", ECHO: (3, stamp - 0.5)})
     leader.send(c, {"type": "timeout_now", "term": 3})
     assert leader.valid_until(3) == -math.inf  # handing over: no lease for the rest of term 3
+
+
+def test_the_leader_lease_is_worked_out_again_only_after_a_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """valid_until is asked once per local renewal; echoes come once per heartbeat."""
+    _patch(monkeypatch)
+    a, b = _Node("n1"), _Node("n2")
+    leader = _Recorder([a, b])
+    leader.send(a, {"type": "append_entries", "term": 3})
+    stamp = leader.sent[-1][1][SENT]
+    leader._onMessageReceived(a, {"type": "next_node_idx", ECHO: (3, stamp)})
+    first = leader.valid_until(3)
+    assert first == pytest.approx(stamp + leader.window)
+    worked_out: list[int] = []
+    original = leader._valid_until
+
+    def counted(term: int) -> float:
+        worked_out.append(term)
+        return original(term)
+
+    monkeypatch.setattr(leader, "_valid_until", counted)
+    assert [leader.valid_until(3) for _ in range(3)] == [first] * 3
+    assert worked_out == []  # nothing changed: the last answer
+    assert leader.valid_until(4) == -math.inf  # another term is worked out
+    leader._onMessageReceived(b, {"type": "next_node_idx", ECHO: (3, stamp + 0.1)})
+    assert leader.valid_until(3) == pytest.approx(stamp + 0.1 + leader.window)
+    leader.send(b, {"type": "timeout_now", "term": 3})
+    assert leader.valid_until(3) == -math.inf  # a handover is seen at once
+    assert worked_out == [4, 3, 3]
 
 
 def test_a_follower_echoes_the_append_it_answers_and_then_drops_votes(

@@ -122,19 +122,17 @@ def lease_message(
         tracked = node.remaining(lease.name) if held else 0.0
         remaining = lease.ttl if tracked is None else tracked
         ttl, left = duration(lease.ttl), duration(remaining)
-    message = lease_pb2.Lease(
+    return lease_pb2.Lease(
         name=lease.name,
         holder_id=lease.holder,
         token=lease.token,
         ttl=ttl,
         remaining=left,
+        acquired_at=timestamp(lease.acquired_at) if lease.acquired_at else None,
         expires_at=timestamp(time.time() + remaining),
         acquired_revision=lease.acquired_revision,
         modified_revision=lease.revision,
     )
-    if lease.acquired_at:
-        message.acquired_at.CopyFrom(timestamp(lease.acquired_at))
-    return message
 
 
 def event_message(node: LeaseNode, event: LeaseEvent) -> lease_pb2.LeaseEvent:

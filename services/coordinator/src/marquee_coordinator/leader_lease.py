@@ -89,6 +89,10 @@ class LeaseTransport(KeepaliveTransport):
         # Follower side: the term whose leader last asked this node to campaign.
         self._timeout_now_term = -1
         self.votes_dropped = 0
+        # valid_until's last answer: (changes, term, until). Every change to what it
+        # reads bumps _changes after making it, so a stale answer is never reused.
+        self._changes = 0
+        self._last_until: tuple[int, int, float] | None = None
         super().__init__(syncObj, selfNode, otherNodes, keepalive=keepalive)
 
     def forget_acknowledgements(self) -> None:
@@ -101,8 +105,21 @@ class LeaseTransport(KeepaliveTransport):
         """The monotonic time until which no other leader can exist, as leader of `term`.
 
         -inf when no majority has acknowledged this term yet, or after a handover
-        was started in it.
+        was started in it. Asked once per local renewal, it changes only when an
+        echo arrives (a heartbeat round): the last answer is kept until then.
         """
+        changes = self._changes  # read first: a change from here on is seen next time
+        last = self._last_until
+        if last is not None and last[0] == changes and last[1] == term:
+            return last[2]
+        until = self._valid_until(term)
+        self._last_until = (changes, term, until)
+        return until
+
+    def _changed(self) -> None:
+        self._changes += 1  # only the tick thread writes; the event loop reads
+
+    def _valid_until(self, term: int) -> float:
         if term == self._handed_over_term:
             return -math.inf
         needed = (len(self._nodes) + 1) // 2  # followers besides this node for a majority
@@ -118,7 +135,13 @@ class LeaseTransport(KeepaliveTransport):
         # A member removed, then added again at the same address, is a new
         # process that acknowledged nothing: its predecessor's echo must not count.
         self._echoes.pop(node.id, None)
+        self._changed()
         super().dropNode(node)
+        self._changed()
+
+    def addNode(self, node: Any) -> None:
+        super().addNode(node)
+        self._changed()
 
     def send(self, node: Any, message: Any) -> bool:
         kind = message.get("type") if isinstance(message, dict) else None
@@ -138,6 +161,7 @@ class LeaseTransport(KeepaliveTransport):
                 message = {**message, TRANSFER: True}
         elif kind == "timeout_now":
             self._handed_over_term = message["term"]
+            self._changed()
         return bool(super().send(node, message))
 
     def _onMessageReceived(self, node: Any, message: Any) -> None:
@@ -162,4 +186,5 @@ class LeaseTransport(KeepaliveTransport):
             echo = message.get(ECHO)
             if isinstance(echo, tuple | list) and len(echo) == 2:
                 self._echoes[node.id] = (int(echo[0]), float(echo[1]))
+                self._changed()
         super()._onMessageReceived(node, message)

@@ -10,12 +10,13 @@ lease event, so a cluster's grants are any one member's, not the sum.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from marquee_coordinator.state import EventKind
@@ -40,11 +41,6 @@ LEASE_EVENTS = Counter(
     "Lease changes applied by this member's state machine, by event: acquired (a grant, "
     "with a new fencing token), renewed, released, expired.",
     ["event"],
-)
-LOCAL_RENEWALS = Counter(
-    "marquee_coordinator_local_renewals",
-    "Renewals this member answered as serving leader without a log entry, under its "
-    "leader lease (LOCAL_RENEWAL, on by default); they make no `renewed` event.",
 )
 APPLY_SECONDS = Histogram(
     "marquee_coordinator_apply_latency_seconds",
@@ -119,3 +115,40 @@ class NodeCollector(Collector):
 
 NODE = NodeCollector()
 REGISTRY.register(NODE)
+
+
+class LocalRenewals(Collector):
+    """marquee_coordinator_local_renewals_total, without prometheus_client's Counter.
+
+    Counter.inc takes a mutex and checks its labels on every call: ~7% of a
+    leader's renewal handler at 4,000 renewals/s. Here a renewal costs one
+    next() on an itertools.count (a C call, atomic under the GIL, from any
+    thread); a scrape takes a number too, so it reports what it drew less
+    the numbers scrapes drew.
+    """
+
+    def __init__(self) -> None:
+        self._numbers = itertools.count()
+        self._lock = threading.Lock()
+        self._scrapes = 0
+
+    def inc(self) -> None:
+        next(self._numbers)
+
+    def value(self) -> int:
+        with self._lock:
+            drawn = next(self._numbers)  # the count of every earlier draw
+            scrapes, self._scrapes = self._scrapes, self._scrapes + 1
+        return drawn - scrapes
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "marquee_coordinator_local_renewals",
+            "Renewals this member answered as serving leader without a log entry, under "
+            "its leader lease (LOCAL_RENEWAL, on by default); they make no `renewed` event.",
+            value=self.value(),
+        )
+
+
+LOCAL_RENEWALS = LocalRenewals()
+REGISTRY.register(LOCAL_RENEWALS)
