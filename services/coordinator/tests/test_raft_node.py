@@ -136,6 +136,33 @@ async def test_concurrent_calls_are_group_committed_with_their_own_outcomes(
     assert [e.revision for e in events] == list(range(since + 1, since + 11))
 
 
+async def test_leases_falling_due_together_expire_in_a_few_log_entries(node: LeaseNode) -> None:
+    """A mass expiry is batched per scan, yet every lease gets its own event and revision."""
+    count = 300
+    ttl = node.config.timing.min_lease_ttl
+    held = await asyncio.gather(*(node.acquire(f"mass-{i}", "gone", ttl) for i in range(count)))
+    kept = await node.acquire("kept", "here", 30.0)
+    since = node.status().revision
+    events: list[LeaseEvent] = []
+
+    async def watch() -> None:
+        async for event in node.watch(since=since):
+            events.append(event)
+
+    watcher = asyncio.create_task(watch())
+    entries_before = node.status().commit_index
+    await until_seen(events, count, timeout=ttl + 10)
+    entries = node.status().commit_index - entries_before
+    watcher.cancel()
+    assert [e.kind for e in events] == [EventKind.EXPIRED] * count
+    assert sorted(e.lease.name for e in events) == sorted(lease.name for lease in held)
+    assert [e.revision for e in events] == list(range(since + 1, since + count + 1))
+    # One entry per scan that found leases due (at most 128 each), not one per lease.
+    assert entries <= count // 10, f"{count} expiries took {entries} log entries"
+    assert [lease.name for lease in node.local_leases()] == ["kept"]
+    assert (await node.renew("kept", "here", kept.token)).token == kept.token
+
+
 async def test_a_data_dir_serves_one_node_at_a_time(node: LeaseNode) -> None:
     with pytest.raises(CoordinatorError, match="locked"):
         LeaseNode(config(node.config.data_dir))

@@ -923,8 +923,9 @@ class LeaseNode:
         if self._handing_over or now < self._next_expiry_scan:
             return
         self._next_expiry_scan = now + self.config.timing.tick
-        for due in self._deadlines.due(now):
-            self._propose_expire(due, term)
+        due = self._deadlines.due(now)
+        for start in range(0, len(due), MAX_BATCH):
+            self._propose_expiries(due[start : start + MAX_BATCH], term)
 
     def _propose_epoch(self, term: int) -> None:
         if self._epoch_proposed == term:
@@ -958,13 +959,26 @@ class LeaseNode:
 
         self._leases.apply(RegisterMember(me), callback=_guarded(done))
 
-    def _propose_expire(self, due: Due, term: int) -> None:
-        def done(_outcome: Outcome | None, _error: int) -> None:
-            self._deadlines.resolved(due)
+    def _propose_expiries(self, due: Sequence[Due], term: int) -> None:
+        """Expire the leases of one scan as one log entry (a Batch), not one entry each.
 
-        log.info("lease deadline passed, proposing expiry", lease=due.name, token=due.token)
-        expire = Expire(due.name, due.token, due.revision, term)
-        self._leases.apply(expire, callback=_guarded(done))
+        Each Expire is still applied on its own, with its own checks, revision
+        and event. One entry per lease made a mass expiry (clients gone at
+        once) thousands of Raft rounds: measured with 12,000 leases falling due
+        within 3.5 s, renewals on the leader fell from ~4,500/s to ~1,000/s for
+        4 s, with calls waiting up to 0.7 s.
+        """
+
+        def done(_outcome: Any, _error: int) -> None:
+            for lease in due:
+                self._deadlines.resolved(lease)
+
+        log.info(
+            "lease deadlines passed, proposing expiry",
+            leases=[f"{lease.name}@{lease.token}" for lease in due],
+        )
+        expires = tuple(Expire(lease.name, lease.token, lease.revision, term) for lease in due)
+        self._leases.apply(Batch(expires), callback=_guarded(done))
 
     def _on_applied(
         self, command: Command, outcome: Outcome, events: tuple[LeaseEvent, ...]
