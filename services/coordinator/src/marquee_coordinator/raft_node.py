@@ -964,9 +964,8 @@ class LeaseNode:
 
         Each Expire is still applied on its own, with its own checks, revision
         and event. One entry per lease made a mass expiry (clients gone at
-        once) thousands of Raft rounds: measured with 12,000 leases falling due
-        within 3.5 s, renewals on the leader fell from ~4,500/s to ~1,000/s for
-        4 s, with calls waiting up to 0.7 s.
+        once) thousands of Raft rounds that starved the calls beside them
+        (docs/coordinator-timing.md, "Expiry is scanned once per tick period").
         """
 
         def done(_outcome: Any, _error: int) -> None:
