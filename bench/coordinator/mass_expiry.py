@@ -31,15 +31,10 @@ from coordinator.coordinator_bench_measure import SafetyLog, acquire_throughput
 from marquee.coordinator.v1 import lease_pb2
 
 EXPIRING = int(os.environ.get("BENCH_EXPIRING", "12000"))
-EXPIRING_TTL = float(os.environ.get("BENCH_EXPIRING_TTL", "6"))
+EXPIRING_TTL = int(os.environ.get("BENCH_EXPIRING_TTL", "6"))  # whole seconds
 TIMING = os.environ.get("BENCH_COORDINATOR_TIMING", "fast")
 CLIENTS = 64
 SECONDS = 8.0
-
-
-def duration(seconds: float) -> Duration:
-    whole, nanos = divmod(round(seconds * 1e9), 1_000_000_000)
-    return Duration(seconds=whole, nanos=nanos)
 
 
 async def main() -> None:
@@ -57,7 +52,7 @@ async def main() -> None:
 
         async def expiring(n: int) -> None:
             request = lease_pb2.AcquireRequest(
-                name=f"expiring/{n}", holder_id="gone", ttl=duration(EXPIRING_TTL)
+                name=f"expiring/{n}", holder_id="gone", ttl=Duration(seconds=EXPIRING_TTL)
             )
             async with slots:
                 await stub.Acquire(request, timeout=10)

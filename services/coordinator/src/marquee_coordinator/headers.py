@@ -61,40 +61,46 @@ def _shared_duration(seconds: float) -> Duration:
     return duration(seconds)
 
 
-def renewed_here_response(
-    node: LeaseNode, request: lease_pb2.KeepAliveRequest, lease: Lease
-) -> lease_pb2.KeepAliveResponse:
-    """The answer to a KeepAlive item that LeaseNode.renew_locally renewed: a full TTL is left."""
-    ttl = _shared_duration(lease.ttl)
-    return lease_pb2.KeepAliveResponse(
-        name=request.name,
-        token=request.token,
-        alive=True,
-        remaining=ttl,
-        ttl=ttl,
-        header=header(node),
-    )
+def _durations(
+    node: LeaseNode, lease: Lease, *, held: bool = True, renewed_here: bool = False
+) -> tuple[Duration, Duration, float]:
+    """The lease's TTL and time left as Durations, and the time left in seconds.
+
+    The time left is the serving leader's own measure; a lease it does not
+    track (not held any more, or asked of a non-leader) counts as a full TTL
+    if held, as does one that LeaseNode.renew_locally has just renewed
+    (`renewed_here`, the usual renewal: its Durations are built once).
+    """
+    if renewed_here:
+        ttl = _shared_duration(lease.ttl)
+        return ttl, ttl, lease.ttl
+    tracked = node.remaining(lease.name) if held else 0.0
+    remaining = lease.ttl if tracked is None else tracked
+    return duration(lease.ttl), duration(remaining), remaining
 
 
 def keepalive_response(
-    node: LeaseNode, request: lease_pb2.KeepAliveRequest, lease: Lease | None
+    node: LeaseNode,
+    request: lease_pb2.KeepAliveRequest,
+    lease: Lease | None,
+    *,
+    renewed_here: bool = False,
 ) -> lease_pb2.KeepAliveResponse:
     """The answer to one KeepAlive item: `lease` renewed, or None if it was lost.
 
-    Built in one constructor call (a stream answers thousands a second);
-    `remaining` as lease_message() counts it.
+    Built in one constructor call (a stream answers thousands a second).
     """
     if lease is None:
         return lease_pb2.KeepAliveResponse(
             name=request.name, token=request.token, alive=False, header=header(node)
         )
-    remaining = node.remaining(lease.name)
+    ttl, left, _ = _durations(node, lease, renewed_here=renewed_here)
     return lease_pb2.KeepAliveResponse(
         name=request.name,
         token=request.token,
         alive=True,
-        remaining=duration(lease.ttl if remaining is None else remaining),
-        ttl=duration(lease.ttl),
+        remaining=left,
+        ttl=ttl,
         header=header(node),
     )
 
@@ -112,16 +118,8 @@ def timestamp(wall_seconds: float) -> Timestamp:
 def lease_message(
     node: LeaseNode, lease: Lease, *, held: bool = True, renewed_here: bool = False
 ) -> lease_pb2.Lease:
-    """`remaining` is the serving leader's own measure; a lease it does not track
-    (not held any more, or asked of a non-leader) counts as a full TTL if held,
-    as does one that LeaseNode.renew_locally has just renewed (`renewed_here`)."""
-    if renewed_here:
-        remaining = lease.ttl
-        ttl = left = _shared_duration(lease.ttl)
-    else:
-        tracked = node.remaining(lease.name) if held else 0.0
-        remaining = lease.ttl if tracked is None else tracked
-        ttl, left = duration(lease.ttl), duration(remaining)
+    """The lease as clients see it; `held` and `renewed_here` as _durations() takes them."""
+    ttl, left, remaining = _durations(node, lease, held=held, renewed_here=renewed_here)
     return lease_pb2.Lease(
         name=lease.name,
         holder_id=lease.holder,

@@ -135,7 +135,6 @@ class LeaseTransport(KeepaliveTransport):
         # A member removed, then added again at the same address, is a new
         # process that acknowledged nothing: its predecessor's echo must not count.
         self._echoes.pop(node.id, None)
-        self._changed()
         super().dropNode(node)
         self._changed()
 

@@ -20,7 +20,6 @@ from marquee_coordinator.headers import (
     header,
     keepalive_response,
     lease_message,
-    renewed_here_response,
     seconds,
 )
 from marquee_coordinator.lifecycle import Stopping
@@ -81,16 +80,11 @@ class LeaseServicer(lease_pb2_grpc.LeaseServiceServicer):
     async def KeepAlive(
         self, request_iterator: AsyncIterator[lease_pb2.KeepAliveRequest], context: Context
     ) -> AsyncIterator[lease_pb2.KeepAliveResponse]:
-        node = self.node
         async for request in self.stopping.iterate(request_iterator):
-            # The usual item first, without a coroutine: a lease this holder holds under
-            # this token has a name and holder checked when it was granted, so only the
-            # election namespace, closed to the LeaseService, needs a look.
-            if not request.name.startswith(ELECTION_PREFIX):
-                renewed = node.renew_locally(request.name, request.holder_id, request.token)
-                if renewed is not None:
-                    yield renewed_here_response(node, request, renewed)
-                    continue
+            renewed = self._renewed_here(request.name, request.holder_id, request.token)
+            if renewed is not None:
+                yield keepalive_response(self.node, request, renewed, renewed_here=True)
+                continue
             check = Violations()
             check.lease_name("name", request.name)
             check.key("holder_id", request.holder_id)
@@ -105,10 +99,8 @@ class LeaseServicer(lease_pb2_grpc.LeaseServiceServicer):
     async def Renew(
         self, request: lease_pb2.RenewRequest, context: Context
     ) -> lease_pb2.RenewResponse:
-        # As in KeepAlive: the usual renewal answered at once (the checks below hold
-        # for any lease this holder holds under this token).
-        if not request.HasField("ttl") and not request.name.startswith(ELECTION_PREFIX):
-            renewed = self.node.renew_locally(request.name, request.holder_id, request.token)
+        if not request.HasField("ttl"):
+            renewed = self._renewed_here(request.name, request.holder_id, request.token)
             if renewed is not None:
                 return lease_pb2.RenewResponse(
                     header=header(self.node),
@@ -134,6 +126,18 @@ class LeaseServicer(lease_pb2_grpc.LeaseServiceServicer):
         return lease_pb2.RenewResponse(
             header=header(self.node), renewed=True, lease=lease_message(self.node, lease)
         )
+
+    def _renewed_here(self, name: str, holder: str, token: int) -> Lease | None:
+        """The usual renewal, answered by LeaseNode.renew_locally without a coroutine, or None.
+
+        Asked before any request check: a lease held under this name, holder and
+        token had both checked when it was granted, so only the election
+        namespace, closed to the LeaseService, needs a look first. None sends
+        the call the full way (checks, then renew()).
+        """
+        if name.startswith(ELECTION_PREFIX):
+            return None
+        return self.node.renew_locally(name, holder, token)
 
     async def Release(
         self, request: lease_pb2.ReleaseRequest, context: Context
