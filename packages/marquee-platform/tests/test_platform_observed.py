@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -11,6 +12,7 @@ import prometheus_client
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from marquee_platform.encoded import pre_encoded
 from marquee_platform.observed import ObservedServer, RpcObserver, _ObservedGenericHandler
 
 
@@ -130,3 +132,55 @@ def test_generated_registration_adds_one_lookup_per_service() -> None:
     assert len(inner.generic) == 1
     only_registered(health.aio.HealthServicer(), server)  # Check is served already
     assert len(inner.generic) == 1
+
+
+class PreEncodedHealth:
+    """Answers Check with a message or with bytes it encoded itself, Watch with bytes."""
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: Any
+    ) -> health_pb2.HealthCheckResponse:
+        status = health_pb2.HealthCheckResponse.SERVING
+        if request.service == "encoded":
+            encoded = health_pb2.HealthCheckResponse(status=status).SerializeToString()
+            return pre_encoded(encoded, health_pb2.HealthCheckResponse)
+        return health_pb2.HealthCheckResponse(status=status)
+
+    async def Watch(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        for status in (health_pb2.HealthCheckResponse.NOT_SERVING, SERVING):
+            encoded = health_pb2.HealthCheckResponse(status=status).SerializeToString()
+            yield pre_encoded(encoded, health_pb2.HealthCheckResponse)
+
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_a_handler_may_answer_with_the_bytes_it_encoded() -> None:
+    server = ObservedServer(grpc.aio.server(), RpcObserver(None))
+    servicer = PreEncodedHealth()
+    handlers: dict[str, Any] = {
+        "Check": grpc.unary_unary_rpc_method_handler(
+            servicer.Check,
+            request_deserializer=health_pb2.HealthCheckRequest.FromString,
+            response_serializer=health_pb2.HealthCheckResponse.SerializeToString,
+        ),
+        "Watch": grpc.unary_stream_rpc_method_handler(
+            servicer.Watch,
+            request_deserializer=health_pb2.HealthCheckRequest.FromString,
+            response_serializer=health_pb2.HealthCheckResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(HEALTH, handlers)])
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            for service in ("encoded", "built"):
+                answer = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+                assert answer.status == SERVING, service
+            watched = stub.Watch(health_pb2.HealthCheckRequest(), timeout=5)
+            statuses = [answer.status async for answer in watched]
+            assert statuses == [health_pb2.HealthCheckResponse.NOT_SERVING, SERVING]
+    finally:
+        await server.stop(None)

@@ -22,6 +22,7 @@ import grpc
 import grpc.aio
 
 from marquee_platform import errors
+from marquee_platform.encoded import passing_encoded
 from marquee_platform.error_mapping import abort_with, service_error_for
 from marquee_platform.metrics import MethodMetrics
 from marquee_platform.tracing import Context, ServerSpans, StartedSpan
@@ -42,7 +43,8 @@ class RpcObserver:
     It also reads the request messages: each is checked against
     `max_receive_bytes` (None: no limit here) and decoded, so that a message
     too large or not decoding ends its call as RESOURCE_EXHAUSTED or
-    INVALID_ARGUMENT, counted and traced like any other call.
+    INVALID_ARGUMENT, counted and traced like any other call. A response a
+    handler encoded itself (encoded.pre_encoded) is sent as the bytes it is.
     """
 
     def __init__(self, spans: ServerSpans | None, max_receive_bytes: int | None = None) -> None:
@@ -74,7 +76,7 @@ class RpcObserver:
         return factory(
             wrapped,
             request_deserializer=deserializer,
-            response_serializer=handler.response_serializer,
+            response_serializer=passing_encoded(handler.response_serializer),
         )
 
 

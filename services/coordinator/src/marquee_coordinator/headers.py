@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 
 from google.protobuf.duration_pb2 import Duration
@@ -55,25 +54,16 @@ def duration(seconds: float) -> Duration:
     return Duration(seconds=whole, nanos=rest)
 
 
-@functools.lru_cache(maxsize=256)
-def _shared_duration(seconds: float) -> Duration:
-    """duration(seconds), built once: callers only pass it to a constructor, which copies it."""
-    return duration(seconds)
-
-
 def _durations(
-    node: LeaseNode, lease: Lease, *, held: bool = True, renewed_here: bool = False
+    node: LeaseNode, lease: Lease, *, held: bool = True
 ) -> tuple[Duration, Duration, float]:
     """The lease's TTL and time left as Durations, and the time left in seconds.
 
     The time left is the serving leader's own measure; a lease it does not
     track (not held any more, or asked of a non-leader) counts as a full TTL
-    if held, as does one that LeaseNode.renew_locally has just renewed
-    (`renewed_here`, the usual renewal: its Durations are built once).
+    if held. (A renewal answered by LeaseNode.renew_locally is encoded apart:
+    encoded_renewals.py.)
     """
-    if renewed_here:
-        ttl = _shared_duration(lease.ttl)
-        return ttl, ttl, lease.ttl
     tracked = node.remaining(lease.name) if held else 0.0
     remaining = lease.ttl if tracked is None else tracked
     return duration(lease.ttl), duration(remaining), remaining
@@ -83,8 +73,6 @@ def keepalive_response(
     node: LeaseNode,
     request: lease_pb2.KeepAliveRequest,
     lease: Lease | None,
-    *,
-    renewed_here: bool = False,
 ) -> lease_pb2.KeepAliveResponse:
     """The answer to one KeepAlive item: `lease` renewed, or None if it was lost.
 
@@ -94,7 +82,7 @@ def keepalive_response(
         return lease_pb2.KeepAliveResponse(
             name=request.name, token=request.token, alive=False, header=header(node)
         )
-    ttl, left, _ = _durations(node, lease, renewed_here=renewed_here)
+    ttl, left, _ = _durations(node, lease)
     return lease_pb2.KeepAliveResponse(
         name=request.name,
         token=request.token,
@@ -115,11 +103,9 @@ def timestamp(wall_seconds: float) -> Timestamp:
     return Timestamp(seconds=whole, nanos=nanos)
 
 
-def lease_message(
-    node: LeaseNode, lease: Lease, *, held: bool = True, renewed_here: bool = False
-) -> lease_pb2.Lease:
-    """The lease as clients see it; `held` and `renewed_here` as _durations() takes them."""
-    ttl, left, remaining = _durations(node, lease, held=held, renewed_here=renewed_here)
+def lease_message(node: LeaseNode, lease: Lease, *, held: bool = True) -> lease_pb2.Lease:
+    """The lease as clients see it; `held` as _durations() takes it."""
+    ttl, left, remaining = _durations(node, lease, held=held)
     return lease_pb2.Lease(
         name=lease.name,
         holder_id=lease.holder,

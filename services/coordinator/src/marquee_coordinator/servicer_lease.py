@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 
 from marquee.coordinator.v1 import lease_pb2, lease_pb2_grpc
+from marquee_coordinator.encoded_renewals import RenewalAnswers
 from marquee_coordinator.errors import GrantEnded, LeaseHeld, LeaseNotHeld
 from marquee_coordinator.headers import (
     event_message,
@@ -28,6 +29,7 @@ from marquee_coordinator.state import Lease
 from marquee_coordinator.status_mapping import mapped_errors
 from marquee_coordinator.validation import ELECTION_PREFIX, Violations
 from marquee_coordinator.waiting import WaitQueues, acquire_when_free
+from marquee_platform.encoded import pre_encoded
 
 Context = grpc.aio.ServicerContext[Any, Any]
 LIST_LIMIT = 1000
@@ -38,6 +40,7 @@ class LeaseServicer(lease_pb2_grpc.LeaseServiceServicer):
         self.node = node
         self.stopping = stopping
         self.queues = queues
+        self.answers = RenewalAnswers(node)
 
     async def Acquire(
         self, request: lease_pb2.AcquireRequest, context: Context
@@ -83,7 +86,7 @@ class LeaseServicer(lease_pb2_grpc.LeaseServiceServicer):
         async for request in self.stopping.iterate(request_iterator):
             renewed = self._renewed_here(request.name, request.holder_id, request.token)
             if renewed is not None:
-                yield keepalive_response(self.node, request, renewed, renewed_here=True)
+                yield pre_encoded(self.answers.keepalive(renewed), lease_pb2.KeepAliveResponse)
                 continue
             check = Violations()
             check.lease_name("name", request.name)
@@ -102,11 +105,7 @@ class LeaseServicer(lease_pb2_grpc.LeaseServiceServicer):
         if not request.HasField("ttl"):
             renewed = self._renewed_here(request.name, request.holder_id, request.token)
             if renewed is not None:
-                return lease_pb2.RenewResponse(
-                    header=header(self.node),
-                    renewed=True,
-                    lease=lease_message(self.node, renewed, renewed_here=True),
-                )
+                return pre_encoded(self.answers.renew(renewed), lease_pb2.RenewResponse)
         check = Violations()
         check.lease_name("name", request.name)
         check.key("holder_id", request.holder_id)
