@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -36,7 +37,7 @@ TTL = 3.0
 R = TypeVar("R")
 
 
-async def read(call: grpc.aio.UnaryStreamCall[Any, R]) -> R:
+async def read(call: grpc.aio.UnaryStreamCall[Any, R] | grpc.aio.StreamStreamCall[Any, R]) -> R:
     """The next message of a server stream, within 5 s."""
     message = await asyncio.wait_for(call.read(), 5)
     assert message is not grpc.aio.EOF
@@ -49,8 +50,9 @@ def seconds(value: float) -> Duration:
     return d
 
 
-@pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[RunningService]:
+@contextlib.asynccontextmanager
+async def one_node(tmp_path: Path) -> AsyncIterator[RunningService]:
+    """A single-node cluster (fast timing), serving; drained as on SIGTERM on exit."""
     port = free_port()
     settings = CoordinatorSettings(
         grpc_port=port,
@@ -72,6 +74,12 @@ async def node(tmp_path: Path) -> AsyncIterator[RunningService]:
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     break
                 await asyncio.sleep(0.02)
+        yield running
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[RunningService]:
+    async with one_node(tmp_path) as running:
         yield running
 
 
@@ -138,6 +146,35 @@ async def test_leases_through_grpc(node: RunningService) -> None:
         lease_pb2.AcquireRequest(name="job", holder_id="b", ttl=seconds(TTL))
     )
     assert regranted.lease.token == 2
+
+
+async def test_an_open_keepalive_stream_ends_unavailable_as_soon_as_the_node_stops(
+    tmp_path: Path,
+) -> None:
+    """A stream waiting for its next renewal does not hold the drain for its grace period."""
+    client_done = asyncio.Event()
+
+    async def requests() -> AsyncIterator[lease_pb2.KeepAliveRequest]:
+        yield lease_pb2.KeepAliveRequest(name="job", holder_id="a", token=1)
+        await client_done.wait()  # a holder between two renewals
+
+    loop = asyncio.get_running_loop()
+    async with contextlib.AsyncExitStack() as clients:
+        async with one_node(tmp_path) as running:
+            await lease_pb2_grpc.LeaseServiceStub(running.channel).Acquire(
+                lease_pb2.AcquireRequest(name="job", holder_id="a", ttl=seconds(TTL))
+            )
+            channel = await clients.enter_async_context(grpc.aio.insecure_channel(running.address))
+            stream = lease_pb2_grpc.LeaseServiceStub(channel).KeepAlive(requests())
+            clients.callback(client_done.set)
+            assert (await read(stream)).alive
+            began = loop.time()
+        drained = loop.time() - began  # the grace period is 2 s
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            await asyncio.wait_for(stream.read(), 5)
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "shutting down" in (ended.value.details() or "")
+    assert drained < 1.5
 
 
 async def test_a_renewal_the_leader_answers_alone_reads_like_one_through_the_log(
