@@ -27,7 +27,6 @@ from marquee_coordinator.state import Lease
 
 # Field numbers of the messages assembled here (lease.proto).
 _RESPONSE_HEADER = 1  # RenewResponse.header and KeepAliveResponse.header
-_RENEW_RENEWED = 2
 _RENEW_LEASE = 3
 _LEASE_EXPIRES_AT = 7
 
@@ -38,12 +37,17 @@ MAX_KEPT = 32_768
 
 
 def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return _ONE_BYTE[value]
     out = bytearray()
     while value > 0x7F:
         out.append(value & 0x7F | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+_ONE_BYTE = [bytes((n,)) for n in range(0x80)]
 
 
 def _length_delimited(field: int, payload: bytes) -> bytes:

@@ -483,13 +483,14 @@ class LeaseNode:
         # The epoch names the leader's id and gRPC address once it has committed it;
         # a leader we hear from that has not done so yet is unnamed.
         known = leader is not None and epoch.leader == leader.address
+        # Positional: a renewal's answer asks for the view each time (half the cost).
         return View(
-            cluster_id=cluster_id,
-            member_id=self.member_id,
-            term=self._raft.raftCurrentTerm,
-            revision=revision,
-            leader_id=epoch.member_id if known else "",
-            leader_address=(epoch.client_address or "") if known else "",
+            cluster_id,
+            self.member_id,
+            self._raft.raftCurrentTerm,
+            revision,
+            epoch.member_id if known else "",
+            (epoch.client_address or "") if known else "",
         )
 
     def status(self) -> NodeStatus:
