@@ -61,6 +61,7 @@ from marquee_coordinator.expiry import Deadlines, Due
 from marquee_coordinator.leader_lease import LeaseTransport
 from marquee_coordinator.membership import MemberView, Role, check_add, check_remove
 from marquee_coordinator.raft_config import NodeConfig
+from marquee_coordinator.raft_snapshots import BackgroundSerializer
 from marquee_coordinator.raft_transport import KeepaliveTransport, keepalive_interval
 from marquee_coordinator.raft_watch import RaftWatch
 from marquee_coordinator.state import (
@@ -90,6 +91,8 @@ MAX_LEASE_TTL = 24 * 3600.0
 MAX_KEY_LENGTH = 256  # names, holders and request ids live in the replicated state
 WATCH_BACKLOG = 10_000  # events queued for one slow watcher before it is cut off
 COMMIT_TIMEOUT = 10.0
+# How long close() waits for a full dump being written (100,000 leases: ~1 s).
+DUMP_WAIT_SECONDS = 30.0
 # Most commands in one group-commit entry: keeps an entry well under pysyncobj's
 # 64 KiB message size, above which it is split into several transmissions.
 MAX_BATCH = 128
@@ -170,6 +173,14 @@ class ReplicatedLeases(SyncObjConsumer):  # type: ignore[misc]
         _never_raise(self._on_applied, command, outcome, events)
         return outcome
 
+    def _serialize(self) -> dict[str, Any]:
+        # Called by pysyncobj on the tick thread, between two applies, when it
+        # compacts its log; the dump is then written on another thread
+        # (raft_snapshots.py) while commands keep applying: it gets a copy.
+        data: dict[str, Any] = super()._serialize()
+        data["state"] = self.state.snapshot()
+        return data
+
     def _deserialize(self, data: dict[str, Any]) -> None:
         # Called by pysyncobj when it loads a full dump (restart, or a snapshot from the leader).
         with self.lock:
@@ -247,6 +258,11 @@ class LeaseNode:
                 consumers=[self._leases],
                 transportClass=transport_class,
             )
+            # Log compaction writes the full dump off the tick thread (raft_snapshots.py).
+            self._snapshots = BackgroundSerializer(
+                str(config.dump_file), self._syncobj_conf.logCompactionBatchSize
+            )
+            self._raft._SyncObj__serializer = self._snapshots
             self._raft.waitBinded()
         except SyncObjException as exc:
             self._release_resources()
@@ -732,6 +748,8 @@ class LeaseNode:
         self._closed = True
         metrics.NODE.detach(self)
         self._raft.destroy_synchronous()
+        if not self._snapshots.finish(timeout=DUMP_WAIT_SECONDS):
+            log.warning("raft full dump still being written at close", node=self.address)
         with self._leases.lock:
             for watcher in self._watchers:
                 watcher.push(None)

@@ -14,6 +14,7 @@ as `Outcome.rejection`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections import OrderedDict, deque
@@ -259,6 +260,19 @@ class LeaseState:
         self.requests: OrderedDict[DedupeKey, tuple[ClientCommand, Outcome]] = OrderedDict()
         self.dedupe_capacity = dedupe_capacity
         self.history: deque[LeaseEvent] = deque(maxlen=history_capacity)
+
+    def snapshot(self) -> LeaseState:
+        """A copy that later commands do not change, for writing the full dump meanwhile.
+
+        Only the containers are copied: everything in them is immutable.
+        """
+        copied = copy.copy(self)
+        copied.members = dict(self.members)
+        copied.leases = dict(self.leases)
+        copied.tokens = dict(self.tokens)
+        copied.requests = OrderedDict(self.requests)
+        copied.history = deque(self.history, maxlen=self.history.maxlen)
+        return copied
 
     def apply(self, command: Command) -> tuple[Outcome, tuple[LeaseEvent, ...]]:
         """Apply one committed command; returns its outcome and the events it caused."""
