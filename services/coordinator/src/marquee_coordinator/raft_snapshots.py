@@ -3,11 +3,11 @@
 pysyncobj compacts its log by writing the whole replicated state to its full
 dump, every `compaction_min_entries` entries. Without fork() (unsafe under a
 gRPC server, raft_config.py) it writes it on the tick thread, the thread that
-also sends the heartbeats: pickling and gzip-compressing (level 9) took
-254 ms for 20,000 leases on a quiet core, so about a second at 75,000. Every member compacts at about
-the same entry, so the followers timed out and elected, and the new leader
-stalled in its turn: four elections within 1.5 s (docs/benchmarks.md,
-coordinator).
+also sends the heartbeats: pickling and gzip-compressing (level 9) took 254 ms
+for 20,000 leases on a quiet core, so about a second at 75,000. Every member
+compacts at about the same entry, so the followers timed out and elected, and
+the new leader stalled in its turn: four elections within 1.5 s
+(docs/benchmarks.md, coordinator).
 
 Here the tick thread only takes a copy of the state (ReplicatedLeases
 ._serialize, LeaseState.snapshot) and a thread of its own writes the dump. The
