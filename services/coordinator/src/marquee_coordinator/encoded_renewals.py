@@ -21,7 +21,7 @@ import time
 from typing import NamedTuple
 
 from marquee.coordinator.v1 import lease_pb2
-from marquee_coordinator.headers import duration, header, timestamp
+from marquee_coordinator.headers import duration, header, lease_fields, timestamp
 from marquee_coordinator.raft_node import LeaseNode, View
 from marquee_coordinator.state import Lease
 
@@ -67,17 +67,13 @@ class _LeaseParts(NamedTuple):
 
 def _parts(lease: Lease) -> _LeaseParts:
     ttl = duration(lease.ttl)  # renewed just now: the time left is the whole TTL
-    before = lease_pb2.Lease(
-        name=lease.name,
-        holder_id=lease.holder,
-        token=lease.token,
-        ttl=ttl,
-        remaining=ttl,
-        acquired_at=timestamp(lease.acquired_at) if lease.acquired_at else None,
-    )
+    # Split around expires_at (field 7), which renew() encodes for each answer.
+    before = lease_fields(lease, ttl, ttl, expires_at=None)
     after = lease_pb2.Lease(
-        acquired_revision=lease.acquired_revision, modified_revision=lease.revision
+        acquired_revision=before.acquired_revision, modified_revision=before.modified_revision
     )
+    before.ClearField("acquired_revision")
+    before.ClearField("modified_revision")
     keepalive = lease_pb2.KeepAliveResponse(
         name=lease.name, token=lease.token, alive=True, remaining=ttl, ttl=ttl
     )

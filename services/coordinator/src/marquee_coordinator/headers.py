@@ -106,14 +106,21 @@ def timestamp(wall_seconds: float) -> Timestamp:
 def lease_message(node: LeaseNode, lease: Lease, *, held: bool = True) -> lease_pb2.Lease:
     """The lease as clients see it; `held` as _durations() takes it."""
     ttl, left, remaining = _durations(node, lease, held=held)
+    return lease_fields(lease, ttl, left, expires_at=timestamp(time.time() + remaining))
+
+
+def lease_fields(
+    lease: Lease, ttl: Duration, remaining: Duration, *, expires_at: Timestamp | None
+) -> lease_pb2.Lease:
+    """The Lease message of `lease` with the times given."""
     return lease_pb2.Lease(
         name=lease.name,
         holder_id=lease.holder,
         token=lease.token,
         ttl=ttl,
-        remaining=left,
+        remaining=remaining,
         acquired_at=timestamp(lease.acquired_at) if lease.acquired_at else None,
-        expires_at=timestamp(time.time() + remaining),
+        expires_at=expires_at,
         acquired_revision=lease.acquired_revision,
         modified_revision=lease.revision,
     )
