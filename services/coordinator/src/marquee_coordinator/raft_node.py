@@ -60,6 +60,7 @@ from marquee_coordinator.errors import (
 from marquee_coordinator.expiry import Deadlines, Due
 from marquee_coordinator.leader_lease import LeaseTransport
 from marquee_coordinator.membership import MemberView, Role, check_add, check_remove
+from marquee_coordinator.raft_clock import DeadlinePoller, raft_now
 from marquee_coordinator.raft_config import NodeConfig
 from marquee_coordinator.raft_snapshots import BackgroundSerializer
 from marquee_coordinator.raft_transport import KeepaliveTransport, keepalive_interval
@@ -263,6 +264,8 @@ class LeaseNode:
                 str(config.dump_file), self._syncobj_conf.logCompactionBatchSize
             )
             self._raft._SyncObj__serializer = self._snapshots
+            # Its deadlines are met when due, not at the end of a tick (raft_clock.py).
+            self._raft._poller = DeadlinePoller(self._raft._poller, self._raft)
             self._raft.waitBinded()
         except SyncObjException as exc:
             self._release_resources()
@@ -308,7 +311,7 @@ class LeaseNode:
         # Election jitter, not a secret.
         first = random.uniform(t.first_election_min, t.first_election_max)  # nosec B311
         # Read by the tick thread on its next tick; a float store is atomic.
-        self._raft._SyncObj__raftElectionDeadline = time.monotonic() + first
+        self._raft._SyncObj__raftElectionDeadline = raft_now() + first
 
     # --- leader-only calls --------------------------------------------------------
 
@@ -542,7 +545,7 @@ class LeaseNode:
             known[pending.raft_address] = pending
         leader = self._raft._getLeader()
         contact = self._last_contact()
-        now = time.monotonic()
+        now = raft_now()  # pysyncobj's clock, which its answer times are on
         views = []
         for node in [self._raft.selfNode, *self._raft.otherNodes]:
             address = node.address
@@ -686,12 +689,13 @@ class LeaseNode:
     def _live_voters(self) -> set[str]:
         """Raft addresses of the voters the leader heard from within an election timeout."""
         limit = self.config.timing.election_max
-        now = time.monotonic()
+        now = raft_now()  # pysyncobj's clock, which its answer times are on
         heard = {a for a, at in self._last_contact().items() if now - at <= limit}
         return heard | {self.address}
 
     def _last_contact(self) -> dict[str, float]:
-        # pysyncobj keeps, on the leader only, when each follower last answered.
+        # pysyncobj keeps, on the leader only, when each follower last answered
+        # (on its clock: compare with raft_now(), never time.monotonic()).
         # Private, but it is exactly what "live" means here; a connection alone is
         # not (a SIGSTOPped process keeps its sockets open).
         if not self._raft._isLeader():

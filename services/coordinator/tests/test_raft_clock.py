@@ -1,0 +1,164 @@
+"""pysyncobj's clock and its deadlines (raft_clock.py): met when due, on the right clock."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from coordinator_cluster import free_port
+from pysyncobj.monotonic import monotonic as pysyncobj_monotonic
+
+from marquee_coordinator.raft_clock import DeadlinePoller, raft_now, shortened_wait
+from marquee_coordinator.raft_config import FAST_TIMING, NodeConfig
+from marquee_coordinator.raft_node import LeaseNode
+
+
+@pytest.mark.parametrize(
+    ("timeout", "now", "due", "expected"),
+    [
+        (0.05, 10.0, 10.02, 0.021),  # due within the wait: wake just past it
+        (0.05, 10.0, 10.2, 0.05),  # due after the wait: the whole wait
+        (0.05, 10.0, 9.9, 0.05),  # already past: no shorter wait, or the thread spins
+        (0.05, 10.0, 10.0, 0.05),
+        (0.05, 10.0, 10.049, 0.05),  # just-past is no later than the wait itself
+    ],
+)
+def test_a_wait_ends_just_past_a_deadline_that_comes_first(
+    timeout: float, now: float, due: float, expected: float
+) -> None:
+    assert shortened_wait(timeout, now, due) == pytest.approx(min(expected, timeout))
+
+
+def test_raft_now_reads_the_clock_pysyncobj_keeps_its_times_on() -> None:
+    # Not time.monotonic: CLOCK_MONOTONIC_RAW drifts from it with uptime.
+    first = pysyncobj_monotonic()
+    now = raft_now()
+    assert first <= now <= pysyncobj_monotonic()
+
+
+class RecordingPoller:
+    """pysyncobj's poller, noting how long each wait was allowed to last."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.waits: list[float] = []
+        self.lock = threading.Lock()
+
+    def poll(self, timeout: float) -> None:
+        with self.lock:
+            self.waits.append(timeout)
+        self.inner.poll(timeout)
+
+    def subscribe(self, descr: Any, callback: Any, event_mask: int) -> None:
+        self.inner.subscribe(descr, callback, event_mask)
+
+    def unsubscribe(self, descr: Any) -> None:
+        self.inner.unsubscribe(descr)
+
+
+async def test_a_leader_sends_its_heartbeats_when_due_whatever_its_tick(tmp_path: Path) -> None:
+    """A tick ten times the heartbeat: the leader still wakes for every heartbeat.
+
+    Before DeadlinePoller a leader slept a whole tick between heartbeats when no
+    message woke it, so followers heard from it once a tick.
+    """
+    timing = dataclasses.replace(FAST_TIMING, heartbeat=0.05, tick=0.5)
+    node = LeaseNode(
+        NodeConfig(
+            node_id=1,
+            raft_address=f"127.0.0.1:{free_port()}",
+            peers=(),
+            data_dir=tmp_path,
+            cluster_secret="s3cret",
+            timing=timing,
+        )
+    )
+    try:
+        async with asyncio.timeout(10):
+            while not node.status().serving:
+                await asyncio.sleep(0.02)
+        poller = node._raft._poller
+        assert isinstance(poller, DeadlinePoller)
+        recorder = RecordingPoller(poller._poller)
+        poller._poller = recorder
+        await asyncio.sleep(1.0)
+        with recorder.lock:
+            waits = list(recorder.waits)
+        # ~20 heartbeats a second; a wake-up per tick would be ~2.
+        assert len(waits) >= 10, waits
+        assert max(waits) <= timing.heartbeat + 0.002, waits
+        # The leader's next heartbeat is what it waits for, on pysyncobj's clock.
+        due = poller.next_deadline()
+        assert 0.0 <= due - raft_now() <= timing.heartbeat + 0.01
+    finally:
+        node.close()
+
+
+async def test_a_follower_waits_for_its_election_deadline_on_pysyncobj_clock(
+    tmp_path: Path,
+) -> None:
+    """A follower's next deadline is its election timeout, read from pysyncobj's field.
+
+    Its peers never start, so it campaigns for nobody and the deadline stays as drawn.
+    """
+    timing = FAST_TIMING
+    node = LeaseNode(
+        NodeConfig(
+            node_id=2,
+            raft_address=f"127.0.0.1:{free_port()}",
+            peers=(f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"),
+            data_dir=tmp_path,
+            cluster_secret="s3cret",
+            timing=timing,
+        )
+    )
+    try:
+        poller = node._raft._poller
+        assert isinstance(poller, DeadlinePoller)
+        assert poller.next_deadline() == node._raft._SyncObj__raftElectionDeadline
+        assert poller.next_deadline() - raft_now() <= timing.first_election_max
+    finally:
+        node.close()
+
+
+async def test_the_leader_reports_a_live_follower_as_just_heard_from(tmp_path: Path) -> None:
+    """last_contact (Status, membership checks) is read on pysyncobj's clock.
+
+    On time.monotonic it read as old as the two clocks' drift: 0.26 s after 20 hours
+    of uptime on the machine this was written on, more with every day, until every
+    follower counted as silent and membership changes were refused for lost quorum.
+    """
+    timing = FAST_TIMING
+    addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    nodes = [
+        LeaseNode(
+            NodeConfig(
+                node_id=i + 1,
+                raft_address=address,
+                peers=tuple(a for a in addresses if a != address),
+                data_dir=tmp_path,
+                cluster_secret="s3cret",
+                timing=timing,
+            )
+        )
+        for i, address in enumerate(addresses)
+    ]
+    try:
+        async with asyncio.timeout(10):
+            while not any(n.status().serving for n in nodes):
+                await asyncio.sleep(0.02)
+        leader = next(n for n in nodes if n.status().serving)
+        follower = next(n for n in nodes if n is not leader)
+        await asyncio.sleep(3 * timing.heartbeat)
+        view = next(m for m in leader.members() if m.raft_address == follower.address)
+        assert view.last_contact is not None
+        # It answers every heartbeat; allow one heartbeat more and a scheduling delay.
+        assert view.last_contact <= 2 * timing.heartbeat + 0.05, view
+        assert follower.address in leader._live_voters()
+    finally:
+        for node in nodes:
+            node.close()
