@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,64 @@ async def test_the_leader_reports_a_live_follower_as_just_heard_from(tmp_path: P
         # It answers every heartbeat; allow one heartbeat more and a scheduling delay.
         assert view.last_contact <= 2 * timing.heartbeat + 0.05, view
         assert follower.address in leader._live_voters()
+    finally:
+        for node in nodes:
+            node.close()
+
+
+async def test_a_follower_that_stalled_reads_the_leaders_heartbeats_before_campaigning(
+    tmp_path: Path,
+) -> None:
+    """A follower's tick thread stalls in a message handler past its election timeout.
+
+    A journal write on a slow disk or a large received dump does this. The
+    leader's heartbeats queue in the follower's socket meanwhile; pysyncobj
+    checks the election deadline before it reads them, so the follower
+    campaigned at term + 1 and the healthy leader stepped down on seeing it.
+    """
+    # Connections and the leader's quorum check outlast the stall: only the election
+    # deadline is in play.
+    timing = dataclasses.replace(FAST_TIMING, connection_timeout=3.0, leader_fallback=3.0)
+    stall = timing.election_max + 0.3
+    addresses = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+    nodes = [
+        LeaseNode(
+            NodeConfig(
+                node_id=i + 1,
+                raft_address=address,
+                peers=tuple(a for a in addresses if a != address),
+                data_dir=tmp_path,
+                cluster_secret="s3cret",
+                timing=timing,
+            )
+        )
+        for i, address in enumerate(addresses)
+    ]
+    try:
+        async with asyncio.timeout(10):
+            while not any(n.status().serving for n in nodes):
+                await asyncio.sleep(0.02)
+        leader = next(n for n in nodes if n.status().serving)
+        term = leader.status().term
+        follower = next(n for n in nodes if n is not leader)
+        transport = follower._lease_transport
+        assert transport is not None
+        handle = transport._onMessageReceivedCallback
+        armed = threading.Event()
+        armed.set()
+
+        def stalling(node: Any, message: Any) -> None:
+            handle(node, message)  # pysyncobj's handler: restarts the election timeout
+            heartbeat = isinstance(message, dict) and message.get("type") == "append_entries"
+            if heartbeat and armed.is_set():
+                armed.clear()
+                time.sleep(stall)
+
+        transport._onMessageReceivedCallback = stalling
+        await asyncio.sleep(stall + 3 * timing.election_max)
+        assert not armed.is_set(), "the follower never stalled"
+        assert [n.status().term for n in nodes] == [term] * 3
+        assert leader.status().serving
     finally:
         for node in nodes:
             node.close()

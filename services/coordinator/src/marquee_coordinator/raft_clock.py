@@ -18,7 +18,11 @@ timeout.
 
 DeadlinePoller wraps the poller the SyncObj waits in and shortens each wait to
 the node's next deadline, read from pysyncobj's own fields (the version is
-pinned; `test_raft_clock.py` checks the fields it reads).
+pinned; `test_raft_clock.py` checks the fields it reads). When a follower's
+election deadline has passed, it also reads what has arrived before the tick
+that would campaign: pysyncobj checks the deadline first and reads messages
+after, so a follower whose thread stalled in a message handler campaigned
+with the leader's heartbeats still unread in its socket.
 """
 
 from __future__ import annotations
@@ -64,6 +68,13 @@ class DeadlinePoller:
         if timeout > 0.0:
             timeout = shortened_wait(timeout, raft_now(), self.next_deadline())
         self._poller.poll(timeout)
+        raft = self._raft
+        if raft._SyncObj__raftState != _LEADER and raft._SyncObj__raftElectionDeadline < raft_now():
+            # The next tick starts by campaigning, before it reads anything. If this
+            # thread stalled in a message handler (a journal write, a received dump)
+            # the leader's heartbeats have queued meanwhile: read them first, or a
+            # healthy leader is deposed by a follower that did hear from it.
+            self._poller.poll(0.0)
 
     def next_deadline(self) -> float:
         """When the node must act next: its next heartbeat as leader, else its election."""
