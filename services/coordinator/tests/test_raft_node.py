@@ -8,13 +8,14 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from coordinator_cluster import free_port
 from lease_history import check_events
 from raft_attacker import send_unauthenticated_frames
 
-from marquee_coordinator import raft_logging
+from marquee_coordinator import raft_logging, raft_node
 from marquee_coordinator.errors import (
     CoordinatorError,
     EventsCompacted,
@@ -258,3 +259,26 @@ async def test_a_fresh_node_shortens_its_first_election(tmp_path: Path) -> None:
         assert deadline <= raft_now() + timing.first_election_max
     finally:
         node.close()
+
+
+async def test_only_the_leader_of_the_term_says_it_is_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart replays the node's old epochs; only the new term's is logged as serving."""
+    said: list[str] = []
+
+    class Said:
+        def __getattr__(self, level: str) -> Any:
+            return lambda event, *args, **fields: said.append(event)
+
+    monkeypatch.setattr(raft_node, "log", Said())
+    restarted = config(tmp_path)
+    for run in range(2):
+        node = LeaseNode(restarted)
+        try:
+            await until_serving(node)
+            assert node.status().term == run + 1
+        finally:
+            node.close()
+        assert said.count("serving as leader") == 1, said
+        said.clear()

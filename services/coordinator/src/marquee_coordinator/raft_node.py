@@ -1007,12 +1007,15 @@ class LeaseNode:
     ) -> None:
         # May run during SyncObj's constructor (journal replay): no self._raft here.
         now = time.monotonic()
-        ours = isinstance(command, StartEpoch) and command.epoch.leader == self.address
-        if ours and outcome.ok:
+        if isinstance(command, StartEpoch) and command.epoch.leader == self.address and outcome.ok:
             # Etcd's rule: a new leader gives every lease a full TTL from its
             # election, so no lease expires early whatever happened before.
             self._deadlines.restart_all(self._leases.state.leases.values(), now)
-            log.info("serving as leader", node=self.address, revision=outcome.revision)
+            # An epoch of ours applied again (a restart replaying its journal, or
+            # catching up as a follower) is history, not news for the operator.
+            raft = getattr(self, "_raft", None)
+            if raft is not None and raft._isLeader() and raft.raftCurrentTerm == command.epoch.term:
+                log.info("serving as leader", node=self.address, revision=outcome.revision)
         for event in events:
             self._deadlines.on_event(event, now)
             for watcher in self._watchers:
