@@ -9,7 +9,10 @@ import grpc.aio
 import pytest
 from platform_echo_service import SERVICE, EchoService, EchoSettings
 from platform_serving import Running, serving
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+
+from marquee_platform.metrics import MethodMetrics
 
 
 async def scrape(running: Running) -> str:
@@ -70,3 +73,42 @@ async def test_each_metric_is_exported_under_one_name(echo: tuple[EchoService, R
 async def test_metrics_can_be_disabled() -> None:
     async with serving(EchoService().register, EchoSettings(metrics_port=-1)) as running:
         assert running.info.metrics_port is None
+
+
+def test_the_latency_histogram_counts_each_call_once_in_its_bucket() -> None:
+    """The hand-kept series read as prometheus_client's Histogram would have exported them.
+
+    A bound is inclusive (le), buckets are cumulative, +Inf is the count, and two
+    servers in one process share a method's series.
+    """
+    first = MethodMetrics("/test.Histogram/Get")
+    second = MethodMetrics("/test.Histogram/Get")
+    for seconds in (0.001, 0.005, 0.0051, 0.3, 12.0):
+        first.record(grpc.StatusCode.OK, seconds)
+    second.record(grpc.StatusCode.NOT_FOUND, 0.01)
+
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(generate_latest().decode())
+        for sample in family.samples
+        if sample.labels.get("grpc_service") == "test.Histogram"
+    }
+    labels = (("grpc_method", "Get"), ("grpc_service", "test.Histogram"))
+
+    def bucket(le: str) -> float:
+        return samples[("marquee_grpc_server_handling_seconds_bucket", (*labels, ("le", le)))]
+
+    assert bucket("0.005") == 2  # 0.001 and 0.005 itself
+    assert bucket("0.01") == 4  # + 0.0051 and the NOT_FOUND call's 0.01
+    assert bucket("0.25") == 4
+    assert bucket("0.5") == 5
+    assert bucket("10.0") == 5
+    assert bucket("+Inf") == 6
+    assert samples[("marquee_grpc_server_handling_seconds_count", labels)] == 6
+    assert samples[("marquee_grpc_server_handling_seconds_sum", labels)] == pytest.approx(
+        0.001 + 0.005 + 0.0051 + 0.3 + 12.0 + 0.01
+    )
+    ok = (*sorted((*labels, ("grpc_code", "OK"))),)
+    not_found = (*sorted((*labels, ("grpc_code", "NOT_FOUND"))),)
+    assert samples[("marquee_grpc_server_handled_total", ok)] == 5
+    assert samples[("marquee_grpc_server_handled_total", not_found)] == 1
