@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from coordinator_cluster import free_port
 from pysyncobj.monotonic import monotonic as pysyncobj_monotonic
 
 from marquee_coordinator.raft_clock import DeadlinePoller, raft_now, shortened_wait
-from marquee_coordinator.raft_config import FAST_TIMING, NodeConfig
+from marquee_coordinator.raft_config import FAST_TIMING, NodeConfig, RaftTiming
 from marquee_coordinator.raft_node import LeaseNode
 
 
@@ -39,6 +41,39 @@ def test_raft_now_reads_the_clock_pysyncobj_keeps_its_times_on() -> None:
     first = pysyncobj_monotonic()
     now = raft_now()
     assert first <= now <= pysyncobj_monotonic()
+
+
+def node_config(
+    tmp_path: Path, timing: RaftTiming, node_id: int, address: str, peers: tuple[str, ...]
+) -> NodeConfig:
+    return NodeConfig(
+        node_id=node_id,
+        raft_address=address,
+        peers=peers,
+        data_dir=tmp_path,
+        cluster_secret="s3cret",
+        timing=timing,
+    )
+
+
+@contextlib.asynccontextmanager
+async def serving_cluster(
+    tmp_path: Path, size: int, timing: RaftTiming
+) -> AsyncIterator[tuple[LeaseNode, list[LeaseNode]]]:
+    """`size` nodes in this process, once one serves as leader: (leader, every node)."""
+    addresses = [f"127.0.0.1:{free_port()}" for _ in range(size)]
+    nodes: list[LeaseNode] = []
+    try:
+        for i, a in enumerate(addresses):
+            peers = tuple(p for p in addresses if p != a)
+            nodes.append(LeaseNode(node_config(tmp_path, timing, i + 1, a, peers)))
+        async with asyncio.timeout(10):
+            while not any(n.status().serving for n in nodes):
+                await asyncio.sleep(0.02)
+        yield next(n for n in nodes if n.status().serving), nodes
+    finally:
+        for node in nodes:
+            node.close()
 
 
 class RecordingPoller:
@@ -68,20 +103,7 @@ async def test_a_leader_sends_its_heartbeats_when_due_whatever_its_tick(tmp_path
     message woke it, so followers heard from it once a tick.
     """
     timing = dataclasses.replace(FAST_TIMING, heartbeat=0.05, tick=0.5)
-    node = LeaseNode(
-        NodeConfig(
-            node_id=1,
-            raft_address=f"127.0.0.1:{free_port()}",
-            peers=(),
-            data_dir=tmp_path,
-            cluster_secret="s3cret",
-            timing=timing,
-        )
-    )
-    try:
-        async with asyncio.timeout(10):
-            while not node.status().serving:
-                await asyncio.sleep(0.02)
+    async with serving_cluster(tmp_path, 1, timing) as (node, _):
         poller = node._raft._poller
         assert isinstance(poller, DeadlinePoller)
         recorder = RecordingPoller(poller._poller)
@@ -95,8 +117,6 @@ async def test_a_leader_sends_its_heartbeats_when_due_whatever_its_tick(tmp_path
         # The leader's next heartbeat is what it waits for, on pysyncobj's clock.
         due = poller.next_deadline()
         assert 0.0 <= due - raft_now() <= timing.heartbeat + 0.01
-    finally:
-        node.close()
 
 
 async def test_a_follower_waits_for_its_election_deadline_on_pysyncobj_clock(
@@ -107,16 +127,8 @@ async def test_a_follower_waits_for_its_election_deadline_on_pysyncobj_clock(
     Its peers never start, so it campaigns for nobody and the deadline stays as drawn.
     """
     timing = FAST_TIMING
-    node = LeaseNode(
-        NodeConfig(
-            node_id=2,
-            raft_address=f"127.0.0.1:{free_port()}",
-            peers=(f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"),
-            data_dir=tmp_path,
-            cluster_secret="s3cret",
-            timing=timing,
-        )
-    )
+    peers = (f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}")
+    node = LeaseNode(node_config(tmp_path, timing, 2, f"127.0.0.1:{free_port()}", peers))
     try:
         poller = node._raft._poller
         assert isinstance(poller, DeadlinePoller)
@@ -134,25 +146,7 @@ async def test_the_leader_reports_a_live_follower_as_just_heard_from(tmp_path: P
     follower counted as silent and membership changes were refused for lost quorum.
     """
     timing = FAST_TIMING
-    addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
-    nodes = [
-        LeaseNode(
-            NodeConfig(
-                node_id=i + 1,
-                raft_address=address,
-                peers=tuple(a for a in addresses if a != address),
-                data_dir=tmp_path,
-                cluster_secret="s3cret",
-                timing=timing,
-            )
-        )
-        for i, address in enumerate(addresses)
-    ]
-    try:
-        async with asyncio.timeout(10):
-            while not any(n.status().serving for n in nodes):
-                await asyncio.sleep(0.02)
-        leader = next(n for n in nodes if n.status().serving)
+    async with serving_cluster(tmp_path, 2, timing) as (leader, nodes):
         follower = next(n for n in nodes if n is not leader)
         await asyncio.sleep(3 * timing.heartbeat)
         view = next(m for m in leader.members() if m.raft_address == follower.address)
@@ -160,9 +154,6 @@ async def test_the_leader_reports_a_live_follower_as_just_heard_from(tmp_path: P
         # It answers every heartbeat; allow one heartbeat more and a scheduling delay.
         assert view.last_contact <= 2 * timing.heartbeat + 0.05, view
         assert follower.address in leader._live_voters()
-    finally:
-        for node in nodes:
-            node.close()
 
 
 async def test_a_follower_that_stalled_reads_the_leaders_heartbeats_before_campaigning(
@@ -179,25 +170,7 @@ async def test_a_follower_that_stalled_reads_the_leaders_heartbeats_before_campa
     # deadline is in play.
     timing = dataclasses.replace(FAST_TIMING, connection_timeout=3.0, leader_fallback=3.0)
     stall = timing.election_max + 0.3
-    addresses = [f"127.0.0.1:{free_port()}" for _ in range(3)]
-    nodes = [
-        LeaseNode(
-            NodeConfig(
-                node_id=i + 1,
-                raft_address=address,
-                peers=tuple(a for a in addresses if a != address),
-                data_dir=tmp_path,
-                cluster_secret="s3cret",
-                timing=timing,
-            )
-        )
-        for i, address in enumerate(addresses)
-    ]
-    try:
-        async with asyncio.timeout(10):
-            while not any(n.status().serving for n in nodes):
-                await asyncio.sleep(0.02)
-        leader = next(n for n in nodes if n.status().serving)
+    async with serving_cluster(tmp_path, 3, timing) as (leader, nodes):
         term = leader.status().term
         follower = next(n for n in nodes if n is not leader)
         transport = follower._lease_transport
@@ -218,6 +191,3 @@ async def test_a_follower_that_stalled_reads_the_leaders_heartbeats_before_campa
         assert not armed.is_set(), "the follower never stalled"
         assert [n.status().term for n in nodes] == [term] * 3
         assert leader.status().serving
-    finally:
-        for node in nodes:
-            node.close()
