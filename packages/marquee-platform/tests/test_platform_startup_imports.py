@@ -11,13 +11,7 @@ import os
 import subprocess
 import sys
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
-
 from marquee_platform.quiet_imports import rich_wanted
-from marquee_platform.tracing import ServerSpans
 
 TIMEOUT_S = 60
 
@@ -142,21 +136,3 @@ def test_console_logs_on_a_terminal_keep_rich() -> None:
 def test_rich_wanted_only_for_the_console_format() -> None:
     assert not rich_wanted({"MARQUEE_AUTH_LOG_FORMAT": "json"})
     assert not rich_wanted({})
-
-
-def test_an_unsampled_span_draws_its_ids_once_and_keeps_the_callers_trace() -> None:
-    spans = ServerSpans(TracerProvider(sampler=ALWAYS_OFF))
-    fresh = spans._unsampled_span(otel_context.Context())
-    first = fresh.get_span_context()
-    assert first.is_valid
-    assert not first.trace_flags.sampled
-    assert fresh.get_span_context() is first  # the same ids at every read
-    assert repr(fresh) == f"NonRecordingSpan({first!r})"
-
-    caller = trace.NonRecordingSpan(
-        trace.SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=trace.TraceFlags(0))
-    )
-    child = spans._unsampled_span(trace.set_span_in_context(caller)).get_span_context()
-    assert child.trace_id == 0xABC
-    assert child.span_id not in (0xDEF, first.span_id)
-    assert not child.is_remote

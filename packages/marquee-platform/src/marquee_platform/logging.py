@@ -3,7 +3,7 @@
 Everything goes through one stdlib handler whose formatter is structlog's
 ProcessorFormatter, so grpc's and third-party loggers come out in the same
 shape as our own: service, level, timestamp, event, and the trace/span ids
-when a span is active.
+of the call being served (tracing.current_span_context).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Literal
 import structlog
 from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
+
+from marquee_platform.tracing import current_span_context
 
 LogFormat = Literal["json", "console"]
 
@@ -68,8 +70,8 @@ def configure_logging(service: str, level: str = "INFO", fmt: LogFormat = "json"
 
 
 def add_trace_context(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
-    """Add the active span's ids, formatted as OTLP backends show them."""
-    span_context = trace.get_current_span().get_span_context()
+    """Add the running call's span ids, formatted as OTLP backends show them."""
+    span_context = current_span_context()
     if span_context.is_valid:
         event_dict["trace_id"] = trace.format_trace_id(span_context.trace_id)
         event_dict["span_id"] = trace.format_span_id(span_context.span_id)

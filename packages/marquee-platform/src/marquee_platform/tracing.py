@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextvars import Token
+from contextvars import ContextVar, Token
 from typing import Any, TypeAlias
 
 import grpc.aio
@@ -11,11 +11,9 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import (
     INVALID_SPAN_CONTEXT,
-    NonRecordingSpan,
     Span,
     SpanContext,
     SpanKind,
@@ -25,8 +23,9 @@ from opentelemetry.trace import (
 )
 
 Context = grpc.aio.ServicerContext[Any, Any]
-StartedSpan: TypeAlias = tuple[Span, Token[otel_context.Context]]
-"""A started span and the token that restores the context it replaced."""
+StartedSpan: TypeAlias = "tuple[Span, Token[otel_context.Context]] | Token[_CallIds | None]"
+"""A started span and the token that restores the context it replaced; or, when
+nothing is sampled, the token that restores the unsampled call before this one."""
 
 # Probes and grpcurl would otherwise fill the traces with noise.
 _UNTRACED_PREFIXES = (
@@ -90,27 +89,28 @@ class ServerSpans:
 
     def start(self, method: str, context: Context) -> StartedSpan:
         """Start the call's span and make it current (for logs and outgoing calls)."""
-        parent = self._caller_context(context)
-        span: Span
         if self._never_sampled:
-            span = self._unsampled_span(parent)
-        else:
-            name, attributes = self._described(method)
-            # start_span plus attach, not start_as_current_span: its two nested context
-            # managers cost twice the span itself (~14 of ~22 us a call measured here).
-            span = self._tracer.start_span(
-                name,
-                context=parent,
-                kind=SpanKind.SERVER,
-                attributes=attributes,
-                record_exception=False,
-                set_status_on_exception=False,
-            )
+            return _UNSAMPLED_CALL.set(_CallIds(self, context))
+        parent = self._caller_context(context)
+        name, attributes = self._described(method)
+        # start_span plus attach, not start_as_current_span: its two nested context
+        # managers cost twice the span itself (~14 of ~22 us a call measured here).
+        span = self._tracer.start_span(
+            name,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
         return span, otel_context.attach(trace.set_span_in_context(span, parent))
 
     @staticmethod
     def end(started: StartedSpan, context: Context) -> None:
         """Record the call's status on the span, end it, and restore the previous context."""
+        if isinstance(started, Token):
+            _UNSAMPLED_CALL.reset(started)
+            return
         span, token = started
         try:
             if span.is_recording():
@@ -139,17 +139,6 @@ class ServerSpans:
                 carrier[key] = value
         return propagate.extract(carrier) if carrier else otel_context.get_current()
 
-    def _unsampled_span(self, parent: otel_context.Context) -> Span:
-        """What the SDK makes when its sampler is ALWAYS_OFF, without the SDK's path.
-
-        Measured in the gateway at concurrency 64, a Get traced through the SDK
-        took 60-80 us more server CPU than one left untraced (~265 us), even
-        unsampled: its sampler, attributes and bookkeeping run for every span.
-        The span still has its trace id (the caller's, or a new one) for the
-        logs and for propagation, drawn when first read (_UnsampledSpan).
-        """
-        return _UnsampledSpan(parent, self._ids)
-
     def _described(self, method: str) -> tuple[str, dict[str, str]]:
         """The span name and rpc.* attributes of a method, worked out once."""
         described = self._methods.get(method)
@@ -168,38 +157,58 @@ class ServerSpans:
         return described[0], dict(described[1])
 
 
-class _UnsampledSpan(NonRecordingSpan):
-    """A NonRecordingSpan whose ids are worked out the first time something reads them.
+class _CallIds:
+    """The trace context of a call nothing samples, worked out the first time it is read.
 
-    Most calls neither log nor call another service, so nothing ever reads
-    their span's ids: drawing two random ids and building the SpanContext for
-    every call was half of what an unsampled span cost. The ids a reader gets
-    are the same as before: the caller's trace id (or a new one) and a new
-    span id, fixed at the first read.
+    The SDK, sampling nothing, would still start a non-recording span for each
+    call and make it current: measured in the gateway at concurrency 64, a Get
+    traced through it took 60-80 us more server CPU than one left untraced
+    (~265 us). Most calls neither log nor call another service, so nothing
+    reads their ids: a context variable holding this is all a call pays for,
+    and the caller's trace context is read from the metadata, and the ids
+    drawn, only when a log line asks (docs/benchmarks.md, auth). The ids are
+    the SDK's: the caller's trace id (or a new one) and trace state, and a
+    new span id, fixed at the first read.
     """
 
-    def __init__(self, parent: otel_context.Context, ids: IdGenerator) -> None:
-        super().__init__(INVALID_SPAN_CONTEXT)
-        self._parent: otel_context.Context | None = parent
-        self._ids = ids
+    __slots__ = ("_call", "_ids", "_spans")
 
-    def get_span_context(self) -> SpanContext:
-        parent = self._parent
-        if parent is not None:
+    def __init__(self, spans: ServerSpans, call: Context) -> None:
+        self._spans: ServerSpans | None = spans
+        self._call = call
+        self._ids = INVALID_SPAN_CONTEXT
+
+    def span_context(self) -> SpanContext:
+        spans = self._spans
+        if spans is not None:
+            parent = spans._caller_context(self._call)
             caller = trace.get_current_span(parent).get_span_context()
-            ids = self._ids
-            self._context = SpanContext(
+            ids = spans._ids
+            self._ids = SpanContext(
                 caller.trace_id if caller.is_valid else ids.generate_trace_id(),
                 ids.generate_span_id(),
                 is_remote=False,
                 trace_flags=TraceFlags(TraceFlags.DEFAULT),
                 trace_state=caller.trace_state,
             )
-            self._parent = None
-        return self._context
+            self._spans = None
+        return self._ids
 
-    def __repr__(self) -> str:
-        return f"NonRecordingSpan({self.get_span_context()!r})"
+
+_UNSAMPLED_CALL: ContextVar[_CallIds | None] = ContextVar("marquee_unsampled_call", default=None)
+
+
+def current_span_context() -> SpanContext:
+    """The ids of the running call's span: the current span's, or the unsampled call's.
+
+    INVALID_SPAN_CONTEXT outside a call.
+    """
+    span_context = trace.get_current_span().get_span_context()
+    if not span_context.is_valid:
+        unsampled = _UNSAMPLED_CALL.get()
+        if unsampled is not None:
+            return unsampled.span_context()
+    return span_context
 
 
 def _record_status(span: Span, context: Context) -> None:
