@@ -9,11 +9,16 @@ from marquee_auth.deps import Context
 from marquee_auth.policy_engine import PolicyEngine
 from marquee_auth.validation import Violations
 from marquee_authn import TokenVerifier, authenticated, current_identity
+from marquee_platform.encoded import pre_encoded
 from marquee_platform.errors import PermissionDenied
 
 MAX_FIELD = 256
 _EFFECTS = {policy_pb2.POLICY_EFFECT_ALLOW: "allow", policy_pb2.POLICY_EFFECT_DENY: "deny"}
 _EFFECT_OF = {name: effect for effect, name in _EFFECTS.items()}
+# Check has two answers: each is encoded once rather than built on every call.
+_ANSWERS = {
+    answer: auth_pb2.CheckResponse(allowed=answer).SerializeToString() for answer in (True, False)
+}
 
 
 def _check_field(v: Violations, field: str, value: str, *, required: bool = True) -> None:
@@ -61,7 +66,7 @@ class CheckRpc:
         allowed = self.policy.decided(subject, obj, action)
         if allowed is None:
             allowed = await self.policy.check(subject, obj, action)
-        return auth_pb2.CheckResponse(allowed=allowed)
+        return pre_encoded(_ANSWERS[allowed], auth_pb2.CheckResponse)
 
 
 class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
