@@ -22,7 +22,7 @@ class Recording(Passwords):
         self.most_at_once = 0
         self._count_lock = threading.Lock()
 
-    def _verify_sync(self, stored_hash: str, password: str) -> bool:
+    def _verify_sync(self, stored_hash: str, password: str) -> tuple[bool, bool]:
         with self._count_lock:
             self.verifications += 1
             self.running += 1

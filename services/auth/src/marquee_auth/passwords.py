@@ -60,19 +60,23 @@ class Passwords:
                 self._dummy_hash = await self.hash("marquee: no such user")
             await self._check(self._dummy_hash, password)
             return Verdict(ok=False)
-        if not await self._check(stored_hash, password):
+        ok, stale = await self._check(stored_hash, password)
+        if not ok:
             return Verdict(ok=False)
-        if self._hasher.check_needs_rehash(stored_hash):
+        if stale:
             return Verdict(ok=True, new_hash=await self.hash(password))
         return Verdict(ok=True)
 
-    async def _check(self, stored_hash: str, password: str) -> bool:
+    async def _check(self, stored_hash: str, password: str) -> tuple[bool, bool]:
+        """Whether `password` matches, and whether the hash is at other parameters than ours."""
         return await asyncio.get_running_loop().run_in_executor(
             self._threads, self._verify_sync, stored_hash, password
         )
 
-    def _verify_sync(self, stored_hash: str, password: str) -> bool:
+    def _verify_sync(self, stored_hash: str, password: str) -> tuple[bool, bool]:
+        # The rehash check parses the stored hash: on the hashing thread, not the event loop.
         try:
-            return self._hasher.verify(stored_hash, password)
+            ok = self._hasher.verify(stored_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
-            return False
+            return False, False
+        return ok, self._hasher.check_needs_rehash(stored_hash)
