@@ -302,6 +302,20 @@ async def test_long_decisions_run_on_the_worker_thread_short_ones_on_the_loop(
     assert threads[2].startswith("casbin")
 
 
+async def test_closing_while_a_change_notice_reloads_ends_the_reload_cleanly(
+    adapter: AsyncpgAdapter, scratch_database_url: str
+) -> None:
+    engine = PolicyEngine(adapter._pool, scratch_database_url)
+    await engine.start()
+    engine._on_notify()  # a change notice arrives as the service stops
+    [reload] = engine._pending_reloads
+    await engine.close()
+    assert reload.done()
+    assert reload.cancelled() or reload.exception() is None
+    engine._on_notify()  # and one after close() starts nothing
+    assert not engine._pending_reloads
+
+
 def test_the_fast_decision_is_casbins_on_random_policies() -> None:
     """decide_fast against plain pycasbin enforce: allow and deny, roles in three
     levels, keyMatch patterns and "*" actions, on thousands of random queries."""

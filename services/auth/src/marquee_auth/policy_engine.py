@@ -58,6 +58,8 @@ DECISION_CACHE_SIZE = 100_000
 # microseconds); a larger one goes to the worker thread.
 FAST_DECISION_RULES = 256
 RELOAD_SECONDS = 30.0
+# How long close() waits for a reload it cancelled (one statement and a snapshot).
+CLOSE_SECONDS = 5.0
 
 log = structlog.get_logger("marquee_auth.policy")
 
@@ -121,6 +123,7 @@ class PolicyEngine:
         self._reload_lock = asyncio.Lock()
         self._listener: asyncpg.Connection | None = None
         self._pending_reloads: set[asyncio.Task[None]] = set()
+        self._closed = False
         self.reloads = 0
 
     async def start(self) -> None:
@@ -128,9 +131,17 @@ class PolicyEngine:
         await self._listen()
 
     async def close(self) -> None:
+        self._closed = True
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close()
+        # A reload a change notice started must not reach the worker after its
+        # shutdown: it would end in "cannot schedule new futures after shutdown".
+        pending = list(self._pending_reloads)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=CLOSE_SECONDS)
         self._worker.shutdown(wait=False, cancel_futures=True)
 
     def decided(self, subject: str, obj: str, action: str) -> bool | None:
@@ -192,6 +203,8 @@ class PolicyEngine:
         self._listener = listener
 
     def _on_notify(self, *_: Any) -> None:
+        if self._closed:
+            return
         task = asyncio.get_running_loop().create_task(self._reload_logged())
         self._pending_reloads.add(task)
         task.add_done_callback(self._pending_reloads.discard)
