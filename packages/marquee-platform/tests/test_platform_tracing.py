@@ -81,3 +81,13 @@ def test_a_call_nobody_asks_about_never_reads_its_metadata() -> None:
     assert call.reads == 0
     served(spans(), call, read=3)
     assert call.reads == 1
+
+
+def test_ending_a_call_from_another_context_is_harmless() -> None:
+    # What the loop's finaliser does to a streaming handler's abandoned generator.
+    server, call = spans(), FakeCall()
+    started = contextvars.copy_context().run(
+        server.start, "/test.Service/Stream", cast(Context, call)
+    )
+    ServerSpans.end(started, cast(Context, call))
+    assert not current_span_context().is_valid

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from contextvars import ContextVar, Token
 from typing import Any, TypeAlias
 
@@ -109,7 +110,10 @@ class ServerSpans:
     def end(started: StartedSpan, context: Context) -> None:
         """Record the call's status on the span, end it, and restore the previous context."""
         if isinstance(started, Token):
-            _UNSAMPLED_CALL.reset(started)
+            # ValueError: a streaming handler's generator closed from another context
+            # (the loop's finaliser of an abandoned one), which ends with it anyway.
+            with contextlib.suppress(ValueError):
+                _UNSAMPLED_CALL.reset(started)
             return
         span, token = started
         try:
