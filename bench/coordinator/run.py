@@ -66,8 +66,10 @@ class Timing:
 
 
 # Marquee draws its election timeout uniformly in [min, max] (RaftTiming, see
-# docs/coordinator-timing.md); etcd in [e, 2e) whole heartbeat ticks. `fast` matches
-# exactly (0.30-0.60 s against 0.30-0.55 s in 50 ms ticks). Marquee's `default`
+# docs/coordinator-timing.md); etcd in [e, 2e) whole heartbeat ticks. `fast`'s
+# nominal windows match (0.30-0.60 s against 0.30-0.55 s in 50 ms ticks), but etcd
+# counts its ticks from the first one after a heartbeat, so it campaigns up to a
+# tick earlier than nominal (docs/benchmarks.md, failover). Marquee's `default`
 # window (0.4-1.0 s) is wider than any etcd setting can be: 500 ms gives etcd
 # 0.5-0.9 s in 100 ms ticks, the same mean (0.7 s) and the same upper bound.
 TIMINGS = {
