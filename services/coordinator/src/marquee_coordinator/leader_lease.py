@@ -39,7 +39,7 @@ import threading
 import time
 from typing import Any
 
-from marquee_coordinator.raft_transport import KeepaliveTransport
+from marquee_coordinator.raft_log_guard import LogGuardTransport
 
 # Keys added to pysyncobj's message dicts; short, they travel in every heartbeat.
 SENT = "mq_sent"  # append_entries: the leader's monotonic send time
@@ -56,8 +56,8 @@ def lease_window(guard: float) -> float:
     return guard * (1 - CLOCK_DRIFT) / (1 + CLOCK_DRIFT)
 
 
-class LeaseTransport(KeepaliveTransport):
-    """pysyncobj's TCP transport (with keep-alives) plus echoed send times and the vote guard.
+class LeaseTransport(LogGuardTransport):
+    """pysyncobj's TCP transport (as LogGuardTransport) plus echoed send times and the vote guard.
 
     Runs on pysyncobj's tick thread; `valid_until` is read from the event loop
     thread (plain attribute reads, atomic under the GIL).

@@ -62,8 +62,9 @@ from marquee_coordinator.leader_lease import LeaseTransport
 from marquee_coordinator.membership import MemberView, Role, check_add, check_remove
 from marquee_coordinator.raft_clock import DeadlinePoller, raft_now
 from marquee_coordinator.raft_config import NodeConfig
+from marquee_coordinator.raft_log_guard import LogGuardTransport
 from marquee_coordinator.raft_snapshots import BackgroundSerializer
-from marquee_coordinator.raft_transport import KeepaliveTransport, keepalive_interval
+from marquee_coordinator.raft_transport import keepalive_interval
 from marquee_coordinator.raft_watch import RaftWatch
 from marquee_coordinator.state import (
     Acquire,
@@ -243,10 +244,11 @@ class LeaseNode:
         # With local renewal, the transport that gives the leader its lease
         # (echoed send times, the vote guard); otherwise pysyncobj's own. Both
         # keep idle connections alive (raft_transport.py: else a survivor's first
-        # vote request after a leader's death is lost, and the vote splits).
+        # vote request after a leader's death is lost, and the vote splits), and
+        # keep the entries a follower shares with its leader (raft_log_guard.py).
         self._lease_transport: LeaseTransport | None = None
         keepalive = keepalive_interval(timing.connection_timeout)
-        transport_class: Any = functools.partial(KeepaliveTransport, keepalive=keepalive)
+        transport_class: Any = functools.partial(LogGuardTransport, keepalive=keepalive)
         if config.local_renewal:
             transport_class = functools.partial(
                 self._make_lease_transport, guard=timing.vote_guard, keepalive=keepalive
