@@ -57,6 +57,7 @@ def test_a_mismatched_previous_entry_passes_unchanged() -> None:
     for message in (
         append(7, 1, [], term=3, commit=7),  # another term there: pysyncobj resets the leader
         append(9, 2, [], term=2, commit=7),  # not held at all
+        {**append(7, 2, [], term=2, commit=7), "prevLogIdx": None},  # malformed: pysyncobj's
     ):
         assert keep_held_entries(message, LOG) is message
 

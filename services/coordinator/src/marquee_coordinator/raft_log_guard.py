@@ -57,7 +57,7 @@ def term_at(log: Any, index: int) -> int | None:
 def keep_held_entries(message: dict[str, Any], log: Any) -> dict[str, Any] | Acknowledge:
     """`message` (an append-entries with `prevLogIdx`) as pysyncobj should read it on `log`."""
     prev, prev_term = message["prevLogIdx"], message["prevLogTerm"]
-    if term_at(log, prev) != prev_term:
+    if not isinstance(prev, int) or term_at(log, prev) != prev_term:
         return message  # pysyncobj asks the leader to go back, as Raft does
     entries = message.get("entries") or []
     held = 0
