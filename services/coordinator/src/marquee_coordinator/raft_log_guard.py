@@ -31,7 +31,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
+
 from marquee_coordinator.raft_transport import KeepaliveTransport
+
+log = structlog.stdlib.get_logger(__name__)
 
 # The fields of an append-entries that carry log entries and where they go.
 _LOG_FIELDS = ("prevLogIdx", "prevLogTerm", "entries")
@@ -85,7 +89,20 @@ class LogGuardTransport(KeepaliveTransport):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Append-entries that would have deleted entries this node holds.
         self.held_entries_kept = 0
+        self._reported_term = -1  # one log line per term, not one per resent batch
         super().__init__(*args, **kwargs)
+
+    def _kept(self, message: dict[str, Any]) -> None:
+        self.held_entries_kept += 1
+        term = message.get("term", -1)
+        if term != self._reported_term:
+            self._reported_term = term
+            log.info(
+                "leader resent log entries this node holds: kept them",
+                term=term,
+                resent_from=message["prevLogIdx"] + 1,
+                last_index=self._syncObj._SyncObj__raftLog[-1][1],
+            )
 
     def _onMessageReceived(self, node: Any, message: Any) -> None:
         if (
@@ -99,7 +116,7 @@ class LogGuardTransport(KeepaliveTransport):
         ):
             rewritten = keep_held_entries(message, self._syncObj._SyncObj__raftLog)
             if isinstance(rewritten, Acknowledge):
-                self.held_entries_kept += 1
+                self._kept(message)
                 super()._onMessageReceived(node, rewritten.heartbeat)
                 self.send(
                     node,
@@ -112,6 +129,6 @@ class LogGuardTransport(KeepaliveTransport):
                 )
                 return
             if rewritten is not message:
-                self.held_entries_kept += 1
+                self._kept(message)
             message = rewritten
         super()._onMessageReceived(node, message)
