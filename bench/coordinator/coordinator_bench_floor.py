@@ -142,6 +142,12 @@ class FloorServer:
                 self._process.wait()
         self._tmp.cleanup()
 
+    @property
+    def pid(self) -> int:
+        """The server process (for CPU accounting); it runs from __aenter__ on."""
+        assert self._process is not None, "FloorServer is used inside `async with`"
+        return self._process.pid
+
     async def use_leader(self) -> None:
         pass
 

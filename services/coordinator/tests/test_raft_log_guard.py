@@ -10,12 +10,13 @@ from __future__ import annotations
 import functools
 import logging
 import pickle
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from coordinator_cluster import free_port
-from pysyncobj import SyncObj, SyncObjConf
+from pysyncobj import SyncObj, SyncObjConf, replicated
 from pysyncobj.node import TCPNode
 from pysyncobj.syncobj import _COMMAND_TYPE, _bchr
 from pysyncobj.transport import TCPTransport
@@ -165,3 +166,65 @@ def test_a_follower_keeps_its_applied_entries_when_its_leader_resends_them(
     assert sent.messages[-1]["next_node_idx"] == 14
     assert sent.messages[-1]["success"] is True
     assert "truncating" not in caplog.text
+
+
+class _Counter(SyncObj):  # type: ignore[misc]
+    def __init__(self, address: str, peer: str, transport: Any) -> None:
+        conf = SyncObjConf(
+            autoTick=False,
+            dynamicMembershipChange=True,
+            raftMinTimeout=0.1,
+            raftMaxTimeout=0.2,
+            appendEntriesPeriod=0.02,
+        )
+        super().__init__(address, [peer], conf=conf, transportClass=transport)
+        self.count = 0
+
+    @replicated  # type: ignore[untyped-decorator]
+    def add(self) -> int:
+        self.count += 1
+        return self.count
+
+
+def _tick_until(nodes: list[_Counter], done: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, "the two nodes did not get there in time"
+        for node in nodes:
+            node.doTick(0.005)
+
+
+def test_a_stale_reset_at_a_real_leader_leaves_its_follower_whole(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two real pysyncobj nodes over TCP: the leader is handed a late "go back to 2"
+    answer, as one sent before a catch-up arrives after it, and resends its log."""
+    a, b = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    transport = functools.partial(LogGuardTransport, keepalive=1.0)
+    nodes = [_Counter(a, b, transport), _Counter(b, a, transport)]
+    try:
+        _tick_until(nodes, lambda: any(n._isLeader() for n in nodes))
+        leader = next(n for n in nodes if n._isLeader())
+        follower = next(n for n in nodes if n is not leader)
+        for _ in range(60):
+            leader.add()
+        _tick_until(nodes, lambda: follower.count == 60)
+        last = follower._SyncObj__raftLog[-1][1]
+        (follower_node,) = leader.otherNodes
+        with caplog.at_level(logging.CRITICAL, logger="pysyncobj"):
+            leader._SyncObj__transport._onMessageReceived(
+                follower_node,
+                {"type": "next_node_idx", "next_node_idx": 2, "reset": True, "success": False},
+            )
+            assert leader._SyncObj__raftNextIndex[follower_node] == 2  # it will resend all
+            _tick_until(nodes, lambda: leader._SyncObj__raftNextIndex[follower_node] > last)
+            for _ in range(5):
+                leader.add()
+            _tick_until(nodes, lambda: follower.count == 65)
+        assert "truncating" not in caplog.text
+        assert follower._SyncObj__raftLog[-1][1] == last + 5
+        assert follower.raftLastApplied == last + 5
+        assert follower._SyncObj__transport.held_entries_kept > 0
+    finally:
+        for node in nodes:
+            node.destroy()
