@@ -44,8 +44,14 @@ UV=.tools/bin/uv
 # A sync cut short must not look finished.
 rm -f "$STAMP"
 hash=$(env_hash)
-"$UV" pip sync --quiet --python .venv/bin/python --require-hashes requirements.lock
+# Bytecode is written here, once: where PYTHONDONTWRITEBYTECODE is set (containers,
+# CI) nothing else ever writes it, and every process would compile all it imports
+# at each start (~0.5 s of CPU for a service process on a 2-core machine).
+"$UV" pip sync --quiet --compile-bytecode --python .venv/bin/python --require-hashes requirements.lock
 editables=()
 for p in packages/*/ services/*/; do editables+=(-e "$p"); done
 "$UV" pip install --quiet --python .venv/bin/python --no-deps --no-build-isolation "${editables[@]}"
+# The workspace's own sources (installed editable, so not compiled above). A file
+# changed later is compiled again in memory at import, as without this.
+.venv/bin/python -m compileall -q packages/*/src services/*/src
 echo "$hash" >"$STAMP"

@@ -12,8 +12,8 @@ follower then:
 - deletes applied entries (pysyncobj logs CRITICAL "truncating already-applied
   log entries"), entries its leader may already count as stored there;
 - rolls back the membership changes among them, and applies again only those
-  in the resent batch. In a fault soak (docs/operations.md) such a member
-  dropped its connection to the leader midway, never heard it again and
+  in the resent batch. In a fault soak (docs/operations.md) such a member,
+  just replaced at its old address, was cut off from its leader and
   campaigned for the rest of the run.
 
 So before pysyncobj reads an append-entries, this transport drops the entries
