@@ -168,6 +168,43 @@ def test_a_follower_keeps_its_applied_entries_when_its_leader_resends_them(
     assert "truncating" not in caplog.text
 
 
+def _membership(change: str, node: TCPNode) -> bytes:
+    return _bchr(_COMMAND_TYPE.MEMBERSHIP) + pickle.dumps([change, node.id, node])
+
+
+def test_a_follower_replaying_its_leaders_removal_stays_connected_to_it(
+    follower: tuple[SyncObj, _Sent, TCPNode],
+) -> None:
+    """History where the leader's address was removed, then added back (a member
+    replaced at its old address), arriving in two batches: the follower must not
+    cut itself off from the leader in between."""
+    raft, _sent, leader = follower
+    transport = raft._SyncObj__transport
+    first = [entry(2, 1), entry(3, 1, _membership("rem", leader))]
+    transport._onMessageReceived(leader, append(1, 0, first, term=1, commit=1))
+    assert leader not in raft.otherNodes  # pysyncobj's view follows the log
+    assert leader in transport._nodes  # but the connection stays
+    assert transport.removals_held == {leader}
+    raft.doTick(0)
+    assert leader in transport._nodes  # still its leader: kept
+    second = [entry(4, 1, _membership("add", leader)), entry(5, 1)]
+    transport._onMessageReceived(leader, append(3, 1, second, term=1, commit=5))
+    assert leader in raft.otherNodes
+    assert leader in transport._nodes
+    assert transport.removals_held == set()
+
+    # A removal that stands: once another node leads, the connection goes.
+    transport._onMessageReceived(
+        leader, append(5, 1, [entry(6, 1, _membership("rem", leader))], term=1, commit=6)
+    )
+    assert transport.removals_held == {leader}
+    other = TCPNode(f"127.0.0.1:{free_port()}")
+    transport._onMessageReceived(other, append(6, 1, [], term=2, commit=6))
+    raft.doTick(0)
+    assert leader not in transport._nodes
+    assert transport.removals_held == set()
+
+
 class _Counter(SyncObj):  # type: ignore[misc]
     def __init__(self, address: str, peer: str, transport: Any) -> None:
         conf = SyncObjConf(

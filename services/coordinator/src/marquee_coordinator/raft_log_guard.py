@@ -16,6 +16,18 @@ follower then:
   just replaced at its old address, was cut off from its leader and
   campaigned for the rest of the run.
 
+A member catching up applies the membership changes of the entries it
+receives, old ones included, and pysyncobj drops the connection of each
+member they remove. Where members were replaced at their old addresses, the
+history holds "remove the address of the leader now sending" followed, later,
+by "add it" again. When a batch ends between the two, the follower has cut
+itself off from its leader, and since the member with the higher address is
+the only one that connects, neither side ever connects again. So a removal of
+the very leader whose append-entries is being read is held back: the
+connection stays while that node leads, an "add" of it later undoes the
+removal, and otherwise the removal takes effect once another leader (or
+none) is known.
+
 So before pysyncobj reads an append-entries, this transport drops the entries
 at its head that the follower already holds with the same term, and moves
 `prevLogIdx` up past them. What is left starts at the first entry that is new
@@ -90,7 +102,33 @@ class LogGuardTransport(KeepaliveTransport):
         # Append-entries that would have deleted entries this node holds.
         self.held_entries_kept = 0
         self._reported_term = -1  # one log line per term, not one per resent batch
+        # The leader whose append-entries pysyncobj is reading now, if any.
+        self._following: Any = None
+        # Leaders whose removal came in an entry they sent: kept connected for now.
+        self.removals_held: set[Any] = set()
         super().__init__(*args, **kwargs)
+
+    def dropNode(self, node: Any) -> None:
+        if node == self._following:
+            self.removals_held.add(node)
+            log.info("an entry removes the leader sending it: kept connected", node=node.id)
+            return
+        self.removals_held.discard(node)
+        super().dropNode(node)
+
+    def addNode(self, node: Any) -> None:
+        if node in self.removals_held:
+            self.removals_held.discard(node)  # still connected: the removal is undone
+            return
+        super().addNode(node)
+
+    def _onTick(self) -> None:
+        super()._onTick()
+        if self.removals_held:
+            leader = self._syncObj._SyncObj__raftLeader
+            for node in [n for n in self.removals_held if n != leader]:
+                self.removals_held.discard(node)
+                super().dropNode(node)
 
     def _kept(self, message: dict[str, Any]) -> None:
         self.held_entries_kept += 1
@@ -105,14 +143,25 @@ class LogGuardTransport(KeepaliveTransport):
             )
 
     def _onMessageReceived(self, node: Any, message: Any) -> None:
-        if (
+        if not (
             isinstance(message, dict)
             and message.get("type") == "append_entries"
-            and "prevLogIdx" in message
-            # A large entry split across messages: left to pysyncobj (ours are small).
-            and "transmission" not in message
             # One of an older term is refused by pysyncobj, unanswered.
             and message.get("term", -1) >= self._syncObj._SyncObj__raftCurrentTerm
+        ):
+            super()._onMessageReceived(node, message)
+            return
+        self._following = node
+        try:
+            self._append(node, message)
+        finally:
+            self._following = None
+
+    def _append(self, node: Any, message: dict[str, Any]) -> None:
+        if (
+            "prevLogIdx" in message
+            # A large entry split across messages: left to pysyncobj (ours are small).
+            and "transmission" not in message
         ):
             rewritten = keep_held_entries(message, self._syncObj._SyncObj__raftLog)
             if isinstance(rewritten, Acknowledge):
