@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -151,6 +152,12 @@ class _Recorder(LeaseTransport):
         self._last_sent = {}
         self._ready_nodes = set()
         self._nodes = set(others)
+        self.held_entries_kept = 0  # LogGuardTransport's part
+        self._reported_term = -1
+        self._following = None
+        self.removals_held = set()
+        # The SyncObj fields LogGuardTransport reads (its appends carry no entries here).
+        self._syncObj = SimpleNamespace(_SyncObj__raftCurrentTerm=0, _SyncObj__raftLeader=None)
         self.sent: list[tuple[_Node, dict[str, Any]]] = []
         self.delivered: list[dict[str, Any]] = []
         self.reply: dict[str, Any] | None = None

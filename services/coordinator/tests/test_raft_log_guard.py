@@ -169,7 +169,7 @@ def test_a_follower_keeps_its_applied_entries_when_its_leader_resends_them(
 
 
 def _membership(change: str, node: TCPNode) -> bytes:
-    return _bchr(_COMMAND_TYPE.MEMBERSHIP) + pickle.dumps([change, node.id, node])
+    return bytes(_bchr(_COMMAND_TYPE.MEMBERSHIP)) + pickle.dumps([change, node.id, node])
 
 
 def test_a_follower_replaying_its_leaders_removal_stays_connected_to_it(
