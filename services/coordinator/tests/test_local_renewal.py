@@ -154,7 +154,6 @@ class _Recorder(LeaseTransport):
         self._nodes = set(others)
         self.held_entries_kept = 0  # LogGuardTransport's part
         self._reported_term = -1
-        self._following = None
         self.removals_held = set()
         # The SyncObj fields LogGuardTransport reads (its appends carry no entries here).
         self._syncObj = SimpleNamespace(_SyncObj__raftCurrentTerm=0, _SyncObj__raftLeader=None)

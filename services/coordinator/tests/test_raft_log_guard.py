@@ -181,12 +181,13 @@ def test_a_follower_replaying_its_leaders_removal_stays_connected_to_it(
     raft, _sent, leader = follower
     transport = raft._SyncObj__transport
     first = [entry(2, 1), entry(3, 1, _membership("rem", leader))]
-    transport._onMessageReceived(leader, append(1, 0, first, term=1, commit=1))
+    transport._onMessageReceived(leader, append(1, 0, first, term=1, commit=3))
     assert leader not in raft.otherNodes  # pysyncobj's view follows the log
     assert leader in transport._nodes  # but the connection stays
     assert transport.removals_held == {leader}
-    raft.doTick(0)
-    assert leader in transport._nodes  # still its leader: kept
+    raft.doTick(0)  # applies entries 2-3: L is still the leader it follows
+    assert leader in transport._nodes
+    assert transport.removals_held == {leader}
     second = [entry(4, 1, _membership("add", leader)), entry(5, 1)]
     transport._onMessageReceived(leader, append(3, 1, second, term=1, commit=5))
     assert leader in raft.otherNodes
@@ -198,7 +199,15 @@ def test_a_follower_replaying_its_leaders_removal_stays_connected_to_it(
         leader, append(5, 1, [entry(6, 1, _membership("rem", leader))], term=1, commit=6)
     )
     assert transport.removals_held == {leader}
+    raft.doTick(0)  # applies entries 4-6 (pysyncobj applies their changes again)
+    assert leader in transport._nodes
+    assert transport.removals_held == {leader}
     other = TCPNode(f"127.0.0.1:{free_port()}")
+    # A third member campaigns: no leader is known, and the held one may win.
+    vote = {"type": "request_vote", "term": 2, "last_log_index": 6, "last_log_term": 1}
+    transport._onMessageReceived(other, vote)
+    raft.doTick(0)
+    assert leader in transport._nodes
     transport._onMessageReceived(other, append(6, 1, [], term=2, commit=6))
     raft.doTick(0)
     assert leader not in transport._nodes

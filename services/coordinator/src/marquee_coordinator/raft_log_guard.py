@@ -1,32 +1,19 @@
-"""A follower keeps the log entries it shares with its leader (Raft §5.3).
+"""A follower keeps the log entries and the connection it shares with its leader.
 
-Raft deletes a follower's entries only from the first one whose term differs
-from the leader's. pysyncobj 0.3.17 deletes everything after the append's
-`prevLogIdx` whenever the follower holds more, identical entries included.
-That happens when a leader sends entries again: an answer that was on its way
-while the leader caught the follower up ("reset", from a heartbeat sent before
-the catch-up) moves the leader's next index back after the catch-up went out,
-and the leader resends hundreds of entries the follower already applied. The
-follower then:
+Two pysyncobj 0.3.17 behaviours, each of which cut a member replaced at its
+old address off from its leader in a fault soak (docs/operations.md): it
+campaigned for the rest of the run and the others never heard it.
 
-- deletes applied entries (pysyncobj logs CRITICAL "truncating already-applied
-  log entries"), entries its leader may already count as stored there;
-- rolls back the membership changes among them, and applies again only those
-  in the resent batch. In a fault soak (docs/operations.md) such a member,
-  just replaced at its old address, was cut off from its leader and
-  campaigned for the rest of the run.
-
-A member catching up applies the membership changes of the entries it
-receives, old ones included, and pysyncobj drops the connection of each
-member they remove. Where members were replaced at their old addresses, the
-history holds "remove the address of the leader now sending" followed, later,
-by "add it" again. When a batch ends between the two, the follower has cut
-itself off from its leader, and since the member with the higher address is
-the only one that connects, neither side ever connects again. So a removal of
-the very leader whose append-entries is being read is held back: the
-connection stays while that node leads, an "add" of it later undoes the
-removal, and otherwise the removal takes effect once another leader (or
-none) is known.
+**Held entries.** Raft deletes a follower's entries only from the first one
+whose term differs from the leader's (§5.3). pysyncobj deletes everything
+after the append's `prevLogIdx` whenever the follower holds more, identical
+entries included. That happens when a leader sends entries again: an answer
+that was on its way while the leader caught the follower up ("reset", from a
+heartbeat sent before the catch-up) moves the leader's next index back, and
+the leader resends entries the follower already applied. The follower then
+deletes applied entries (pysyncobj logs CRITICAL "truncating already-applied
+log entries"), entries its leader may already count as stored there, and
+rolls back the membership changes among them.
 
 So before pysyncobj reads an append-entries, this transport drops the entries
 at its head that the follower already holds with the same term, and moves
@@ -36,6 +23,18 @@ already held and the follower's log goes further, no rewrite can stop
 pysyncobj from deleting that tail, so the message reaches pysyncobj as a bare
 heartbeat (term, leader, election deadline) and this transport sends the
 success answer pysyncobj would have sent.
+
+**The leader's connection.** A member catching up applies the membership
+changes of the entries it receives, old ones included, and pysyncobj drops
+the connection of each member they remove. Where members were replaced at
+their old addresses, the history holds "remove the address of the leader now
+sending" and, later, "add it" again (and pysyncobj applies each such entry
+twice: when it is appended, and when it is applied). Whenever the follower
+gets to the removal before the "add", it has cut itself off from its leader,
+and since only the member with the higher address connects, neither side
+connects again. So the removal of the leader this node follows is held
+back: the connection stays while that node leads, a later "add" of it undoes
+the removal, and otherwise the removal takes effect once another node leads.
 """
 
 from __future__ import annotations
@@ -102,16 +101,16 @@ class LogGuardTransport(KeepaliveTransport):
         # Append-entries that would have deleted entries this node holds.
         self.held_entries_kept = 0
         self._reported_term = -1  # one log line per term, not one per resent batch
-        # The leader whose append-entries pysyncobj is reading now, if any.
-        self._following: Any = None
-        # Leaders whose removal came in an entry they sent: kept connected for now.
+        # Removals of the leader this node follows: kept connected for now.
         self.removals_held: set[Any] = set()
         super().__init__(*args, **kwargs)
 
     def dropNode(self, node: Any) -> None:
-        if node == self._following:
+        # pysyncobj applies a membership entry twice: when it is appended and when
+        # it is applied (on the tick thread, after the append-entries): both hold.
+        if node == self._syncObj._SyncObj__raftLeader:
             self.removals_held.add(node)
-            log.info("an entry removes the leader sending it: kept connected", node=node.id)
+            log.info("an entry removes the leader this node follows: kept connected", node=node.id)
             return
         self.removals_held.discard(node)
         super().dropNode(node)
@@ -125,8 +124,10 @@ class LogGuardTransport(KeepaliveTransport):
     def _onTick(self) -> None:
         super()._onTick()
         if self.removals_held:
+            # Not while no leader is known: a vote request of a third member clears
+            # it, and the node held may well win that election and send the "add".
             leader = self._syncObj._SyncObj__raftLeader
-            for node in [n for n in self.removals_held if n != leader]:
+            for node in [n for n in self.removals_held if leader is not None and n != leader]:
                 self.removals_held.discard(node)
                 super().dropNode(node)
 
@@ -143,25 +144,14 @@ class LogGuardTransport(KeepaliveTransport):
             )
 
     def _onMessageReceived(self, node: Any, message: Any) -> None:
-        if not (
+        if (
             isinstance(message, dict)
             and message.get("type") == "append_entries"
-            # One of an older term is refused by pysyncobj, unanswered.
-            and message.get("term", -1) >= self._syncObj._SyncObj__raftCurrentTerm
-        ):
-            super()._onMessageReceived(node, message)
-            return
-        self._following = node
-        try:
-            self._append(node, message)
-        finally:
-            self._following = None
-
-    def _append(self, node: Any, message: dict[str, Any]) -> None:
-        if (
-            "prevLogIdx" in message
+            and "prevLogIdx" in message
             # A large entry split across messages: left to pysyncobj (ours are small).
             and "transmission" not in message
+            # One of an older term is refused by pysyncobj, unanswered.
+            and message.get("term", -1) >= self._syncObj._SyncObj__raftCurrentTerm
         ):
             rewritten = keep_held_entries(message, self._syncObj._SyncObj__raftLog)
             if isinstance(rewritten, Acknowledge):
