@@ -943,8 +943,9 @@ class LeaseNode:
             return
         # Handing over: an expiry can wait (it is never early, only late), and
         # it would lengthen the log the target must match. Otherwise deadlines
-        # are scanned once per tick period: this runs on every wake-up of the
-        # tick thread (each message, each batch), and the scan is O(leases).
+        # are asked once per tick period: this runs on every wake-up of the
+        # tick thread (each message, each batch); due() scans all leases only
+        # once the earliest deadline has come.
         if self._handing_over or now < self._next_expiry_scan:
             return
         self._next_expiry_scan = now + self.config.timing.tick
