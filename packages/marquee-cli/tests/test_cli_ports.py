@@ -30,11 +30,16 @@ def test_default_scheme() -> None:
 
 def test_base_zero_picks_distinct_free_ports() -> None:
     plan = plan_ports(0, SUITE)
-    ports = [plan.redis, plan.postgres]
+    assert plan.s3 is not None
+    assert plan.oidc is not None
+    ports = [plan.redis, plan.postgres, plan.s3, plan.oidc]
     for service in plan.services.values():
         ports += [service.grpc, service.metrics] + ([service.raft] if service.raft else [])
-    assert len(ports) == len(set(ports)) == 2 + 7 * 2 + 3
-    assert all(port > 0 for port in ports)
+    assert len(ports) == len(set(ports)) == 4 + 7 * 2 + 3
+    # Below the ephemeral range: the processes connect to each other while
+    # others still start, and no connection's source port can take these.
+    first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert all(0 < port < first_ephemeral for port in ports)
 
 
 def test_only_coordinators_get_raft_ports() -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from marquee_localservers import free_port
+from marquee_localservers import quiet_port
 
 METRICS_OFFSET = 100
 RAFT_OFFSET = 200
@@ -96,9 +96,11 @@ def _free_ports(services: Sequence[tuple[str, int | None]], host: str) -> PortPl
     taken: set[int] = set()
 
     def pick() -> int:
-        # The OS may hand back a port it just gave us (we release each one at
-        # once), so retry until this plan has no duplicates.
-        while (port := free_port(host)) in taken:
+        # Below the ephemeral range (quiet_port): the processes start together
+        # and connect to each other, and a port from that range could become
+        # the source port of one of those connections before its server binds
+        # it. Picks are random, so retry until this plan has no duplicates.
+        while (port := quiet_port(host)) in taken:
             pass
         taken.add(port)
         return port
@@ -127,4 +129,4 @@ def console_port(base: int, host: str = "127.0.0.1") -> int:
 
     Not recorded in ports.json: nothing on disk depends on it.
     """
-    return free_port(host) if base == 0 else base + CONSOLE_OFFSET
+    return quiet_port(host) if base == 0 else base + CONSOLE_OFFSET
