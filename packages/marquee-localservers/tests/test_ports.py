@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import secrets
 import socket
 from pathlib import Path
@@ -41,9 +42,18 @@ def test_a_taken_port_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", quiet_port()))
         taken = holder.getsockname()[1]
+        monkeypatch.setattr(process, "_handed_out", collections.deque())  # forget both
         picks = iter([taken - 10_000, free - 10_000])
         monkeypatch.setattr(secrets, "randbelow", lambda _span: next(picks))
         assert quiet_port() == free
+
+
+def test_a_port_handed_out_is_not_handed_out_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = quiet_port(), quiet_port()  # free: only their caller would bind them
+    monkeypatch.setattr(process, "_handed_out", collections.deque([first]))
+    picks = iter([first - 10_000, second - 10_000])
+    monkeypatch.setattr(secrets, "randbelow", lambda _span: next(picks))
+    assert quiet_port() == second
 
 
 def test_quiet_ports_are_distinct_and_avoid_the_ones_given(

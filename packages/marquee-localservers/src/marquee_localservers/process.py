@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import atexit
+import collections
 import contextlib
 import pwd
 import secrets
@@ -40,6 +41,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 # Below the kernel's ephemeral range, from here up (see quiet_port).
 _QUIET_PORTS_FROM = 10_000
 _EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+# Ports quiet_port handed out lately, never handed out again while remembered:
+# a caller binds them later, so the bind test alone would not see them taken.
+_handed_out: collections.deque[int] = collections.deque(maxlen=4096)
 
 
 def quiet_port(host: str = "127.0.0.1") -> int:
@@ -50,7 +54,8 @@ def quiet_port(host: str = "127.0.0.1") -> int:
     connections to each other. A port from the ephemeral range (free_port) can
     meanwhile become the source port of any outgoing connection on the machine,
     and the bind then fails ("address already in use", seen in CI). Outgoing
-    connections never take a port below that range.
+    connections never take a port below that range. The pick is random, so a
+    port this process handed out lately is not handed out again.
     """
     try:
         first_ephemeral = int(_EPHEMERAL_RANGE.read_text().split()[0])
@@ -62,12 +67,15 @@ def quiet_port(host: str = "127.0.0.1") -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(200):
         port = _QUIET_PORTS_FROM + secrets.randbelow(span)
+        if port in _handed_out:
+            continue
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((host, port))
             except OSError:
                 continue  # taken, or in TIME_WAIT: try another
-            return port
+        _handed_out.append(port)
+        return port
     return free_port(host)
 
 
