@@ -25,7 +25,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -34,7 +33,7 @@ import uvloop
 from google.protobuf.duration_pb2 import Duration
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from service_stack.instructions import CALLS, TASKS, WARM_UP, Callgrind, run_calls
+from service_stack.instructions import CALLS, TASKS, Callgrind, instructions_per_call
 
 from benchlib import Row, print_results, wait_serving
 from marquee.coordinator.v1 import lease_pb2, lease_pb2_grpc
@@ -107,18 +106,6 @@ async def keepalive_message(channel: grpc.aio.Channel) -> Renewal:
     return renew
 
 
-async def per_renewal(server: Callgrind, renew: Renewal) -> float:
-    """Instructions per renewal, with the idle background work of the same span subtracted."""
-    await run_calls(renew, WARM_UP)
-    server.zero()
-    started = time.monotonic()
-    await run_calls(renew, CALLS)
-    busy = server.dump()
-    await asyncio.sleep(time.monotonic() - started)
-    idle = server.dump()
-    return (busy - idle) / (CALLS // TASKS * TASKS)
-
-
 async def measure(
     label: str, argv: list[str], env: dict[str, str], port: int, tmp: Path
 ) -> dict[str, float]:
@@ -129,7 +116,7 @@ async def measure(
         counts = {}
         async with grpc.aio.insecure_channel(address) as channel:
             for figure, make in (("Renew", unary_renew), ("KeepAlive message", keepalive_message)):
-                counts[figure] = await per_renewal(server, await make(channel))
+                counts[figure] = await instructions_per_call(server, await make(channel))
         return counts
     finally:
         server.stop()

@@ -109,18 +109,22 @@ async def run_calls(call: Callable[[], Awaitable[object]], count: int) -> None:
     await asyncio.gather(*(task() for _ in range(TASKS)))
 
 
-async def per_call(server: Callgrind, address: str, make_call: Call) -> float:
-    """Instructions per call, with the idle background work of the same span subtracted."""
-    async with grpc.aio.insecure_channel(address) as channel:
-        call = make_call(channel)
-        await run_calls(call, WARM_UP)
-        server.zero()
-        started = time.monotonic()
-        await run_calls(call, CALLS)
-        busy = server.dump()
-        await asyncio.sleep(time.monotonic() - started)
-        idle = server.dump()
+async def instructions_per_call(server: Callgrind, call: Callable[[], Awaitable[object]]) -> float:
+    """Instructions per `call`, with the idle background work of the same span subtracted."""
+    await run_calls(call, WARM_UP)
+    server.zero()
+    started = time.monotonic()
+    await run_calls(call, CALLS)
+    busy = server.dump()
+    await asyncio.sleep(time.monotonic() - started)
+    idle = server.dump()
     return (busy - idle) / (CALLS // TASKS * TASKS)
+
+
+async def per_call(server: Callgrind, address: str, make_call: Call) -> float:
+    """Instructions per call of `make_call`'s RPC on a channel of its own."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        return await instructions_per_call(server, make_call(channel))
 
 
 @contextmanager
