@@ -6,6 +6,7 @@ import abc
 import atexit
 import collections
 import contextlib
+import functools
 import pwd
 import secrets
 import signal
@@ -46,6 +47,15 @@ _EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _handed_out: collections.deque[int] = collections.deque(maxlen=4096)
 
 
+@functools.cache
+def _first_ephemeral(range_file: Path) -> int:
+    """The kernel's first ephemeral port, read once per file (a plan picks dozens)."""
+    try:
+        return int(range_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
+
+
 def quiet_port(host: str = "127.0.0.1") -> int:
     """A TCP port free right now on `host`, from below the kernel's ephemeral range.
 
@@ -57,11 +67,7 @@ def quiet_port(host: str = "127.0.0.1") -> int:
     connections never take a port below that range. The pick is random, so a
     port this process handed out lately is not handed out again.
     """
-    try:
-        first_ephemeral = int(_EPHEMERAL_RANGE.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        first_ephemeral = 32_768  # Linux's default
-    span = first_ephemeral - _QUIET_PORTS_FROM
+    span = _first_ephemeral(_EPHEMERAL_RANGE) - _QUIET_PORTS_FROM
     if span < 1_000:
         return free_port(host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
