@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import urllib.request
 
 import grpc.aio
@@ -12,6 +13,7 @@ from platform_serving import Running, serving
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from marquee_platform.gc_pauses import GcPauses
 from marquee_platform.metrics import MethodMetrics
 
 
@@ -112,3 +114,46 @@ def test_the_latency_histogram_counts_each_call_once_in_its_bucket() -> None:
     not_found = (*sorted((*labels, ("grpc_code", "NOT_FOUND"))),)
     assert samples[("marquee_grpc_server_handled_total", ok)] == 5
     assert samples[("marquee_grpc_server_handled_total", not_found)] == 1
+
+
+def gc_samples(text: str, generation: str) -> dict[str, float]:
+    """marquee_gc_pause_seconds' samples for one generation, by name and bound."""
+    return {
+        sample.name.removeprefix("marquee_gc_pause_seconds") + sample.labels.get("le", ""): (
+            sample.value
+        )
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if family.name == "marquee_gc_pause_seconds" and sample.labels["generation"] == generation
+    }
+
+
+async def test_a_served_process_times_its_garbage_collections(
+    echo: tuple[EchoService, Running],
+) -> None:
+    before = gc_samples(await scrape(echo[1]), "2")
+    gc.collect()
+    gc.collect()
+    after = gc_samples(await scrape(echo[1]), "2")
+    assert after["_count"] >= before["_count"] + 2
+    assert after["_sum"] > before["_sum"]
+    assert after["_bucket+Inf"] == after["_count"]
+    assert {f"_bucket{b}" for b in ("0.0001", "0.05", "1.0")} <= after.keys()
+
+
+def test_a_pause_is_counted_in_its_generation_and_bucket() -> None:
+    clock = iter([10.0, 10.003, 20.0, 20.0000001])  # a full collection of 3 ms, a young one
+    pauses = GcPauses(clock=lambda: next(clock))
+    pauses.callback("start", {"generation": 2})
+    pauses.callback("stop", {"generation": 2, "collected": 0, "uncollectable": 0})
+    pauses.callback("start", {"generation": 0})
+    pauses.callback("stop", {"generation": 0, "collected": 0, "uncollectable": 0})
+    (family,) = pauses.collect()
+    samples = {
+        (s.name, s.labels["generation"], s.labels.get("le")): s.value for s in family.samples
+    }
+    assert samples[("marquee_gc_pause_seconds_bucket", "2", "0.0025")] == 0
+    assert samples[("marquee_gc_pause_seconds_bucket", "2", "0.005")] == 1
+    assert samples[("marquee_gc_pause_seconds_sum", "2", None)] == pytest.approx(0.003)
+    assert samples[("marquee_gc_pause_seconds_bucket", "0", "0.0001")] == 1
+    assert samples[("marquee_gc_pause_seconds_count", "1", None)] == 0

@@ -21,6 +21,7 @@ import uvloop
 from grpc_health.v1 import health, health_pb2_grpc
 
 from marquee_platform.context import Registrar, ServiceContext
+from marquee_platform.gc_pauses import record_gc_pauses
 from marquee_platform.logging import configure_logging
 from marquee_platform.metrics import MetricsServer, start_metrics_server
 from marquee_platform.observed import ObservedServer, RpcObserver
@@ -77,6 +78,7 @@ async def serve(
     metrics_server: MetricsServer | None = None
     port_file: PortFile | None = None
     try:
+        record_gc_pauses()
         if settings.metrics_port >= 0:
             metrics_server = start_metrics_server(settings.metrics_host, settings.metrics_port)
         services = list(await register(server, context))
