@@ -18,7 +18,6 @@ in field order, so an answer has the very bytes SerializeToString would give
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
 
 from marquee.coordinator.v1 import lease_pb2
 from marquee_coordinator.headers import duration, header, lease_fields, timestamp
@@ -58,14 +57,17 @@ def _length_delimited(field: int, payload: bytes) -> bytes:
 _RENEWED = lease_pb2.RenewResponse(renewed=True).SerializeToString()
 
 
-class _LeaseParts(NamedTuple):
-    lease: Lease
-    before_expiry: bytes  # Lease fields 1-6: name to acquired_at
-    after_expiry: bytes  # Lease fields 8-9: the revisions
-    keepalive: bytes  # KeepAliveResponse fields 2-6: all but the header
+# One lease's parts: (token, revision, before_expiry, after_expiry, keepalive).
+# before_expiry holds Lease fields 1-6 (name to acquired_at), after_expiry
+# fields 8-9 (the revisions), keepalive KeepAliveResponse fields 2-6 (all but the
+# header). The token and revision name the grant and revision of the name they
+# encode: every change to a lease moves its revision. A plain tuple of numbers
+# and bytes, not one holding the Lease, so the garbage collector drops it from
+# its lists and full collections do not walk one per lease (expiry._Tracked).
+_Parts = tuple[int, int, bytes, bytes, bytes]
 
 
-def _parts(lease: Lease) -> _LeaseParts:
+def _parts(lease: Lease) -> _Parts:
     ttl = duration(lease.ttl)  # renewed just now: the time left is the whole TTL
     # Split around expires_at (field 7), which renew() encodes for each answer.
     before = lease_fields(lease, ttl, ttl, expires_at=None)
@@ -77,8 +79,9 @@ def _parts(lease: Lease) -> _LeaseParts:
     keepalive = lease_pb2.KeepAliveResponse(
         name=lease.name, token=lease.token, alive=True, remaining=ttl, ttl=ttl
     )
-    return _LeaseParts(
-        lease,
+    return (
+        lease.token,
+        lease.revision,
         before.SerializeToString(),
         after.SerializeToString(),
         keepalive.SerializeToString(),
@@ -91,23 +94,19 @@ class RenewalAnswers:
     def __init__(self, node: LeaseNode) -> None:
         self._node = node
         self._header: tuple[View, bytes] | None = None
-        self._leases: dict[str, _LeaseParts] = {}
+        self._leases: dict[str, _Parts] = {}
 
     def renew(self, lease: Lease, wall_now: float | None = None) -> bytes:
         """RenewResponse(header, renewed=True, lease) for `lease`, just renewed to its TTL."""
-        parts = self._lease_parts(lease)
+        _, _, before_expiry, after_expiry, _ = self._lease_parts(lease)
         now = time.time() if wall_now is None else wall_now
         expires_at = timestamp(now + lease.ttl).SerializeToString()
-        body = (
-            parts.before_expiry
-            + _length_delimited(_LEASE_EXPIRES_AT, expires_at)
-            + parts.after_expiry
-        )
+        body = before_expiry + _length_delimited(_LEASE_EXPIRES_AT, expires_at) + after_expiry
         return self._header_field() + _RENEWED + _length_delimited(_RENEW_LEASE, body)
 
     def keepalive(self, lease: Lease) -> bytes:
         """KeepAliveResponse(header, alive=True, ...) for `lease`, just renewed to its TTL."""
-        return self._header_field() + self._lease_parts(lease).keepalive
+        return self._header_field() + self._lease_parts(lease)[4]
 
     def _header_field(self) -> bytes:
         view = self._node.view()
@@ -117,9 +116,9 @@ class RenewalAnswers:
             kept = self._header = (view, _length_delimited(_RESPONSE_HEADER, encoded))
         return kept[1]
 
-    def _lease_parts(self, lease: Lease) -> _LeaseParts:
+    def _lease_parts(self, lease: Lease) -> _Parts:
         parts = self._leases.get(lease.name)
-        if parts is None or parts.lease is not lease:
+        if parts is None or parts[1] != lease.revision or parts[0] != lease.token:
             if len(self._leases) >= MAX_KEPT:
                 self._leases.clear()
             parts = self._leases[lease.name] = _parts(lease)
