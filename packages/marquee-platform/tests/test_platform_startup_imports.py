@@ -136,3 +136,35 @@ def test_console_logs_on_a_terminal_keep_rich() -> None:
 def test_rich_wanted_only_for_the_console_format() -> None:
     assert not rich_wanted({"MARQUEE_AUTH_LOG_FORMAT": "json"})
     assert not rich_wanted({})
+
+
+def test_service_modules_load_without_collections_then_are_collected_once_and_frozen() -> None:
+    code = """
+import gc, json
+from marquee_platform.quiet_imports import service_modules_loading
+stops = []
+gc.callbacks.append(lambda phase, info: stops.append(info["generation"]) if phase == "stop" else 0)
+with service_modules_loading():
+    inside = gc.isenabled()
+    import grpc, pydantic
+    from marquee_platform import run_service
+    during = len(stops)
+first_after = stops[during]
+after = gc.isenabled()
+frozen = gc.get_freeze_count()
+try:
+    with service_modules_loading():
+        raise ValueError("a failed import")
+except ValueError:
+    pass
+print(json.dumps({"inside": inside, "during": during, "first_after": first_after,
+                  "after": after, "frozen": frozen > 10_000, "after_failure": gc.isenabled()}))
+"""
+    assert run_python(code) == {
+        "inside": False,
+        "during": 0,  # no collection while the modules loaded
+        "first_after": 2,  # then one full collection
+        "after": True,
+        "frozen": True,  # and what they built is frozen
+        "after_failure": True,  # a block that raised leaves the collector on too
+    }

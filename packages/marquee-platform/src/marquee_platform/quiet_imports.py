@@ -11,10 +11,19 @@ console logs on a terminal.
 
 Nothing stays hidden after the block: anything importing rich or click later
 gets the real one.
+
+`service_modules_loading()` also holds the garbage collector off while the
+modules load. Imports build a few hundred thousand objects that live as long
+as the process; with the collector on, young collections walk them again and
+again as they age, and a full one walks them all: 30-100 ms of each
+service's CPU before it serves (docs/benchmarks.md, "Start-up"). Collected
+once at the end of the block instead, and frozen, as the platform freezes
+what start-up built (server.py).
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -45,6 +54,25 @@ def extras_hidden() -> Iterator[None]:
         for name in hidden:
             if name in sys.modules and sys.modules[name] is None:
                 del sys.modules[name]
+
+
+@contextmanager
+def service_modules_loading() -> Iterator[None]:
+    """extras_hidden(), with no garbage collection until the block ends; then one, and freeze.
+
+    The collector is on again after the block (if it was before), even if the
+    block raised: a service's __main__ runs for the life of the process.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with extras_hidden():
+            yield
+    finally:
+        gc.collect()
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
 
 
 def import_structlog() -> None:

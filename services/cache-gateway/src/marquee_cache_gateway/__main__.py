@@ -1,11 +1,12 @@
 """Entry point: `python -m marquee_cache_gateway`."""
 
-from marquee_platform.quiet_imports import extras_hidden
+from marquee_platform.quiet_imports import service_modules_loading
 
 if __name__ == "__main__":
     # Optional extras some libraries import just because they are installed
-    # (rich, click) are hidden while the service loads: start-up time.
-    with extras_hidden():
+    # (rich, click) are hidden while the service loads, and the garbage
+    # collector waits until it has: start-up time.
+    with service_modules_loading():
         from marquee_cache_gateway.app import register
         from marquee_cache_gateway.settings import CacheSettings
         from marquee_platform import run_service

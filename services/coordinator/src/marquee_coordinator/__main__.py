@@ -3,12 +3,13 @@
 The Raft node starts first, before the platform's server stack (most of
 start-up) is imported, so a fresh cluster elects while the rest loads
 (`early_start`). Optional extras some libraries import just because they are
-installed (rich, click) are hidden while the modules load: start-up time.
+installed (rich, click) are hidden while the modules load, and the garbage
+collector waits until the server stack has loaded: start-up time.
 """
 
 import os
 
-from marquee_platform.quiet_imports import extras_hidden
+from marquee_platform.quiet_imports import extras_hidden, service_modules_loading
 
 with extras_hidden():
     from marquee_coordinator import early_start
@@ -16,7 +17,7 @@ with extras_hidden():
 if __name__ == "__main__":
     early_start.start_from_environment(os.environ)
     try:
-        with extras_hidden():
+        with service_modules_loading():
             from marquee_coordinator.app import register
             from marquee_coordinator.settings import CoordinatorSettings
             from marquee_platform import run_service
