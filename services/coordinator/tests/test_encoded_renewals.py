@@ -17,13 +17,16 @@ NOW = 1_796_454_013.832933
 
 
 class FakeNode:
-    """What RenewalAnswers asks of a node: its view."""
+    """What RenewalAnswers asks of a node: its view, and a token that changes with it."""
 
     def __init__(self) -> None:
         self.current = View("cluster-1", "m1", 3, 41, "m1", "127.0.0.1:7001")
 
     def view(self) -> View:
         return self.current
+
+    def view_token(self) -> tuple[object, ...]:
+        return tuple(self.current)
 
 
 def answers_for(node: FakeNode) -> RenewalAnswers:

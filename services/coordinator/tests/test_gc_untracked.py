@@ -27,6 +27,9 @@ class FakeNode:
     def view(self) -> View:
         return View("cluster-1", "m1", 3, 41, "m1", "127.0.0.1:7001")
 
+    def view_token(self) -> tuple[object, ...]:
+        return tuple(self.view())
+
 
 def tracked_now() -> int:
     gc.collect()

@@ -223,6 +223,14 @@ async def test_a_renewal_the_leader_answers_alone_reads_like_one_through_the_log
     assert answers[0].remaining == answers[0].ttl == seconds(TTL)
     assert answers[0].header == logged.header
 
+    # Another lease's write moves the revision: the kept header of local answers follows.
+    other = await leases.Acquire(
+        lease_pb2.AcquireRequest(name="other", holder_id="x", ttl=seconds(TTL))
+    )
+    again = await leases.Renew(lease_pb2.RenewRequest(name="job", holder_id="a", token=1))
+    assert other.header.revision > logged.header.revision
+    assert again.header == other.header
+
     # Bad input past the synchronous path is still refused field by field.
     async def bad() -> AsyncIterator[lease_pb2.KeepAliveRequest]:
         yield lease_pb2.KeepAliveRequest(name="", holder_id="a", token=1)

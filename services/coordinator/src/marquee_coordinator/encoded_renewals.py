@@ -21,7 +21,7 @@ import time
 
 from marquee.coordinator.v1 import lease_pb2
 from marquee_coordinator.headers import duration, header, lease_fields, timestamp
-from marquee_coordinator.raft_node import LeaseNode, View
+from marquee_coordinator.raft_node import LeaseNode
 from marquee_coordinator.state import Lease
 
 # Field numbers of the messages assembled here (lease.proto).
@@ -93,7 +93,7 @@ class RenewalAnswers:
 
     def __init__(self, node: LeaseNode) -> None:
         self._node = node
-        self._header: tuple[View, bytes] | None = None
+        self._header: tuple[tuple[object, ...], bytes] | None = None
         self._leases: dict[str, _Parts] = {}
 
     def renew(self, lease: Lease, wall_now: float | None = None) -> bytes:
@@ -109,11 +109,11 @@ class RenewalAnswers:
         return self._header_field() + self._lease_parts(lease)[4]
 
     def _header_field(self) -> bytes:
-        view = self._node.view()
+        token = self._node.view_token()
         kept = self._header
-        if kept is None or kept[0] != view:
+        if kept is None or kept[0] != token:
             encoded = header(self._node).SerializeToString()
-            kept = self._header = (view, _length_delimited(_RESPONSE_HEADER, encoded))
+            kept = self._header = (token, _length_delimited(_RESPONSE_HEADER, encoded))
         return kept[1]
 
     def _lease_parts(self, lease: Lease) -> _Parts:
