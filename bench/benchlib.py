@@ -138,6 +138,7 @@ class Throughput:
     p99_ms: float
     max_gap_ms: float = 0.0
     """The longest time in which no call completed: a pause (GC, a stall) shows here."""
+    calls: int = 0
 
 
 async def measure_calls(
@@ -166,6 +167,7 @@ async def measure_calls(
         p50_ms=statistics.median(latencies) * 1000,
         p99_ms=percentile(latencies, 0.99) * 1000,
         max_gap_ms=max((b - a for a, b in itertools.pairwise(completions)), default=0.0) * 1000,
+        calls=len(latencies),
     )
 
 

@@ -4,7 +4,11 @@
     default parameters) against raw argon2-cffi verifications/s with the same
     parameters in as many threads as the service lets hash at once; and the CPU
     one login costs (this process and PostgreSQL) against the CPU of one raw
-    verification, which says where a shortfall of the first ratio goes.
+    verification, which says where a shortfall of the first ratio goes. A third
+    side, the login floor (login_floor.py), is a bare grpc.aio Login doing only
+    what any login must (a read, the verify, a session insert, a signed token):
+    raw argon2 against it is what this machine allows any login, and Marquee's
+    Login against it is what Marquee adds.
 (b) In-process Check/s at 1,000 rules with roles: PolicyEngine.check on queries
     it has not seen (cold: Casbin's matcher over the subject's rules, on the
     worker thread) and on a working set (warm: remembered decisions), against
@@ -52,6 +56,8 @@ from joserfc.jwk import OKPKey
 from pydantic import PostgresDsn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from auth.login_floor import LoginFloor
+
 from benchlib import LoadLog, Row, from_runs, measure_calls, print_results
 from marquee.auth.v1 import auth_pb2, auth_pb2_grpc
 from marquee_auth.app import register
@@ -67,6 +73,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
 PASSWORD = "a benchmark password"
 USERS = 16
+Stub = auth_pb2_grpc.AuthServiceAsyncStub
 
 
 def policy_rules(rng: random.Random) -> tuple[list[list[str]], list[list[str]]]:
@@ -127,100 +134,145 @@ def postgres_cpu_seconds(data_dir: Path) -> float:
 
 async def bench_logins(
     address: str,
+    dsn: str,
     settings: AuthSettings,
     rows: list[Row],
     load: LoadLog,
     postgres_cpu: Callable[[], float],
 ) -> None:
-    async with grpc.aio.insecure_channel(address) as channel:
-        auth = auth_pb2_grpc.AuthServiceStub(channel)
-        for u in range(USERS):
-            await auth.Register(
-                auth_pb2.RegisterRequest(
-                    username=f"bench{u}", email=f"bench{u}@example.com", password=PASSWORD
+    hasher = PasswordHasher(
+        time_cost=settings.argon2_time_cost,
+        memory_cost=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+        type=Type.ID,
+    )
+    stored = hasher.hash(PASSWORD)
+    threads = settings.max_concurrent_hashes
+    floor = LoginFloor(dsn, hasher, threads)
+    floor_address = await floor.start()
+    try:
+        async with (
+            grpc.aio.insecure_channel(address) as channel,
+            grpc.aio.insecure_channel(floor_address) as floor_channel,
+        ):
+            auth = auth_pb2_grpc.AuthServiceStub(channel)
+            floor_auth = auth_pb2_grpc.AuthServiceStub(floor_channel)
+            for u in range(USERS):
+                await auth.Register(
+                    auth_pb2.RegisterRequest(
+                        username=f"bench{u}", email=f"bench{u}@example.com", password=PASSWORD
+                    )
                 )
-            )
-        counter = iter(range(10**9))
-        logins = 0
+            counter = iter(range(10**9))
 
-        async def one_login() -> None:
-            nonlocal logins
-            n = next(counter)
-            await auth.Login(
-                auth_pb2.LoginRequest(username=f"bench{n % USERS}", password=PASSWORD), timeout=30
-            )
-            logins += 1
+            # CPU per login (this process: client, server, hashes; plus PostgreSQL) and
+            # per raw hash: on a machine the hashes saturate, the logins ratio is about
+            # the ratio of these two, so this row says where a shortfall goes.
+            cpu_per_login: list[float] = []
+            cpu_per_floor_login: list[float] = []
+            cpu_per_hash: list[float] = []
 
-        hasher = PasswordHasher(
-            time_cost=settings.argon2_time_cost,
-            memory_cost=settings.argon2_memory_kib,
-            parallelism=settings.argon2_parallelism,
-            type=Type.ID,
-        )
-        stored = hasher.hash(PASSWORD)
-        threads = settings.max_concurrent_hashes
+            async def raw() -> float:
+                loop = asyncio.get_running_loop()
 
-        # CPU per login (this process: client, server, hashes; plus PostgreSQL) and
-        # per raw hash: on a machine the hashes saturate, the logins ratio is about
-        # the ratio of these two, so this row says where a shortfall goes.
-        cpu_per_login: list[float] = []
-        cpu_per_hash: list[float] = []
+                async def one_hash() -> None:
+                    await loop.run_in_executor(pool, hasher.verify, stored, PASSWORD)
 
-        async def raw() -> float:
-            loop = asyncio.get_running_loop()
-            hashes = 0
-
-            async def one_hash() -> None:
-                nonlocal hashes
-                await loop.run_in_executor(pool, hasher.verify, stored, PASSWORD)
-                hashes += 1
-
-            with ThreadPoolExecutor(threads) as pool:
-                cpu = time.process_time()
-                result = await measure_calls(one_hash, concurrency=threads, seconds=SECONDS)
-                cpu = time.process_time() - cpu
-            cpu_per_hash.append(cpu / hashes * 1000)
-            return result.per_second
-
-        ours_runs, peer_runs, p99s = [], [], []
-        for r in range(ROUNDS):
-            load.sample()
-
-            async def ours() -> float:
-                done, cpu, db = logins, time.process_time(), postgres_cpu()
-                result = await measure_calls(one_login, concurrency=8, seconds=SECONDS)
-                cpu, db = time.process_time() - cpu, postgres_cpu() - db
-                cpu_per_login.append((cpu + db) / (logins - done) * 1000)
-                p99s.append(result.p99_ms)
+                with ThreadPoolExecutor(threads) as pool:
+                    cpu = time.process_time()
+                    result = await measure_calls(one_hash, concurrency=threads, seconds=SECONDS)
+                    cpu = time.process_time() - cpu
+                cpu_per_hash.append(cpu / result.calls * 1000)
                 return result.per_second
 
-            a, b = await alternate(ours, raw, r)
-            ours_runs.append(a)
-            peer_runs.append(b)
-        rows.append(
-            from_runs(
-                "(a) password logins",
-                ours_runs,
-                peer_runs,
-                "/s vs raw argon2id verify",
-                recipe=f"gRPC Login x8 concurrent vs argon2-cffi verify in {threads} threads; "
-                f"t={settings.argon2_time_cost} m={settings.argon2_memory_kib} KiB "
-                f"p={settings.argon2_parallelism}",
-            )
+            def logins(
+                stub: Stub, cpu_per_call: list[float], p99s: list[float]
+            ) -> Callable[[], Awaitable[float]]:
+                async def one_login() -> None:
+                    n = next(counter)
+                    await stub.Login(
+                        auth_pb2.LoginRequest(username=f"bench{n % USERS}", password=PASSWORD),
+                        timeout=30,
+                    )
+
+                async def run() -> float:
+                    cpu, db = time.process_time(), postgres_cpu()
+                    result = await measure_calls(one_login, concurrency=8, seconds=SECONDS)
+                    cpu, db = time.process_time() - cpu, postgres_cpu() - db
+                    cpu_per_call.append((cpu + db) / result.calls * 1000)
+                    p99s.append(result.p99_ms)
+                    return result.per_second
+
+                return run
+
+            p99s: list[float] = []
+            floor_p99s: list[float] = []
+            sides = {
+                "ours": logins(auth, cpu_per_login, p99s),
+                "floor": logins(floor_auth, cpu_per_floor_login, floor_p99s),
+                "raw": raw,
+            }
+            runs: dict[str, list[float]] = {name: [] for name in sides}
+            for r in range(ROUNDS):
+                load.sample()
+                # Who goes first rotates, so no side always runs on a warmer machine.
+                order = list(sides)
+                order = order[r % 3 :] + order[: r % 3]
+                for name in order:
+                    runs[name].append(await sides[name]())
+    finally:
+        await floor.stop()
+    recipe = (
+        f"gRPC Login x8 concurrent; argon2-cffi verify in {threads} threads; "
+        f"t={settings.argon2_time_cost} m={settings.argon2_memory_kib} KiB "
+        f"p={settings.argon2_parallelism}"
+    )
+    rows.append(
+        from_runs(
+            "(a) password logins",
+            runs["ours"],
+            runs["raw"],
+            "/s vs raw argon2id verify",
+            recipe=recipe,
         )
-        rows.append(
-            from_runs("(a) login p99", p99s, [0.0] * len(p99s), "ms (no peer)", paired=False)
+    )
+    rows.append(
+        from_runs(
+            "(a) floor logins",
+            runs["floor"],
+            runs["raw"],
+            "/s vs raw argon2id verify",
+            recipe="a bare grpc.aio Login (bench/auth/login_floor.py): one read, the verify, "
+            "one session insert, an Ed25519 token; nothing else",
         )
-        rows.append(
-            from_runs(
-                "(a) CPU per login",
-                cpu_per_login,
-                cpu_per_hash,
-                "ms vs CPU per raw argon2id verify",
-                recipe="this process (gRPC client and server, hashes) plus PostgreSQL's "
-                "processes, over the logins of the round",
-            )
+    )
+    rows.append(
+        from_runs(
+            "(a) password logins, floor",
+            runs["ours"],
+            runs["floor"],
+            "/s vs the bare login floor",
         )
+    )
+    rows.append(from_runs("(a) login p99", p99s, floor_p99s, "ms vs the floor's p99", paired=True))
+    rows.append(
+        from_runs(
+            "(a) CPU per login",
+            cpu_per_login,
+            cpu_per_hash,
+            "ms vs CPU per raw argon2id verify",
+            recipe="this process (gRPC client and server, hashes) plus PostgreSQL's "
+            "processes, over the logins of the round",
+        )
+    )
+    rows.append(
+        from_runs(
+            "(a) CPU per floor login",
+            cpu_per_floor_login,
+            cpu_per_hash,
+            "ms vs CPU per raw argon2id verify",
+        )
+    )
 
 
 async def bench_check_in_process(
@@ -471,6 +523,7 @@ async def main() -> None:
             async with serving("auth", settings, register) as service:
                 await bench_logins(
                     service.address,
+                    dsn,
                     settings,
                     rows,
                     load,
