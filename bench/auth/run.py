@@ -73,7 +73,6 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
 PASSWORD = "a benchmark password"
 USERS = 16
-Stub = auth_pb2_grpc.AuthServiceAsyncStub
 
 
 def policy_rules(rng: random.Random) -> tuple[list[list[str]], list[list[str]]]:
@@ -186,7 +185,9 @@ async def bench_logins(
                 return result.per_second
 
             def logins(
-                stub: Stub, cpu_per_call: list[float], p99s: list[float]
+                stub: auth_pb2_grpc.AuthServiceAsyncStub,
+                cpu_per_call: list[float],
+                p99s: list[float],
             ) -> Callable[[], Awaitable[float]]:
                 async def one_login() -> None:
                     n = next(counter)
