@@ -135,7 +135,8 @@ class LoginFloor:
             "exp": int(access_expires.timestamp()),
             "jti": uuid.uuid4().hex,
         }
-        signing_input = self._header + b"." + _b64(json.dumps(claims).encode())
+        payload = json.dumps(claims, separators=(",", ":")).encode()
+        signing_input = self._header + b"." + _b64(payload)
         access = signing_input + b"." + _b64(self._key.sign(signing_input))
         return auth_pb2.LoginResponse(
             tokens=auth_pb2.Tokens(
