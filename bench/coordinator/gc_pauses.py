@@ -91,7 +91,6 @@ def longest_bound(before: GcTotals, after: GcTotals) -> float:
 @dataclass
 class Side:
     label: str
-    address: str
     metrics_url: str
     grants: list[lease_pb2.RenewRequest]
 
@@ -225,7 +224,6 @@ async def main() -> None:
                 sides.append(
                     Side(
                         label,
-                        address,
                         f"http://127.0.0.1:{metrics_port}/metrics",
                         await granted(channel),
                     )
